@@ -1,0 +1,451 @@
+"""The ``kitrade`` command line.
+
+Heavy libraries (pandas, psycopg, ray, torch) are imported inside commands so
+``kitrade --help`` stays fast. kitrade errors become a one-line message on
+stderr and the error class's exit code (see ``kitrade.errors``).
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from kitrade.errors import KitradeError
+
+if TYPE_CHECKING:
+    from kitrade.config import Settings
+    from kitrade.data.db import Database
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="kitrade",
+    help="kitrade: market bars, NHITS forecasters and grounded trading analysis on Ray.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+db_app = typer.Typer(
+    help="The database (embedded PostgreSQL unless TIMESCALE_HOST is set).", no_args_is_help=True
+)
+symbols_app = typer.Typer(help="Symbols: list, add, remove.", no_args_is_help=True)
+strategies_app = typer.Typer(help="Strategies: list, add, remove.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(symbols_app, name="symbols")
+app.add_typer(strategies_app, name="strategies")
+
+out = Console()
+err = Console(stderr=True)
+
+
+def _settings() -> Settings:
+    from kitrade.config import load_settings
+
+    return load_settings()
+
+
+def _store(settings: Settings) -> Database:
+    from kitrade.data.store import open_store
+
+    return open_store(settings, start=True)
+
+
+def _fmt_ts(ts: object) -> str:
+    if ts is None:
+        return "-"
+    return ts.strftime("%Y-%m-%d %H:%M")  # type: ignore[attr-defined]
+
+
+# ------------------------------------------------------------------------------ db
+@db_app.command("up")
+def db_up() -> None:
+    """Start the embedded database (if configured) and apply migrations."""
+    settings = _settings()
+    from kitrade.data.db import start_database
+
+    started = start_database(settings)
+    _store(settings).close()
+    if settings.embedded_db:
+        state = "started" if started else "already running"
+        out.print(
+            f"embedded PostgreSQL {state} on 127.0.0.1:{settings.embedded_pg_port} "
+            f"(data in {settings.pg_dir})"
+        )
+    else:
+        out.print(f"using PostgreSQL at {settings.timescale_host}:{settings.timescale_port}")
+
+
+@db_app.command("down")
+def db_down() -> None:
+    """Stop the embedded database (an external one is never touched)."""
+    settings = _settings()
+    from kitrade.data.db import stop_database
+
+    if not settings.embedded_db:
+        out.print("TIMESCALE_HOST is set: the database is external, nothing to stop")
+        return
+    out.print(
+        "embedded PostgreSQL stopped"
+        if stop_database(settings)
+        else "embedded PostgreSQL was not running"
+    )
+
+
+@db_app.command("status")
+def db_status() -> None:
+    """Show where the database is and whether it answers."""
+    _print_store_status(_settings())
+
+
+def _print_store_status(settings: Settings) -> bool:
+    from kitrade.data.store import store_status
+
+    st = store_status(settings)
+    table = Table(title="database", show_header=False)
+    table.add_row("mode", st.mode)
+    table.add_row("where", st.where)
+    table.add_row("running", "yes" if st.running else f"no ({st.error})")
+    if st.running:
+        table.add_row("server", st.server_version or "-")
+        table.add_row("bars storage", st.bars_storage or "(not migrated)")
+        table.add_row("migrations", ", ".join(map(str, st.migrations)) or "none")
+        table.add_row("symbols / bars", f"{st.symbols} / {st.bars}")
+    out.print(table)
+    return st.running
+
+
+# ------------------------------------------------------------------------- symbols
+@symbols_app.command("list")
+def symbols_list() -> None:
+    """List symbols with their bars and sync status."""
+    settings = _settings()
+    from kitrade.data.symbols import list_symbols
+    from kitrade.data.sync_state import list_sync_states
+
+    with _store(settings) as db, db.connection() as conn:
+        syms = list_symbols(conn)
+        states = {s.symbol: s for s in list_sync_states(conn)}
+    table = Table("symbol", "tf", "class", "active", "bars", "first", "last", "close", "sync")
+    for s in syms:
+        st = states.get(s.symbol)
+        table.add_row(
+            s.symbol,
+            s.timeframe,
+            s.asset_class,
+            "yes" if s.active else "no",
+            str(s.bars),
+            _fmt_ts(s.first_bar),
+            _fmt_ts(s.last_bar),
+            "-" if s.last_close is None else f"{s.last_close:.6g}",
+            (st.status + (f": {st.error}" if st.error else "")) if st else "never",
+        )
+    out.print(table)
+
+
+@symbols_app.command("add")
+def symbols_add(
+    symbol: str,
+    timeframe: Annotated[str, typer.Option(help="M1 M5 M15 M30 H1 H4 D1 W1 MN1")] = "H1",
+    asset_class: Annotated[
+        str, typer.Option(help="fx stock crypto index commodity other")
+    ] = "other",
+    description: str = "",
+) -> None:
+    """Add a symbol."""
+    settings = _settings()
+    from kitrade.data.symbols import create_symbol
+
+    spec = _validated(
+        "SymbolIn",
+        symbol=symbol,
+        timeframe=timeframe,
+        asset_class=asset_class,
+        description=description,
+        source="manual",
+    )
+    with _store(settings) as db, db.connection() as conn:
+        s = create_symbol(conn, spec=spec)
+    out.print(f"added {s.symbol} ({s.timeframe}, {s.asset_class})")
+
+
+@symbols_app.command("rm")
+def symbols_rm(
+    symbol: str,
+    delete_bars: Annotated[
+        bool, typer.Option("--delete-bars", help="Also delete its bars.")
+    ] = False,
+) -> None:
+    """Remove a symbol (refused while it has bars, unless --delete-bars)."""
+    settings = _settings()
+    from kitrade.data.symbols import delete_symbol
+
+    with _store(settings) as db, db.connection() as conn:
+        n = delete_symbol(conn, symbol=symbol, delete_bars=delete_bars)
+    out.print(f"removed {symbol}" + (f" and its {n} bars" if n else ""))
+
+
+def _validated(model: str, **fields: object) -> object:
+    import pydantic
+
+    from kitrade import schemas
+    from kitrade.errors import InvalidInputError
+
+    try:
+        return getattr(schemas, model)(**fields)
+    except pydantic.ValidationError as exc:
+        msgs = "; ".join(
+            f"{'.'.join(map(str, e['loc']))}: {e['msg']} (was {e.get('input')!r})"
+            for e in exc.errors()
+        )
+        raise InvalidInputError(msgs) from None
+
+
+# ---------------------------------------------------------------------- strategies
+@strategies_app.command("list")
+def strategies_list() -> None:
+    """List strategies."""
+    settings = _settings()
+    from kitrade.data.strategies import list_strategies
+
+    with _store(settings) as db, db.connection() as conn:
+        rows = list_strategies(conn)
+    table = Table("name", "symbols", "tf", "parameters")
+    for s in rows:
+        table.add_row(s.name, ",".join(s.symbols), s.timeframe, str(s.parameters))
+    out.print(table)
+
+
+@strategies_app.command("add")
+def strategies_add(
+    spec_file: Annotated[Path, typer.Argument(help="JSON strategy spec file")],
+) -> None:
+    """Add a strategy from a JSON spec (name, symbols, timeframe, parameters)."""
+    import json
+
+    from kitrade.errors import InvalidInputError
+
+    settings = _settings()
+    from kitrade.data.strategies import create_strategy
+
+    try:
+        payload = json.loads(spec_file.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InvalidInputError(f"{spec_file}: expected a JSON strategy spec, {exc}") from None
+    if not isinstance(payload, dict):
+        raise InvalidInputError(
+            f"{spec_file}: expected a JSON object, was {type(payload).__name__}"
+        )
+    spec = _validated("StrategySpec", **payload)
+    with _store(settings) as db, db.connection() as conn:
+        s = create_strategy(conn, spec=spec)
+    out.print(f"added strategy {s.name} on {', '.join(s.symbols)}")
+
+
+@strategies_app.command("rm")
+def strategies_rm(name: str) -> None:
+    """Remove a strategy."""
+    settings = _settings()
+    from kitrade.data.strategies import delete_strategy
+
+    with _store(settings) as db, db.connection() as conn:
+        delete_strategy(conn, name=name)
+    out.print(f"removed strategy {name}")
+
+
+# -------------------------------------------------------------------------- sync
+@app.command("sync")
+def sync_cmd(
+    symbols: Annotated[
+        list[str] | None, typer.Argument(help="Symbols (default: all active)")
+    ] = None,
+    source: Annotated[
+        str | None, typer.Option(help="sample, files or http (default: configured)")
+    ] = None,
+) -> None:
+    """Fetch new bars for symbols from the market-data source."""
+    settings = _settings()
+    with _store(settings) as db:
+        report = _run_sync(settings, db, symbols or None, source)
+    if not report.ok:
+        raise typer.Exit(code=5)
+
+
+def _run_sync(
+    settings: Settings, db: Database, symbols: list[str] | None, source_name: str | None
+) -> object:
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from kitrade.data.sources import build_source
+    from kitrade.data.sync import sync_symbols
+
+    source = build_source(settings, source_name)
+    try:
+        with Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            TextColumn("{task.completed} bars"),
+            TimeElapsedColumn(),
+            console=err,
+            transient=True,
+        ) as bar:
+            task = bar.add_task(f"syncing from {source.name}", total=None)
+
+            def progress(symbol: str, rows: int) -> None:
+                bar.update(task, advance=rows, description=f"syncing {symbol} from {source.name}")
+
+            report = sync_symbols(db, source, symbols, progress=progress)
+    finally:
+        source.close()
+    table = Table("symbol", "status", "new bars", "first", "last", "error")
+    for r in report.results:
+        colour = {"ok": "green", "up_to_date": "dim", "failed": "red"}[r.status]
+        table.add_row(
+            r.symbol,
+            f"[{colour}]{r.status}[/]",
+            str(r.new_bars),
+            _fmt_ts(r.first_ts),
+            _fmt_ts(r.last_ts),
+            r.error or "",
+        )
+    out.print(table)
+    return report
+
+
+# -------------------------------------------------------------------------- bars
+@app.command("bars")
+def bars_cmd(
+    symbol: str,
+    last: Annotated[
+        int, typer.Option("--last", "-n", min=1, max=100_000, help="How many bars")
+    ] = 10,
+    timeframe: Annotated[str | None, typer.Option(help="Resample to a coarser timeframe")] = None,
+) -> None:
+    """Print a symbol's latest bars."""
+    settings = _settings()
+    from kitrade.data.bars import latest_bars, resample_bars
+    from kitrade.data.symbols import get_symbol
+
+    with _store(settings) as db, db.connection() as conn:
+        get_symbol(conn, symbol=symbol)
+        if timeframe:
+            frame = resample_bars(conn, symbol=symbol, timeframe=timeframe).tail(last)
+        else:
+            frame = latest_bars(conn, symbol=symbol, n=last)
+    table = Table("ts (UTC)", "open", "high", "low", "close", "volume", title=symbol)
+    for row in frame.itertuples(index=False):
+        table.add_row(
+            row.ts.strftime("%Y-%m-%d %H:%M"),
+            f"{row.open:.6g}",
+            f"{row.high:.6g}",
+            f"{row.low:.6g}",
+            f"{row.close:.6g}",
+            f"{row.volume:.6g}",
+        )
+    out.print(table)
+
+
+# ------------------------------------------------------------------------- status
+@app.command("status")
+def status_cmd() -> None:
+    """Show the platform's configuration and the database's state."""
+    settings = _settings()
+    out.print(f"data dir      {settings.data_dir}")
+    out.print(f"source        {settings.resolved_source}")
+    out.print(f"HTTP          {settings.host}:{settings.port}")
+    if settings.host not in ("127.0.0.1", "localhost", "::1") and settings.api_key is None:
+        err.print(
+            f"[yellow]warning:[/] the API listens on {settings.host} beyond localhost and "
+            "KITRADE_API_KEY is unset"
+        )
+    running = _print_store_status(settings)
+    if not running:
+        raise typer.Exit(code=69)
+
+
+# ----------------------------------------------------------------------- up/down
+@app.command("up")
+def up_cmd(
+    detach: Annotated[bool, typer.Option("--detach", "-d", help="Start and return")] = False,
+) -> None:
+    """Start the platform: database, sample data when the store is empty."""
+    settings = _settings()
+    from kitrade.data.db import stop_database
+
+    db = _store(settings)
+    try:
+        with db.connection() as conn:
+            n = conn.execute("SELECT count(*) FROM bars").fetchone()[0]
+        if n == 0:
+            out.print(
+                f"store is empty: loading market data from the {settings.resolved_source} source"
+            )
+            _run_sync(settings, db, None, None)
+        _print_store_status(settings)
+    finally:
+        db.close()
+    if detach:
+        out.print("running in the background; stop with `kitrade down`")
+        return
+    out.print("kitrade is up. Press Ctrl-C to stop.")
+    _wait_for_signal()
+    out.print("shutting down…")
+    stop_database(settings)
+    out.print("stopped")
+
+
+@app.command("down")
+def down_cmd() -> None:
+    """Stop what `kitrade up --detach` started."""
+    settings = _settings()
+    from kitrade.data.db import stop_database
+
+    out.print("embedded PostgreSQL stopped" if stop_database(settings) else "nothing was running")
+
+
+def _wait_for_signal() -> None:
+    stop = {"flag": False}
+
+    def handler(signum: int, frame: object) -> None:
+        stop["flag"] = True
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    while not stop["flag"]:
+        time.sleep(0.2)
+
+
+# -------------------------------------------------------------------------- main
+def _run(fn: Callable[[], object]) -> int:
+    import click
+
+    try:
+        rv = fn()
+    except KitradeError as exc:
+        err.print(f"[red]error:[/] {exc.message}", highlight=False, soft_wrap=True)
+        return exc.exit_code
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Abort:
+        err.print("aborted")
+        return 130
+    return rv if isinstance(rv, int) else 0
+
+
+def main() -> None:
+    """Console entry point."""
+    sys.exit(_run(lambda: app(standalone_mode=False)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,285 @@
+"""One settings class for the whole platform.
+
+Built once at an entry point (CLI, job script, deployment builder) with
+``load_settings()`` and passed down; never instantiated at import time.
+
+The old Docker-compose system's variables (``TIMESCALE_*``,
+``EASYINSIGHT_API_URL``, ``OLLAMA_MODEL``, ``NHITS_*``) keep their names and
+meaning; everything else is ``KITRADE_*``. A ``.env`` file in the working
+directory is read as well.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from kitrade.errors import ConfigError
+
+__all__ = ["Settings", "load_settings", "TIMEFRAMES", "env_var_name"]
+
+#: Timeframes a symbol may have, shortest first, with their length in seconds.
+TIMEFRAMES: dict[str, int] = {
+    "M1": 60,
+    "M5": 300,
+    "M15": 900,
+    "M30": 1800,
+    "H1": 3600,
+    "H4": 14400,
+    "D1": 86400,
+    "W1": 604800,
+    "MN1": 2_592_000,  # nominal 30 days; resampling uses calendar months
+}
+
+_PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "password", "admin", "test"}
+
+
+class Settings(BaseSettings):
+    """kitrade configuration, read from the environment and ``.env``.
+
+    Field docs double as the README's configuration table
+    (``scripts/settings_table.py`` prints it).
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="KITRADE_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+        populate_by_name=True,
+    )
+
+    # --- general -----------------------------------------------------------
+    env: Literal["development", "production"] = Field(
+        "development", description="`production` refuses placeholder secrets."
+    )
+    data_dir: Path = Field(
+        Path.home() / ".kitrade",
+        description="Root of embedded database, models dir and RAG dir.",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Log level of kitrade's own loggers."
+    )
+
+    # --- database (old system's names) ------------------------------------
+    timescale_host: str | None = Field(
+        None,
+        validation_alias=AliasChoices("TIMESCALE_HOST"),
+        description="Existing PostgreSQL/TimescaleDB host. Unset: kitrade runs an "
+        "embedded PostgreSQL under the data dir.",
+    )
+    timescale_port: int = Field(
+        5432,
+        ge=1,
+        le=65535,
+        validation_alias=AliasChoices("TIMESCALE_PORT"),
+        description="Port of `TIMESCALE_HOST`.",
+    )
+    timescale_db: str = Field(
+        "kitrade",
+        min_length=1,
+        validation_alias=AliasChoices("TIMESCALE_DB"),
+        description="Database name.",
+    )
+    timescale_user: str = Field(
+        "postgres",
+        min_length=1,
+        validation_alias=AliasChoices("TIMESCALE_USER"),
+        description="Database user.",
+    )
+    timescale_password: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices("TIMESCALE_PASSWORD"),
+        description="Database password (not used by the embedded database).",
+    )
+    db_pool_min: int = Field(1, ge=0, le=64, description="Connection pool minimum size.")
+    db_pool_max: int = Field(8, ge=1, le=256, description="Connection pool maximum size.")
+    db_connect_timeout_s: float = Field(
+        5.0, gt=0, le=300, description="Seconds to wait for a database connection."
+    )
+    embedded_pg_port: int = Field(
+        54329,
+        ge=1024,
+        le=65535,
+        description="Port the embedded PostgreSQL listens on (127.0.0.1 only).",
+    )
+
+    # --- market data --------------------------------------------------------
+    easyinsight_api_url: str | None = Field(
+        None,
+        validation_alias=AliasChoices("EASYINSIGHT_API_URL"),
+        description="Upstream market-data HTTP API; when set, `http` is the default source.",
+    )
+    source: Literal["auto", "sample", "files", "http"] = Field(
+        "auto",
+        description="Market-data source: `auto` = `http` when `EASYINSIGHT_API_URL` is set, "
+        "`files` when `KITRADE_FILES_DIR` is set, else `sample`.",
+    )
+    files_dir: Path | None = Field(
+        None, description="Folder of CSV/Parquet OHLCV files for the `files` source."
+    )
+    upstream_timeout_s: float = Field(
+        10.0, gt=0, le=600, description="Timeout of one upstream HTTP request."
+    )
+    upstream_retries: int = Field(
+        3, ge=0, le=20, description="Retries of a failed upstream request (with backoff)."
+    )
+    upstream_page_size: int = Field(
+        5000, ge=1, le=1_000_000, description="Bars asked per upstream page."
+    )
+
+    # --- HTTP ----------------------------------------------------------------
+    host: str = Field("127.0.0.1", description="Address the HTTP gateway binds.")
+    port: int = Field(3000, ge=1, le=65535, description="Port of the HTTP gateway.")
+    api_key: SecretStr | None = Field(
+        None, description="Bearer key for state-changing routes. Unset: they refuse (403)."
+    )
+    read_auth: bool = Field(False, description="`1`: reads need the key too.")
+
+    # --- training (old system's names) ---------------------------------------
+    nhits_auto_retrain_days: int = Field(
+        7,
+        ge=1,
+        le=3650,
+        validation_alias=AliasChoices("NHITS_AUTO_RETRAIN_DAYS"),
+        description="Retrain a symbol whose active model is older than this many days.",
+    )
+    nhits_use_gpu: bool = Field(
+        True,
+        validation_alias=AliasChoices("NHITS_USE_GPU"),
+        description="Train on GPUs when the cluster has them (`0` forces CPU).",
+    )
+    train_gpu_fraction: float = Field(
+        0.4, gt=0, le=1, description="GPU fraction one training task asks for."
+    )
+    llm_gpu_fraction: float = Field(
+        0.6, gt=0, le=1, description="GPU fraction of the vLLM application."
+    )
+    models_dir: Path | None = Field(
+        None, description="Model artifacts; default `<data dir>/models`. May be shared storage."
+    )
+
+    # --- analysis -------------------------------------------------------------
+    ollama_model: str = Field(
+        "llama3.1:70b",
+        min_length=1,
+        validation_alias=AliasChoices("OLLAMA_MODEL"),
+        description="Model for the Ollama backend.",
+    )
+    ollama_host: str | None = Field(
+        None,
+        validation_alias=AliasChoices("OLLAMA_HOST", "KITRADE_OLLAMA_HOST"),
+        description="Ollama server URL; when set, the Ollama backend is used.",
+    )
+    llm_base_url: str | None = Field(
+        None, description="OpenAI-compatible base URL (vLLM, ray.serve.llm, llama.cpp)."
+    )
+    llm_model: str = Field("llama3.1:70b", description="Model name at `KITRADE_LLM_BASE_URL`.")
+    llm_api_key: SecretStr | None = Field(None, description="Key for `KITRADE_LLM_BASE_URL`.")
+    llm_timeout_s: float = Field(60.0, gt=0, le=3600, description="LLM answer timeout.")
+    rag_dir: Path | None = Field(None, description="chromadb store; default `<data dir>/rag`.")
+    chroma_host: str | None = Field(
+        None,
+        validation_alias=AliasChoices("CHROMA_HOST", "KITRADE_CHROMA_HOST"),
+        description="Chroma server host; unset: kitrade owns a local store.",
+    )
+    chroma_port: int = Field(
+        8000,
+        ge=1,
+        le=65535,
+        validation_alias=AliasChoices("CHROMA_PORT", "KITRADE_CHROMA_PORT"),
+        description="Chroma server port.",
+    )
+
+    @field_validator("easyinsight_api_url", "llm_base_url", "ollama_host")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"expected an http:// or https:// URL, was {value!r}")
+        return value.rstrip("/")
+
+    @field_validator("timescale_host", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    # --- derived --------------------------------------------------------------
+    @property
+    def embedded_db(self) -> bool:
+        """True when kitrade runs its own PostgreSQL."""
+        return self.timescale_host is None
+
+    @property
+    def pg_dir(self) -> Path:
+        """Data directory of the embedded PostgreSQL."""
+        return self.data_dir / "pg"
+
+    @property
+    def resolved_models_dir(self) -> Path:
+        """Where model artifacts live."""
+        return self.models_dir or self.data_dir / "models"
+
+    @property
+    def resolved_rag_dir(self) -> Path:
+        """Where the chromadb store lives."""
+        return self.rag_dir or self.data_dir / "rag"
+
+    @property
+    def resolved_source(self) -> str:
+        """The market-data source ``auto`` stands for."""
+        if self.source != "auto":
+            return self.source
+        if self.easyinsight_api_url:
+            return "http"
+        if self.files_dir:
+            return "files"
+        return "sample"
+
+    def check_secrets(self) -> None:
+        """Refuse placeholder secrets outside development."""
+        if self.env != "production":
+            return
+        for name, secret in (
+            ("KITRADE_API_KEY", self.api_key),
+            ("TIMESCALE_PASSWORD", self.timescale_password),
+        ):
+            if secret is not None and secret.get_secret_value().lower() in _PLACEHOLDER_SECRETS:
+                raise ConfigError(
+                    f"{name}: expected a real secret in production, was a placeholder"
+                )
+
+
+def env_var_name(field: str) -> str:
+    """The environment variable that sets ``field`` (its first alias or ``KITRADE_*``)."""
+    info = Settings.model_fields[field]
+    alias = info.validation_alias
+    if isinstance(alias, AliasChoices):
+        return str(alias.choices[0])
+    if isinstance(alias, str):
+        return alias
+    return f"KITRADE_{field.upper()}"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build ``Settings`` from the environment, turning validation errors into ConfigError.
+
+    Raises:
+        ConfigError: naming the variable, what it expected and what it was.
+    """
+    try:
+        settings = Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            loc = err["loc"][0] if err["loc"] else "?"
+            var = env_var_name(str(loc)) if str(loc) in Settings.model_fields else str(loc)
+            lines.append(f"{var}: {err['msg']} (was {err.get('input')!r})")
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None
+    settings.check_secrets()
+    return settings

@@ -1,0 +1,1 @@
+"""Data layer: PostgreSQL store, market-data sources, sync."""

@@ -1,0 +1,81 @@
+"""Bringing the store up: start the embedded server if configured, create the database, migrate."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from kitrade.data.db import Database, conninfo_for, ensure_database, start_database
+
+if TYPE_CHECKING:
+    from kitrade.config import Settings
+
+__all__ = ["open_store", "StoreStatus", "store_status"]
+
+_log = logging.getLogger(__name__)
+
+
+def open_store(settings: Settings, *, start: bool = True, migrate: bool = True) -> Database:
+    """A migrated ``Database`` for ``settings``.
+
+    Args:
+        settings: configuration.
+        start: start the embedded server when no ``TIMESCALE_HOST`` is set.
+        migrate: apply pending migrations.
+    """
+    if start:
+        start_database(settings)
+    ensure_database(settings)
+    if migrate:
+        import psycopg
+
+        from kitrade.data.migrations import migrate as run_migrations
+
+        with psycopg.connect(conninfo_for(settings), autocommit=True) as conn:
+            applied = run_migrations(conn)
+        if applied:
+            _log.info("applied migrations %s", applied)
+    return Database.from_settings(settings)
+
+
+@dataclass(frozen=True)
+class StoreStatus:
+    """What ``kitrade status`` shows about the database."""
+
+    mode: str  # "embedded" or "external"
+    where: str
+    running: bool
+    server_version: str | None = None
+    bars_storage: str | None = None
+    migrations: tuple[int, ...] = ()
+    symbols: int = 0
+    bars: int = 0
+    error: str | None = None
+
+
+def store_status(settings: Settings) -> StoreStatus:
+    """Probe the configured database without starting anything."""
+    import psycopg
+
+    from kitrade.data.migrations import applied_versions, get_meta
+
+    mode = "embedded" if settings.embedded_db else "external"
+    where = (
+        f"127.0.0.1:{settings.embedded_pg_port} ({settings.pg_dir})"
+        if settings.embedded_db
+        else f"{settings.timescale_host}:{settings.timescale_port}"
+    ) + f"/{settings.timescale_db}"
+    try:
+        with psycopg.connect(conninfo_for(settings), autocommit=True, connect_timeout=3) as conn:
+            version = conn.execute("SHOW server_version").fetchone()[0]
+            versions = tuple(applied_versions(conn))
+            storage = get_meta(conn, "bars_storage") if versions else None
+            n_sym = n_bars = 0
+            if versions:
+                n_sym = conn.execute("SELECT count(*) FROM symbols").fetchone()[0]
+                n_bars = conn.execute("SELECT count(*) FROM bars").fetchone()[0]
+            return StoreStatus(mode, where, True, version, storage, versions, n_sym, n_bars)
+    except psycopg.OperationalError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return StoreStatus(mode, where, False, error=first)

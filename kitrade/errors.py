@@ -1,0 +1,81 @@
+"""kitrade's error hierarchy.
+
+Every layer raises one of these; only the HTTP gateway turns them into status
+codes and only the CLI turns them into exit codes (see ``http_status`` and
+``exit_code``). Messages follow "expected X, was Y" wherever that applies.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "KitradeError",
+    "ConfigError",
+    "InvalidInputError",
+    "NotFoundError",
+    "ConflictError",
+    "DatabaseUnavailableError",
+    "UpstreamError",
+    "SourceDataError",
+    "TooShortError",
+]
+
+
+class KitradeError(Exception):
+    """Base class of every error kitrade raises on purpose."""
+
+    http_status: int = 500
+    exit_code: int = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ConfigError(KitradeError):
+    """A setting is missing or invalid; start-up stops."""
+
+    http_status = 500
+    exit_code = 78  # EX_CONFIG
+
+
+class InvalidInputError(KitradeError):
+    """The caller sent something that fails validation."""
+
+    http_status = 422
+    exit_code = 2
+
+
+class NotFoundError(KitradeError):
+    """The named thing (symbol, strategy, version) does not exist."""
+
+    http_status = 404
+    exit_code = 3
+
+
+class ConflictError(KitradeError):
+    """The request is valid but clashes with the current state."""
+
+    http_status = 409
+    exit_code = 4
+
+
+class DatabaseUnavailableError(KitradeError):
+    """PostgreSQL cannot be reached."""
+
+    http_status = 503
+    exit_code = 69  # EX_UNAVAILABLE
+
+
+class UpstreamError(KitradeError):
+    """An upstream server (market data, LLM) failed or answered badly."""
+
+    http_status = 502
+    exit_code = 69
+
+
+class SourceDataError(InvalidInputError):
+    """A market-data file or payload is malformed; names the file and the row."""
+
+
+class TooShortError(InvalidInputError):
+    """A series is too short for the model configuration asked of it."""

