@@ -1,0 +1,146 @@
+"""The `kitrade` CLI as a user runs it: subprocesses, exit codes, messages."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import free_port
+
+KITRADE = [sys.executable, "-m", "kitrade.cli"]
+
+
+def run(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*KITRADE, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=env["KITRADE_DATA_DIR"],
+    )
+
+
+def base_env(data_dir: Path) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("KITRADE_", "TIMESCALE_", "NHITS_", "EASYINSIGHT_"))
+    }
+    env["KITRADE_DATA_DIR"] = str(data_dir)
+    env["COLUMNS"] = "200"
+    return env
+
+
+@pytest.fixture(scope="module")
+def external_env(pg_server, tmp_path_factory):
+    """CLI environment against the session server as an external database."""
+    env = base_env(tmp_path_factory.mktemp("cli"))
+    env.update(
+        TIMESCALE_HOST="127.0.0.1",
+        TIMESCALE_PORT=str(pg_server.port),
+        TIMESCALE_DB="cli_" + uuid.uuid4().hex[:8],
+        TIMESCALE_USER="postgres",
+    )
+    return env
+
+
+def test_help_is_fast_and_light():
+    code = (
+        "import sys, kitrade.cli; "
+        "print(sorted(m for m in ('torch','ray','pandas','psycopg','chromadb') if m in sys.modules))"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert res.stdout.strip() == "[]"
+
+
+def test_embedded_database_lifecycle_and_sample_bars(tmp_path):
+    env = base_env(tmp_path)
+    env["KITRADE_EMBEDDED_PG_PORT"] = str(free_port())
+    try:
+        up = run(env, "up", "--detach")
+        assert up.returncode == 0, up.stderr
+        assert "EURUSD" in up.stdout and "embedded" in up.stdout
+        assert (tmp_path / "pg" / "PG_VERSION").exists()
+        bars = run(env, "bars", "EURUSD", "--last", "5")
+        assert bars.returncode == 0, bars.stderr
+        assert "2018-02-07 15:00" in bars.stdout and "1.22904" in bars.stdout  # last real bar
+        assert bars.stdout.count("2018-02-07") == 5
+        status = run(env, "status")
+        assert (
+            status.returncode == 0 and "bars storage" in status.stdout and "table" in status.stdout
+        )
+    finally:
+        down = run(env, "down")
+    assert down.returncode == 0 and "stopped" in down.stdout
+    after = run(env, "status")
+    assert after.returncode == 69 and "running" in after.stdout and "no" in after.stdout
+
+
+def test_symbols_and_strategies_commands(external_env, tmp_path):
+    env = external_env
+    assert run(env, "db", "up").returncode == 0
+    add = run(env, "symbols", "add", "XAUUSD", "--timeframe", "H4", "--asset-class", "commodity")
+    assert add.returncode == 0, add.stderr
+    dup = run(env, "symbols", "add", "XAUUSD")
+    assert dup.returncode == 4 and "already exists" in dup.stderr
+    bad = run(env, "symbols", "add", "xau/usd")
+    assert bad.returncode == 2 and "symbol" in bad.stderr and "xau/usd" in bad.stderr
+    badtf = run(env, "symbols", "add", "ABC", "--timeframe", "H2")
+    assert badtf.returncode == 2 and "timeframe" in badtf.stderr
+    listing = run(env, "symbols", "list")
+    assert "XAUUSD" in listing.stdout and "H4" in listing.stdout
+
+    spec = tmp_path / "s.json"
+    spec.write_text(
+        json.dumps(
+            {
+                "name": "breakout",
+                "symbols": ["XAUUSD"],
+                "timeframe": "H4",
+                "parameters": {"lookback": 20},
+            }
+        )
+    )
+    assert run(env, "strategies", "add", str(spec)).returncode == 0
+    assert "breakout" in run(env, "strategies", "list").stdout
+    spec.write_text("{not json")
+    broken = run(env, "strategies", "add", str(spec))
+    assert broken.returncode == 2 and "expected a JSON strategy spec" in broken.stderr
+    assert run(env, "strategies", "rm", "breakout").returncode == 0
+    assert run(env, "symbols", "rm", "XAUUSD").returncode == 0
+    missing = run(env, "bars", "XAUUSD")
+    assert missing.returncode == 3 and "not found" in missing.stderr
+
+
+def test_invalid_setting_stops_with_exit_78(external_env):
+    env = dict(external_env, NHITS_AUTO_RETRAIN_DAYS="often")
+    res = run(env, "status")
+    assert res.returncode == 78
+    assert "NHITS_AUTO_RETRAIN_DAYS" in res.stderr and "'often'" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_unreachable_database_is_a_clear_error_not_a_traceback(tmp_path):
+    env = base_env(tmp_path)
+    env.update(
+        TIMESCALE_HOST="127.0.0.1",
+        TIMESCALE_PORT=str(free_port()),
+        TIMESCALE_PASSWORD="pw-must-not-leak",
+        KITRADE_DB_CONNECT_TIMEOUT_S="2",
+    )
+    res = run(env, "symbols", "list")
+    assert res.returncode == 69
+    assert "database unavailable" in res.stderr
+    assert "Traceback" not in res.stderr and "pw-must-not-leak" not in res.stderr
+
+
+def test_status_warns_when_listening_beyond_localhost_without_key(external_env):
+    res = run(dict(external_env, KITRADE_HOST="0.0.0.0"), "status")
+    assert "beyond localhost" in res.stderr and "KITRADE_API_KEY" in res.stderr
