@@ -159,6 +159,40 @@ class Settings(BaseSettings):
     llm_gpu_fraction: float = Field(
         0.6, gt=0, le=1, description="GPU fraction of the vLLM application."
     )
+    promotion_tolerance: float = Field(
+        0.05,
+        ge=0,
+        le=10,
+        description="A new version is promoted if its MASE is at most this fraction worse than "
+        "the active one's.",
+    )
+    train_max_attempts: int = Field(
+        3, ge=1, le=10, description="Attempts per symbol before a training is reported failed."
+    )
+    train_max_steps: int | None = Field(
+        None, ge=1, le=100_000, description="Override NHITS max steps for every symbol."
+    )
+    retrain_new_bars_events: int = Field(
+        1,
+        ge=1,
+        le=10_000,
+        description="Retrain a symbol after this many `bars_ingested` events past its model's data.",
+    )
+    retrain_drift_factor: float = Field(
+        2.0,
+        gt=1,
+        le=100,
+        description="Retrain when live error exceeds validation error by this factor.",
+    )
+    retrain_min_coverage_80: float = Field(
+        0.6,
+        ge=0,
+        le=1,
+        description="Retrain when live coverage of the 80 % interval falls below this.",
+    )
+    retrain_check_interval_s: float = Field(
+        3600.0, gt=0, le=604800, description="How often the retrain scheduler checks triggers."
+    )
     models_dir: Path | None = Field(
         None, description="Model artifacts; default `<data dir>/models`. May be shared storage."
     )

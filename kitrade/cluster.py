@@ -1,0 +1,66 @@
+"""Connecting to Ray: an existing cluster (``RAY_ADDRESS``) or a local one.
+
+The local cluster binds its dashboard to 127.0.0.1; only the Serve HTTP port
+is meant to be exposed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+__all__ = ["NAMESPACE", "connect", "cluster_gpus"]
+
+NAMESPACE = "kitrade"
+_log = logging.getLogger(__name__)
+
+
+def connect(
+    *,
+    num_cpus: int | None = None,
+    num_gpus: float | None = None,
+    address: str | None = None,
+    dashboard: bool = False,
+    runtime_env: dict[str, Any] | None = None,
+) -> None:
+    """``ray.init`` in namespace ``kitrade`` unless already connected.
+
+    Args:
+        num_cpus: CPUs of a new local cluster (ignored when joining one).
+        num_gpus: logical GPUs of a new local cluster (tests use 1 to exercise
+            fractional scheduling on a machine without a GPU).
+        address: cluster to join; default ``RAY_ADDRESS`` or a new local cluster.
+        dashboard: start the Ray dashboard (bound to 127.0.0.1) on a new cluster.
+        runtime_env: passed to ``ray.init``.
+    """
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS")
+    kwargs: dict[str, Any] = {
+        "namespace": NAMESPACE,
+        "log_to_driver": False,
+        "configure_logging": True,
+        "logging_level": logging.WARNING,
+    }
+    if runtime_env:
+        kwargs["runtime_env"] = runtime_env
+    if address:
+        ray.init(address=address, **kwargs)
+        return
+    ray.init(
+        num_cpus=num_cpus,
+        num_gpus=num_gpus,
+        include_dashboard=dashboard,
+        dashboard_host="127.0.0.1",
+        **kwargs,
+    )
+
+
+def cluster_gpus() -> float:
+    """GPUs the connected cluster has (logical, summed over nodes)."""
+    import ray
+
+    return float(ray.cluster_resources().get("GPU", 0.0))

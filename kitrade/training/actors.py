@@ -1,0 +1,86 @@
+"""Ray actors of the training layer: the progress actor.
+
+``ProgressActor`` is a named, detached actor in namespace ``kitrade``. It is
+the single writer of training progress and keeps no state of its own beyond a
+connection pool: every update goes to PostgreSQL, so killing the actor (Ray
+restarts it) or restarting the cluster loses nothing; a new actor simply
+reads the tables again.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import ray
+
+from kitrade.cluster import NAMESPACE
+
+if TYPE_CHECKING:
+    from kitrade.config import Settings
+
+__all__ = ["PROGRESS_ACTOR", "ProgressActor", "get_progress_actor"]
+
+PROGRESS_ACTOR = "kitrade-progress"
+_log = logging.getLogger(__name__)
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=3)
+class ProgressActor:
+    """Persists progress updates; answers progress snapshots."""
+
+    def __init__(self, settings: Settings) -> None:
+        from kitrade.data.db import Database, conninfo_for
+
+        self._db = Database(
+            conninfo_for(settings), min_size=1, max_size=2, timeout_s=settings.db_connect_timeout_s
+        )
+
+    def ping(self) -> bool:
+        """Liveness probe."""
+        return True
+
+    def update(self, update: dict[str, Any]) -> bool:
+        """Apply one ``ProgressUpdate`` (as a dict); True if it moved forward."""
+        from kitrade.training.progress import ProgressUpdate, persist_update
+
+        with self._db.connection() as conn:
+            return persist_update(conn, ProgressUpdate(**update))
+
+    def update_many(self, updates: list[dict[str, Any]]) -> int:
+        """Apply several updates in one transaction; returns how many applied."""
+        from kitrade.training.progress import ProgressUpdate, persist_update
+
+        with self._db.connection() as conn:
+            return sum(persist_update(conn, ProgressUpdate(**u)) for u in updates)
+
+    def start_run(self, run_id: str, kind: str, trigger: str, params: dict[str, Any]) -> None:
+        """Record a run."""
+        from kitrade.training.progress import start_run
+
+        with self._db.connection() as conn:
+            start_run(conn, run_id=run_id, kind=kind, trigger=trigger, params=params)
+
+    def finish_run(self, run_id: str, status: str) -> None:
+        """Mark a run finished."""
+        from kitrade.training.progress import finish_run
+
+        with self._db.connection() as conn:
+            finish_run(conn, run_id=run_id, status=status)
+
+    def snapshot(self, run_id: str | None = None) -> dict[str, Any]:
+        """The run's progress (latest run by default) as JSON-able dict."""
+        from kitrade.training.progress import load_run
+
+        with self._db.connection() as conn:
+            return load_run(conn, run_id=run_id).model_dump(mode="json")
+
+
+def get_progress_actor(settings: Settings) -> ray.actor.ActorHandle:
+    """The progress actor, created (detached) if it does not exist yet."""
+    return ProgressActor.options(  # type: ignore[attr-defined]
+        name=PROGRESS_ACTOR,
+        namespace=NAMESPACE,
+        lifetime="detached",
+        get_if_exists=True,
+    ).remote(settings)

@@ -1,0 +1,355 @@
+"""The model registry: versioned artifacts on disk, rows in PostgreSQL, a promotion gate.
+
+An artifact is a directory ``<models dir>/<SYMBOL>/<version>/`` holding the
+model files and a ``manifest.json`` with each file's SHA-256. It is written
+into a temporary sibling directory, fsynced, then renamed into place, so a
+crash mid-save never leaves a version directory that fails to load; the row
+is inserted only after the rename. ``load_artifact`` verifies the manifest,
+so a corrupted file is reported as such instead of producing garbage.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+
+from kitrade.errors import ConflictError, InvalidInputError, NotFoundError
+from kitrade.schemas import validate_symbol
+
+if TYPE_CHECKING:
+    import psycopg
+
+__all__ = [
+    "ModelVersion",
+    "GateDecision",
+    "VERSION_PATTERN",
+    "new_version_id",
+    "validate_version",
+    "write_artifact",
+    "verify_artifact",
+    "CorruptArtifactError",
+    "register_version",
+    "apply_gate",
+    "promote",
+    "rollback",
+    "get_version",
+    "active_version",
+    "list_versions",
+    "model_mase",
+]
+
+VERSION_PATTERN = r"^[A-Z0-9._-]{1,20}-\d{8}T\d{6}-[0-9a-f]{6}$"
+_VERSION_RE = re.compile(VERSION_PATTERN)
+MANIFEST = "manifest.json"
+
+
+class CorruptArtifactError(ConflictError):
+    """A version's artifact is missing or fails its checksum."""
+
+    http_status = 503
+
+
+class ModelVersion(BaseModel):
+    """One registered model version."""
+
+    version: str
+    symbol: str
+    status: str
+    artifact_path: str
+    config: dict[str, Any]
+    metrics: dict[str, Any]
+    data_start: datetime
+    data_end: datetime
+    n_bars: int
+    run_id: str | None
+    reason: str | None
+    created_at: datetime
+    promoted_at: datetime | None
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    """Outcome of the promotion gate for a candidate."""
+
+    version: str
+    promoted: bool
+    reason: str
+
+
+def new_version_id(symbol: str, now: datetime | None = None) -> str:
+    """``<SYMBOL>-<UTC yyyymmddThhmmss>-<6 hex>``: sortable, path-safe, unique."""
+    validate_symbol(symbol)
+    now = now or datetime.now(UTC)
+    return f"{symbol}-{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+
+
+def validate_version(version: str) -> str:
+    """Return ``version`` if well-formed (no path tricks), else InvalidInputError."""
+    if not isinstance(version, str) or not _VERSION_RE.fullmatch(version):
+        raise InvalidInputError(
+            f"version: expected <SYMBOL>-<yyyymmddThhmmss>-<6 hex>, was {version!r}"
+        )
+    return version
+
+
+# --------------------------------------------------------------------------- artifacts
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_artifact(
+    models_dir: Path, symbol: str, version: str, save: Callable[[Path], None]
+) -> Path:
+    """Write an artifact atomically; ``save(dir)`` writes the model files into ``dir``.
+
+    Returns:
+        The final artifact directory.
+    """
+    validate_symbol(symbol)
+    validate_version(version)
+    parent = models_dir / symbol
+    parent.mkdir(parents=True, exist_ok=True)
+    final = parent / version
+    if final.exists():
+        raise ConflictError(f"artifact {final} already exists")
+    tmp = parent / f".tmp-{version}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        save(tmp)
+        files = {}
+        for f in sorted(p for p in tmp.rglob("*") if p.is_file()):
+            with f.open("rb") as fh:
+                os.fsync(fh.fileno())
+            files[str(f.relative_to(tmp))] = _sha256(f)
+        manifest = tmp / MANIFEST
+        manifest.write_text(
+            json.dumps({"version": version, "symbol": symbol, "files": files}, indent=1)
+        )
+        with manifest.open("rb") as fh:
+            os.fsync(fh.fileno())
+        _fsync_dir(tmp)
+        os.rename(tmp, final)
+        _fsync_dir(parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def verify_artifact(path: Path) -> None:
+    """Raise CorruptArtifactError unless every file matches the manifest."""
+    manifest = path / MANIFEST
+    try:
+        files = json.loads(manifest.read_text())["files"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise CorruptArtifactError(f"artifact {path.name}: manifest unreadable ({exc})") from None
+    for rel, digest in files.items():
+        f = path / rel
+        if not f.is_file():
+            raise CorruptArtifactError(f"artifact {path.name}: file {rel} is missing")
+        if _sha256(f) != digest:
+            raise CorruptArtifactError(f"artifact {path.name}: file {rel} fails its checksum")
+
+
+# ------------------------------------------------------------------------------ rows
+_COLS = (
+    "version, symbol, status, artifact_path, config, metrics, data_start, data_end, n_bars,"
+    " run_id, reason, created_at, promoted_at"
+)
+
+
+def _row(r: tuple) -> ModelVersion:
+    return ModelVersion(**dict(zip([c.strip() for c in _COLS.split(",")], r, strict=True)))
+
+
+def register_version(
+    conn: psycopg.Connection,
+    *,
+    version: str,
+    symbol: str,
+    artifact_path: Path,
+    config: dict[str, Any],
+    metrics: dict[str, Any],
+    data_start: datetime,
+    data_end: datetime,
+    n_bars: int,
+    run_id: str | None = None,
+) -> ModelVersion:
+    """Insert a candidate version row (its artifact is already in place)."""
+    from psycopg.types.json import Jsonb
+
+    validate_version(version)
+    row = conn.execute(
+        f"INSERT INTO model_versions (version, symbol, status, artifact_path, config, metrics,"
+        f" data_start, data_end, n_bars, run_id) VALUES (%s, %s, 'candidate', %s, %s, %s, %s, %s,"
+        f" %s, %s) RETURNING {_COLS}",
+        (
+            version,
+            symbol,
+            str(artifact_path),
+            Jsonb(config),
+            Jsonb(metrics),
+            data_start,
+            data_end,
+            n_bars,
+            run_id,
+        ),
+    ).fetchone()
+    return _row(row)
+
+
+def get_version(conn: psycopg.Connection, *, version: str) -> ModelVersion:
+    """One version by id."""
+    validate_version(version)
+    row = conn.execute(
+        f"SELECT {_COLS} FROM model_versions WHERE version = %s", (version,)
+    ).fetchone()
+    if row is None:
+        raise NotFoundError(f"model version {version} not found")
+    return _row(row)
+
+
+def active_version(conn: psycopg.Connection, *, symbol: str) -> ModelVersion | None:
+    """The active version of ``symbol``, if any."""
+    row = conn.execute(
+        f"SELECT {_COLS} FROM model_versions WHERE symbol = %s AND status = 'active'", (symbol,)
+    ).fetchone()
+    return _row(row) if row else None
+
+
+def list_versions(
+    conn: psycopg.Connection, *, symbol: str | None = None, limit: int = 100
+) -> list[ModelVersion]:
+    """Versions, newest first (of one symbol, or all)."""
+    if symbol is None:
+        rows = conn.execute(
+            f"SELECT {_COLS} FROM model_versions ORDER BY symbol, created_at DESC LIMIT %s",
+            (limit,),
+        ).fetchall()
+    else:
+        rows = conn.execute(
+            f"SELECT {_COLS} FROM model_versions WHERE symbol = %s ORDER BY created_at DESC LIMIT %s",
+            (symbol, limit),
+        ).fetchall()
+    return [_row(r) for r in rows]
+
+
+def model_mase(metrics: dict[str, Any]) -> float | None:
+    """The model's MASE against naive from stored evaluation metrics."""
+    try:
+        value = metrics["model"]["mase"]
+    except (KeyError, TypeError):
+        return None
+    return None if value is None else float(value)
+
+
+def _activate(conn: psycopg.Connection, symbol: str, version: str, reason: str) -> None:
+    conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 11))", (symbol,))
+    conn.execute(
+        "UPDATE model_versions SET status = 'retired' WHERE symbol = %s AND status = 'active'",
+        (symbol,),
+    )
+    conn.execute(
+        "UPDATE model_versions SET status = 'active', promoted_at = now(), reason = %s"
+        " WHERE version = %s",
+        (reason, version),
+    )
+
+
+def apply_gate(conn: psycopg.Connection, *, version: str, tolerance: float) -> GateDecision:
+    """Promote a candidate if its MASE is no worse than the active one's by more than ``tolerance``.
+
+    ``tolerance`` is relative: 0.05 accepts a MASE up to 5 % above the active
+    version's. With no active version the candidate is promoted. A rejected
+    candidate keeps its row and artifact with the reason.
+    """
+    cand = get_version(conn, version=version)
+    if cand.status != "candidate":
+        raise ConflictError(f"version {version} is {cand.status}, expected candidate")
+    conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 11))", (cand.symbol,))
+    current = active_version(conn, symbol=cand.symbol)
+    new = model_mase(cand.metrics)
+    if current is None:
+        reason = "first version" + ("" if new is None else f" (MASE {new:.3f})")
+        _activate(conn, cand.symbol, version, reason)
+        return GateDecision(version, True, reason)
+    old = model_mase(current.metrics)
+    if new is None:
+        reason = f"no evaluation (MASE) to compare with active {current.version}"
+    elif old is None or new <= old * (1 + tolerance):
+        reason = (
+            f"MASE {new:.3f} vs active {current.version} "
+            + ("(unevaluated)" if old is None else f"{old:.3f}")
+            + f" within tolerance {tolerance:.0%}"
+        )
+        _activate(conn, cand.symbol, version, reason)
+        return GateDecision(version, True, reason)
+    else:
+        reason = (
+            f"MASE {new:.3f} worse than active {current.version} ({old:.3f}) "
+            f"by more than {tolerance:.0%}"
+        )
+    conn.execute(
+        "UPDATE model_versions SET status = 'rejected', reason = %s WHERE version = %s",
+        (reason, version),
+    )
+    return GateDecision(version, False, reason)
+
+
+def promote(
+    conn: psycopg.Connection, *, symbol: str, version: str, models_root: Path | None = None
+) -> ModelVersion:
+    """Make ``version`` the active one of ``symbol`` (manual override of the gate)."""
+    validate_symbol(symbol)
+    v = get_version(conn, version=version)
+    if v.symbol != symbol:
+        raise InvalidInputError(f"version {version} belongs to {v.symbol}, not {symbol}")
+    verify_artifact(Path(v.artifact_path))
+    if v.status != "active":
+        _activate(conn, symbol, version, "promoted manually")
+    return get_version(conn, version=version)
+
+
+def rollback(
+    conn: psycopg.Connection, *, symbol: str, to_version: str | None = None
+) -> ModelVersion:
+    """Activate ``to_version``, or the version that was active before the current one."""
+    validate_symbol(symbol)
+    if to_version is not None:
+        return promote(conn, symbol=symbol, version=to_version)
+    current = active_version(conn, symbol=symbol)
+    row = conn.execute(
+        f"SELECT {_COLS} FROM model_versions WHERE symbol = %s AND status = 'retired'"
+        " AND promoted_at IS NOT NULL ORDER BY promoted_at DESC LIMIT 1",
+        (symbol,),
+    ).fetchone()
+    if row is None:
+        raise ConflictError(
+            f"{symbol}: no earlier promoted version to roll back to"
+            + (f" (active: {current.version})" if current else "")
+        )
+    return promote(conn, symbol=symbol, version=_row(row).version)

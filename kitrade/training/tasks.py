@@ -1,0 +1,403 @@
+"""Training on Ray: one task per symbol on a fractional GPU or a CPU, and ``train_all``.
+
+``train_symbol`` is the task body (plain Python: bars in, registered and
+gated version out) and reports progress through a reporter callable; the
+Ray task wraps it with the resources the cluster allows. ``train_all`` is the
+driver: it decides what to skip, submits one task per symbol, retries failed
+ones a bounded number of times (a crashed worker included), and reports each
+symbol as done, skipped or failed while the others go on.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, Field
+
+from kitrade.errors import InvalidInputError, KitradeError
+
+if TYPE_CHECKING:
+    from kitrade.config import Settings
+
+__all__ = [
+    "SymbolResult",
+    "TrainAllReport",
+    "train_symbol",
+    "train_all",
+    "task_resources",
+    "new_run_id",
+    "should_skip",
+]
+
+_log = logging.getLogger(__name__)
+Reporter = Callable[[dict[str, Any]], None]
+
+
+class SymbolResult(BaseModel):
+    """What training did for one symbol."""
+
+    symbol: str
+    status: str  # done | skipped | failed
+    attempts: int = 0
+    version: str | None = None
+    promoted: bool | None = None
+    reason: str | None = None
+    error: str | None = None
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    seconds: float | None = None
+
+
+class TrainAllReport(BaseModel):
+    """What ``train_all`` did."""
+
+    run_id: str
+    status: str
+    results: list[SymbolResult]
+    seconds: float
+
+
+def new_run_id(now: datetime | None = None) -> str:
+    """``run-<UTC yyyymmddThhmmss>-<6 hex>``."""
+    now = now or datetime.now(UTC)
+    return f"run-{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+
+
+# ------------------------------------------------------------------------ the task
+class _LightningProgress:
+    """Builds a Lightning callback that reports steps and losses, throttled."""
+
+    @staticmethod
+    def make(report: Callable[..., None], max_steps: int, every_s: float = 0.5) -> Any:
+        import pytorch_lightning as pl
+
+        class ProgressCallback(pl.Callback):
+            def __init__(self) -> None:
+                self._last = 0.0
+
+            def on_train_batch_end(
+                self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
+            ) -> None:
+                now = time.monotonic()
+                step = int(trainer.global_step)
+                if now - self._last < every_s and step < max_steps:
+                    return
+                self._last = now
+                loss = None
+                if isinstance(outputs, dict) and "loss" in outputs:
+                    loss = float(outputs["loss"].detach().cpu())
+                report(step=step, train_loss=loss)
+
+            def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+                metrics = trainer.callback_metrics
+                val = metrics.get("valid_loss", metrics.get("ptl/val_loss"))
+                if val is not None:
+                    report(step=int(trainer.global_step), val_loss=float(val))
+
+        return ProgressCallback()
+
+
+def _accelerator(settings: Settings) -> str:
+    """``gpu`` when Ray gave this task a GPU and torch can use it, else ``cpu``."""
+    import torch
+
+    try:
+        import ray
+
+        gpu_ids = ray.get_gpu_ids() if ray.is_initialized() else []
+    except Exception:  # noqa: BLE001 - outside Ray: no GPU assignment
+        gpu_ids = []
+    if settings.nhits_use_gpu and gpu_ids and torch.cuda.is_available():
+        # Share the device: cap this process at its fraction of GPU memory.
+        torch.cuda.set_per_process_memory_fraction(min(1.0, settings.train_gpu_fraction))
+        return "gpu"
+    return "cpu"
+
+
+def train_symbol(
+    settings: Settings,
+    symbol: str,
+    *,
+    run_id: str,
+    attempt: int = 1,
+    overrides: dict[str, Any] | None = None,
+    reporter: Reporter | None = None,
+    threads: int | None = None,
+) -> SymbolResult:
+    """Fit, evaluate, save atomically, register and gate one symbol's model.
+
+    Raises:
+        TooShortError: the series is too short for its configuration (not retried).
+        KitradeError: database or data problems.
+    """
+    import psycopg
+
+    from kitrade.data.bars import get_bars, to_training_frame
+    from kitrade.data.db import conninfo_for
+    from kitrade.data.symbols import get_symbol
+    from kitrade.training import nhits
+    from kitrade.training.registry import (
+        apply_gate,
+        new_version_id,
+        register_version,
+        write_artifact,
+    )
+    from kitrade.training.spec import default_config
+
+    started = time.monotonic()
+
+    def report(state: str = "running", **fields: Any) -> None:
+        if reporter is None:
+            return
+        try:
+            reporter(
+                {"run_id": run_id, "symbol": symbol, "state": state, "attempt": attempt, **fields}
+            )
+        except Exception as exc:  # noqa: BLE001 - progress must never fail a training
+            _log.warning("progress report for %s failed: %s", symbol, exc)
+
+    with psycopg.connect(conninfo_for(settings), autocommit=True) as conn:
+        sym = get_symbol(conn, symbol=symbol)
+        bars = get_bars(conn, symbol=symbol)
+    frame = to_training_frame(symbol, bars)
+    over = dict(overrides or {})
+    if settings.train_max_steps is not None:
+        over.setdefault("max_steps", settings.train_max_steps)
+    config = default_config(sym.timeframe, len(frame), **over)
+    report(step=0, max_steps=config.max_steps, detail=f"{len(frame)} bars, {sym.timeframe}")
+    nhits.check_length(frame, config)
+
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    accelerator = _accelerator(settings)
+    callback = _LightningProgress.make(
+        lambda **f: report(max_steps=config.max_steps, **f), config.max_steps
+    )
+    fitted, evaluation = nhits.fit_and_evaluate(
+        frame, config, callbacks=[callback], accelerator=accelerator
+    )
+    metrics = evaluation.model_dump(mode="json")
+    version = new_version_id(symbol)
+    path = write_artifact(settings.resolved_models_dir, symbol, version, fitted.save)
+    with psycopg.connect(conninfo_for(settings)) as conn:
+        register_version(
+            conn,
+            version=version,
+            symbol=symbol,
+            artifact_path=path,
+            config=config.model_dump(mode="json") | {"accelerator": accelerator},
+            metrics=metrics,
+            data_start=frame["ds"].iloc[0].to_pydatetime(),
+            data_end=frame["ds"].iloc[-1].to_pydatetime(),
+            n_bars=len(frame),
+            run_id=run_id,
+        )
+        decision = apply_gate(conn, version=version, tolerance=settings.promotion_tolerance)
+    report(
+        "done",
+        step=config.max_steps,
+        version=version,
+        detail=("promoted: " if decision.promoted else "rejected: ") + decision.reason,
+    )
+    return SymbolResult(
+        symbol=symbol,
+        status="done",
+        attempts=attempt,
+        version=version,
+        promoted=decision.promoted,
+        reason=decision.reason,
+        metrics=metrics,
+        seconds=time.monotonic() - started,
+    )
+
+
+# ------------------------------------------------------------------------- Ray wiring
+def task_resources(settings: Settings) -> dict[str, float]:
+    """Resources one training task asks Ray for."""
+    from kitrade.cluster import cluster_gpus
+
+    if settings.nhits_use_gpu and cluster_gpus() > 0:
+        return {"num_cpus": 1, "num_gpus": settings.train_gpu_fraction}
+    return {"num_cpus": 1}
+
+
+def _remote_train() -> Any:
+    import ray
+
+    @ray.remote(max_retries=0)
+    def train_symbol_task(
+        settings: Settings, symbol: str, run_id: str, attempt: int, overrides: dict[str, Any] | None
+    ) -> SymbolResult:
+        from kitrade.training.actors import get_progress_actor
+
+        actor = get_progress_actor(settings)
+        cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
+        return train_symbol(
+            settings,
+            symbol,
+            run_id=run_id,
+            attempt=attempt,
+            overrides=overrides,
+            reporter=lambda u: actor.update.remote(u),
+            threads=max(1, int(cpus)),
+        )
+
+    return train_symbol_task
+
+
+def should_skip(
+    conn: Any, *, symbol: str, retrain_days: int, now: datetime | None = None
+) -> str | None:
+    """Why ``symbol`` needs no training now (its active model is fresh), or None."""
+    from kitrade.training.registry import active_version
+
+    now = now or datetime.now(UTC)
+    active = active_version(conn, symbol=symbol)
+    if active is None:
+        return None
+    last = conn.execute("SELECT max(ts) FROM bars WHERE symbol = %s", (symbol,)).fetchone()[0]
+    if last is not None and active.data_end < last:
+        return None
+    age = now - active.created_at
+    if age >= timedelta(days=retrain_days):
+        return None
+    return (
+        f"active {active.version} covers the last bar and is {age.days} d old "
+        f"(< NHITS_AUTO_RETRAIN_DAYS={retrain_days})"
+    )
+
+
+def _error_text(exc: BaseException) -> str:
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, KitradeError):
+        return cause.message
+    if cause is not None:
+        return f"{type(cause).__name__}: {cause}"
+    text = str(exc).strip().splitlines()
+    return text[-1] if text else type(exc).__name__
+
+
+def _retryable(exc: BaseException) -> bool:
+    cause = getattr(exc, "cause", exc)
+    return not isinstance(cause, InvalidInputError)
+
+
+def train_all(
+    settings: Settings,
+    symbols: Sequence[str] | None = None,
+    *,
+    force: bool = False,
+    overrides: dict[str, Any] | None = None,
+    run_id: str | None = None,
+    trigger: str = "manual",
+    on_update: Callable[[], None] | None = None,
+) -> TrainAllReport:
+    """Train ``symbols`` (default: every active symbol) in parallel on the connected cluster.
+
+    Args:
+        settings: configuration (shipped to the tasks).
+        symbols: names; default all active symbols.
+        force: train even when the active model is fresh.
+        overrides: NHITS config fields for every symbol (tests use tiny ones).
+        run_id: id of the run (default: a new one).
+        trigger: recorded with the run (``manual``, ``age``, ``new_bars``, ``drift``, ``api``).
+        on_update: called while waiting (the CLI redraws its table).
+    """
+    import psycopg
+    import ray
+
+    from kitrade.data.db import conninfo_for
+    from kitrade.data.symbols import get_symbol, list_symbols
+    from kitrade.training.actors import get_progress_actor
+
+    t0 = time.monotonic()
+    run_id = run_id or new_run_id()
+    actor = get_progress_actor(settings)
+    with psycopg.connect(conninfo_for(settings), autocommit=True) as conn:
+        if symbols is None:
+            names = [s.symbol for s in list_symbols(conn, active_only=True)]
+        else:
+            names = [get_symbol(conn, symbol=s).symbol for s in symbols]
+        skips = (
+            {}
+            if force
+            else {
+                s: r
+                for s in names
+                if (r := should_skip(conn, symbol=s, retrain_days=settings.nhits_auto_retrain_days))
+            }
+        )
+    ray.get(
+        actor.start_run.remote(
+            run_id,
+            "train_all",
+            trigger,
+            {"symbols": names, "force": force, "overrides": overrides or {}},
+        )
+    )
+    initial = [
+        {
+            "run_id": run_id,
+            "symbol": s,
+            "state": "skipped" if s in skips else "queued",
+            "attempt": 1,
+            "detail": skips.get(s),
+        }
+        for s in names
+    ]
+    ray.get(actor.update_many.remote(initial))
+
+    results: dict[str, SymbolResult] = {
+        s: SymbolResult(symbol=s, status="skipped", reason=r) for s, r in skips.items()
+    }
+    task = _remote_train()
+    resources = task_resources(settings)
+    pending: dict[Any, tuple[str, int]] = {}
+    for s in names:
+        if s not in skips:
+            ref = task.options(**resources).remote(settings, s, run_id, 1, overrides)
+            pending[ref] = (s, 1)
+    while pending:
+        ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
+        if on_update is not None:
+            on_update()
+        for ref in ready:
+            symbol, attempt = pending.pop(ref)
+            try:
+                results[symbol] = ray.get(ref)
+            except (ray.exceptions.RayError, KitradeError) as exc:
+                message = _error_text(exc)
+                if _retryable(exc) and attempt < settings.train_max_attempts:
+                    _log.warning("%s attempt %d failed (%s); retrying", symbol, attempt, message)
+                    new = task.options(**resources).remote(
+                        settings, symbol, run_id, attempt + 1, overrides
+                    )
+                    pending[new] = (symbol, attempt + 1)
+                    continue
+                results[symbol] = SymbolResult(
+                    symbol=symbol, status="failed", attempts=attempt, error=message
+                )
+                actor.update.remote(
+                    {
+                        "run_id": run_id,
+                        "symbol": symbol,
+                        "state": "failed",
+                        "attempt": attempt,
+                        "error": message[:2000],
+                    }
+                )
+    ordered = [results[s] for s in names]
+    failed = sum(r.status == "failed" for r in ordered)
+    status = "done" if failed == 0 else ("failed" if failed == len(ordered) else "partial")
+    ray.get(actor.finish_run.remote(run_id, status))
+    if on_update is not None:
+        on_update()
+    return TrainAllReport(
+        run_id=run_id, status=status, results=ordered, seconds=time.monotonic() - t0
+    )

@@ -1,0 +1,170 @@
+"""Registry: atomic artifacts, checksums, the promotion gate, promote and rollback."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from kitrade.errors import ConflictError, InvalidInputError, NotFoundError
+from kitrade.training.registry import (
+    CorruptArtifactError,
+    active_version,
+    apply_gate,
+    get_version,
+    list_versions,
+    new_version_id,
+    promote,
+    register_version,
+    rollback,
+    validate_version,
+    verify_artifact,
+    write_artifact,
+)
+
+
+def _save(payload: bytes):
+    def save(d: Path) -> None:
+        (d / "model.bin").write_bytes(payload)
+        (d / "config.json").write_text("{}")
+
+    return save
+
+
+def _candidate(conn, models_dir: Path, symbol: str, mase: float | None, when: datetime) -> str:
+    version = new_version_id(symbol, when)
+    path = write_artifact(models_dir, symbol, version, _save(version.encode()))
+    metrics = {} if mase is None else {"model": {"mase": mase}, "naive": {"mase": 1.0}}
+    register_version(
+        conn,
+        version=version,
+        symbol=symbol,
+        artifact_path=path,
+        config={"h": 24},
+        metrics=metrics,
+        data_start=when - timedelta(days=10),
+        data_end=when,
+        n_bars=240,
+    )
+    return version
+
+
+@pytest.fixture
+def reg(clean_db):
+    with clean_db.connection() as conn:
+        conn.execute("TRUNCATE model_versions")
+    return clean_db
+
+
+def test_atomic_write_leaves_no_version_when_save_crashes(tmp_path):
+    version = new_version_id("EURUSD")
+
+    def crash(d: Path) -> None:
+        (d / "half.bin").write_bytes(b"x" * 10)
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        write_artifact(tmp_path, "EURUSD", version, crash)
+    assert list((tmp_path / "EURUSD").iterdir()) == []
+    path = write_artifact(tmp_path, "EURUSD", version, _save(b"ok"))
+    verify_artifact(path)
+    assert sorted(p.name for p in (tmp_path / "EURUSD").iterdir()) == [version]
+
+
+def test_corrupted_artifact_is_detected(tmp_path):
+    path = write_artifact(tmp_path, "GOOG", new_version_id("GOOG"), _save(b"weights"))
+    (path / "model.bin").write_bytes(b"garbage")
+    with pytest.raises(CorruptArtifactError, match="model.bin fails its checksum"):
+        verify_artifact(path)
+    (path / "model.bin").unlink()
+    with pytest.raises(CorruptArtifactError, match="missing"):
+        verify_artifact(path)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "../../etc/passwd",
+        "EURUSD",
+        "eurusd-20240101T000000-abcdef",
+        "EURUSD-20240101T000000-abcdef/../x",
+        "",
+    ],
+)
+def test_version_ids_refuse_path_tricks(bad):
+    with pytest.raises(InvalidInputError):
+        validate_version(bad)
+
+
+def test_gate_promotes_first_and_better_rejects_worse(reg, tmp_path):
+    t = datetime(2024, 1, 1, tzinfo=UTC)
+    with reg.connection() as conn:
+        v1 = _candidate(conn, tmp_path, "EURUSD", 1.00, t)
+        d1 = apply_gate(conn, version=v1, tolerance=0.05)
+        assert d1.promoted and "first version" in d1.reason
+        v2 = _candidate(conn, tmp_path, "EURUSD", 1.04, t + timedelta(hours=1))  # within 5 %
+        assert apply_gate(conn, version=v2, tolerance=0.05).promoted
+        v3 = _candidate(conn, tmp_path, "EURUSD", 1.30, t + timedelta(hours=2))
+        d3 = apply_gate(conn, version=v3, tolerance=0.05)
+        assert not d3.promoted and "worse than active" in d3.reason and v2 in d3.reason
+        assert active_version(conn, symbol="EURUSD").version == v2
+        assert get_version(conn, version=v3).status == "rejected"
+        assert get_version(conn, version=v3).reason == d3.reason
+        assert get_version(conn, version=v1).status == "retired"
+        with pytest.raises(ConflictError):
+            apply_gate(conn, version=v3, tolerance=0.05)
+        statuses = {v.version: v.status for v in list_versions(conn, symbol="EURUSD")}
+    assert statuses == {v1: "retired", v2: "active", v3: "rejected"}
+
+
+def test_unevaluated_candidate_is_rejected_when_an_evaluated_one_is_active(reg, tmp_path):
+    t = datetime(2024, 1, 1, tzinfo=UTC)
+    with reg.connection() as conn:
+        apply_gate(conn, version=_candidate(conn, tmp_path, "GOOG", 0.9, t), tolerance=0.0)
+        d = apply_gate(
+            conn, version=_candidate(conn, tmp_path, "GOOG", None, t + timedelta(1)), tolerance=0.0
+        )
+    assert not d.promoted and "no evaluation" in d.reason
+
+
+def test_manual_promote_and_rollback(reg, tmp_path):
+    t = datetime(2024, 1, 1, tzinfo=UTC)
+    with reg.connection() as conn:
+        v1 = _candidate(conn, tmp_path, "BTCUSD", 1.0, t)
+        apply_gate(conn, version=v1, tolerance=0.0)
+        v2 = _candidate(conn, tmp_path, "BTCUSD", 2.0, t + timedelta(hours=1))
+        assert not apply_gate(conn, version=v2, tolerance=0.0).promoted
+        assert promote(conn, symbol="BTCUSD", version=v2).status == "active"  # override
+        assert rollback(conn, symbol="BTCUSD").version == v1
+        assert active_version(conn, symbol="BTCUSD").version == v1
+        with pytest.raises(InvalidInputError, match="belongs to BTCUSD"):
+            promote(conn, symbol="GOOG", version=v2)
+        with pytest.raises(NotFoundError):
+            promote(conn, symbol="BTCUSD", version=new_version_id("BTCUSD"))
+        assert rollback(conn, symbol="BTCUSD", to_version=v2).version == v2
+
+
+def test_promote_refuses_corrupt_artifact(reg, tmp_path):
+    t = datetime(2024, 1, 1, tzinfo=UTC)
+    with reg.connection() as conn:
+        v1 = _candidate(conn, tmp_path, "EURUSD", 1.0, t)
+        apply_gate(conn, version=v1, tolerance=0.0)
+        v2 = _candidate(conn, tmp_path, "EURUSD", 3.0, t + timedelta(hours=1))
+        apply_gate(conn, version=v2, tolerance=0.0)
+        (Path(get_version(conn, version=v2).artifact_path) / "model.bin").write_bytes(b"x")
+        with pytest.raises(CorruptArtifactError):
+            promote(conn, symbol="EURUSD", version=v2)
+        assert active_version(conn, symbol="EURUSD").version == v1
+
+
+def test_database_allows_one_active_version_per_symbol(reg, tmp_path):
+    import psycopg
+
+    t = datetime(2024, 1, 1, tzinfo=UTC)
+    with reg.connection() as conn:
+        a = _candidate(conn, tmp_path, "EURUSD", 1.0, t)
+        b = _candidate(conn, tmp_path, "EURUSD", 1.0, t + timedelta(1))
+        conn.execute("UPDATE model_versions SET status='active' WHERE version=%s", (a,))
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            conn.execute("UPDATE model_versions SET status='active' WHERE version=%s", (b,))
