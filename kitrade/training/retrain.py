@@ -1,0 +1,192 @@
+"""Retraining triggers: model age, new-bars events, drift. Pure rules plus their SQL.
+
+``find_triggers`` looks at every active symbol and says which need retraining
+and why:
+
+- ``no_model``: the symbol has bars but no active version;
+- ``age``: the active version is older than ``NHITS_AUTO_RETRAIN_DAYS``;
+- ``new_bars``: at least ``KITRADE_RETRAIN_NEW_BARS_EVENTS`` ``bars_ingested``
+  events reach past the active version's data end;
+- ``drift``: over the bars that arrived after the model's data end, its live
+  MAE exceeds the validation MAE by ``KITRADE_RETRAIN_DRIFT_FACTOR`` or its
+  live coverage of the 80 % interval falls below
+  ``KITRADE_RETRAIN_MIN_COVERAGE_80`` (``drift_check``; needs a forecast, so
+  the scheduler actor passes a ``forecaster``).
+
+Each trigger is recorded in ``retrain_triggers`` with its run id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from kitrade.config import Settings
+    from kitrade.training.registry import ModelVersion
+
+__all__ = ["Trigger", "find_triggers", "drift_check", "record_triggers", "list_triggers"]
+
+#: forecaster(version) -> frame with ds, mean, lo_80, hi_80 from the version's data end
+Forecaster = Callable[["ModelVersion"], pd.DataFrame]
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """A reason to retrain one symbol."""
+
+    symbol: str
+    reason: str
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+def drift_check(
+    forecast: pd.DataFrame,
+    actual: pd.DataFrame,
+    *,
+    val_mae: float | None,
+    factor: float,
+    min_coverage_80: float,
+    min_points: int = 3,
+) -> dict[str, Any] | None:
+    """Compare a forecast made at the model's data end with what happened.
+
+    Args:
+        forecast: ``ds, mean, lo_80, hi_80``.
+        actual: ``ds, y`` of the bars after the model's data end.
+        val_mae: the model's validation MAE (from its evaluation).
+        factor: live MAE above ``factor * val_mae`` is drift.
+        min_coverage_80: live coverage of the 80 % interval below this is drift.
+        min_points: fewer overlapping points say nothing.
+
+    Returns:
+        The drift detail (live MAE, coverage, …) when drifting, else None.
+    """
+    merged = forecast.merge(actual, on="ds", how="inner")
+    if len(merged) < min_points:
+        return None
+    err = np.abs(merged["y"].to_numpy() - merged["mean"].to_numpy())
+    live_mae = float(err.mean())
+    inside = (merged["y"] >= merged["lo_80"]) & (merged["y"] <= merged["hi_80"])
+    coverage = float(inside.mean())
+    detail = {
+        "points": len(merged),
+        "live_mae": live_mae,
+        "val_mae": val_mae,
+        "live_coverage_80": coverage,
+    }
+    if val_mae is not None and val_mae > 0 and live_mae > factor * val_mae:
+        return detail | {
+            "why": f"live MAE {live_mae:.4g} > {factor:g} x validation MAE {val_mae:.4g}"
+        }
+    if coverage < min_coverage_80:
+        return detail | {"why": f"live 80% coverage {coverage:.0%} < {min_coverage_80:.0%}"}
+    return None
+
+
+def find_triggers(
+    conn: psycopg.Connection,
+    *,
+    settings: Settings,
+    now: datetime | None = None,
+    forecaster: Forecaster | None = None,
+) -> list[Trigger]:
+    """Symbols that need retraining, one trigger each (the first reason that applies)."""
+    from kitrade.data.bars import get_bars
+    from kitrade.data.events import BARS_INGESTED
+    from kitrade.data.symbols import list_symbols
+    from kitrade.training.registry import active_version
+
+    now = now or datetime.now(UTC)
+    out: list[Trigger] = []
+    for sym in list_symbols(conn, active_only=True):
+        if sym.bars == 0:
+            continue
+        active = active_version(conn, symbol=sym.symbol)
+        if active is None:
+            out.append(Trigger(sym.symbol, "no_model", {"bars": sym.bars}))
+            continue
+        age = now - active.created_at
+        if age >= timedelta(days=settings.nhits_auto_retrain_days):
+            out.append(
+                Trigger(
+                    sym.symbol,
+                    "age",
+                    {
+                        "version": active.version,
+                        "age_days": round(age.total_seconds() / 86400, 2),
+                        "limit_days": settings.nhits_auto_retrain_days,
+                    },
+                )
+            )
+            continue
+        events = conn.execute(
+            "SELECT count(*) FROM events WHERE kind = %s AND symbol = %s"
+            " AND (payload->>'last_ts')::timestamptz > %s",
+            (BARS_INGESTED, sym.symbol, active.data_end),
+        ).fetchone()[0]
+        if events >= settings.retrain_new_bars_events:
+            out.append(
+                Trigger(
+                    sym.symbol,
+                    "new_bars",
+                    {
+                        "version": active.version,
+                        "events": int(events),
+                        "threshold": settings.retrain_new_bars_events,
+                        "data_end": active.data_end.isoformat(),
+                    },
+                )
+            )
+            continue
+        if forecaster is not None and sym.last_bar is not None and sym.last_bar > active.data_end:
+            after = get_bars(
+                conn, symbol=sym.symbol, start=active.data_end + timedelta(microseconds=1)
+            )
+            actual = pd.DataFrame({"ds": after["ts"], "y": after["close"]})
+            val_mae = (active.metrics.get("model") or {}).get("mae")
+            drift = drift_check(
+                forecaster(active),
+                actual,
+                val_mae=val_mae,
+                factor=settings.retrain_drift_factor,
+                min_coverage_80=settings.retrain_min_coverage_80,
+            )
+            if drift is not None:
+                out.append(Trigger(sym.symbol, "drift", drift | {"version": active.version}))
+    return out
+
+
+def record_triggers(
+    conn: psycopg.Connection, triggers: list[Trigger], *, run_id: str | None
+) -> None:
+    """Store triggers with the run that answers them."""
+    from psycopg.types.json import Jsonb
+
+    for t in triggers:
+        conn.execute(
+            "INSERT INTO retrain_triggers (symbol, reason, detail, run_id) VALUES (%s, %s, %s, %s)",
+            (t.symbol, t.reason, Jsonb(t.detail), run_id),
+        )
+
+
+def list_triggers(
+    conn: psycopg.Connection, *, symbol: str | None = None, limit: int = 50
+) -> list[dict[str, Any]]:
+    """Recorded triggers, newest first."""
+    sql = "SELECT id, symbol, reason, detail, run_id, created_at FROM retrain_triggers"
+    params: list[object] = []
+    if symbol is not None:
+        sql += " WHERE symbol = %s"
+        params.append(symbol)
+    sql += " ORDER BY id DESC LIMIT %s"
+    params.append(limit)
+    keys = ("id", "symbol", "reason", "detail", "run_id", "created_at")
+    return [dict(zip(keys, r, strict=True)) for r in conn.execute(sql, params).fetchall()]
