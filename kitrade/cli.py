@@ -352,6 +352,209 @@ def bars_cmd(
     out.print(table)
 
 
+# ------------------------------------------------------------------------ training
+def _progress_table(run: dict) -> Table:
+    title = f"run {run.get('run_id')}  [{run.get('status') or '-'}]  trigger={run.get('trigger') or '-'}"
+    table = Table(
+        "symbol",
+        "state",
+        "try",
+        "step",
+        "%",
+        "train loss",
+        "val loss",
+        "eta",
+        "detail",
+        title=title,
+    )
+    colours = {
+        "done": "green",
+        "failed": "red",
+        "skipped": "dim",
+        "running": "cyan",
+        "queued": "yellow",
+    }
+    for s in run.get("symbols", []):
+        eta = s.get("eta_s")
+        detail = s.get("error") or s.get("detail") or ""
+        table.add_row(
+            s["symbol"],
+            f"[{colours.get(s['state'], 'white')}]{s['state']}[/]",
+            str(s["attempt"]),
+            f"{s['step']}/{s['max_steps']}",
+            f"{s.get('percent', 0):.0f}",
+            "-" if s.get("train_loss") is None else f"{s['train_loss']:.4g}",
+            "-" if s.get("val_loss") is None else f"{s['val_loss']:.4g}",
+            "-" if eta is None else f"{eta:.0f}s",
+            detail[:80],
+        )
+    return table
+
+
+def _load_progress(settings: Settings, run_id: str | None = None) -> dict:
+    from kitrade.training.progress import load_run
+
+    with _store(settings) as db, db.connection() as conn:
+        return load_run(conn, run_id=run_id).model_dump(mode="json")
+
+
+@app.command("train")
+def train_cmd(
+    symbols: Annotated[
+        list[str] | None, typer.Argument(help="Symbols (default: all active)")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Retrain even fresh models")] = False,
+    max_steps: Annotated[int | None, typer.Option(min=1, help="Override NHITS max steps")] = None,
+) -> None:
+    """Train NHITS models on Ray with live progress; gate and register each version."""
+    settings = _settings()
+    from rich.live import Live
+
+    from kitrade.cluster import connect
+    from kitrade.training.tasks import new_run_id, train_all
+
+    _store(settings).close()
+    connect()
+    run_id = new_run_id()
+    overrides = {"max_steps": max_steps} if max_steps else None
+    with Live(Table(), console=out, refresh_per_second=2, transient=False) as live:
+        last = {"t": 0.0}
+
+        def redraw() -> None:
+            if time.monotonic() - last["t"] < 0.5:
+                return
+            last["t"] = time.monotonic()
+            live.update(_progress_table(_load_progress(settings, run_id)))
+
+        report = train_all(
+            settings,
+            symbols or None,
+            force=force,
+            overrides=overrides,
+            run_id=run_id,
+            on_update=redraw,
+        )
+        last["t"] = 0.0
+        redraw()
+    _print_versions(settings, [r.symbol for r in report.results])
+    out.print(f"run {report.run_id}: {report.status} in {report.seconds:.0f}s")
+    if report.status != "done":
+        raise typer.Exit(code=6)
+
+
+@app.command("progress")
+def progress_cmd(
+    run: Annotated[str | None, typer.Option(help="Run id (default: the latest)")] = None,
+    once: Annotated[bool, typer.Option("--once", help="Print once instead of following")] = False,
+) -> None:
+    """Show training progress (a live table until the run ends)."""
+    settings = _settings()
+    snap = _load_progress(settings, run)
+    if snap.get("run_id") is None:
+        out.print("no training run yet")
+        return
+    if once or snap.get("finished_at"):
+        out.print(_progress_table(snap))
+        return
+    from rich.live import Live
+
+    with Live(_progress_table(snap), console=out, refresh_per_second=2) as live:
+        while not snap.get("finished_at"):
+            time.sleep(1.0)
+            snap = _load_progress(settings, snap["run_id"])
+            live.update(_progress_table(snap))
+
+
+def _fmt(v: object, spec: str = ".3f") -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def _print_versions(settings: Settings, symbols: list[str] | None) -> None:
+    from kitrade.training.registry import list_versions
+
+    with _store(settings) as db, db.connection() as conn:
+        if symbols:
+            rows = [v for s in symbols for v in list_versions(conn, symbol=s, limit=20)]
+        else:
+            rows = list_versions(conn, limit=500)
+    table = Table(
+        "symbol",
+        "version",
+        "status",
+        "bars",
+        "MASE",
+        "naive",
+        "s-naive",
+        "cov80",
+        "cov95",
+        "dir acc",
+        "beats naive",
+        "reason",
+        title="model versions",
+    )
+    for v in rows:
+        m = v.metrics or {}
+        model, naive, snaive = (
+            m.get("model") or {},
+            m.get("naive") or {},
+            m.get("seasonal_naive") or {},
+        )
+        beats = m.get("beats_naive")
+        table.add_row(
+            v.symbol,
+            v.version,
+            v.status,
+            str(v.n_bars),
+            _fmt(model.get("mase")),
+            _fmt(naive.get("mase")),
+            _fmt(snaive.get("mase")),
+            _fmt(model.get("coverage_80"), ".0%"),
+            _fmt(model.get("coverage_95"), ".0%"),
+            _fmt(model.get("directional_accuracy"), ".0%"),
+            "-" if beats is None else ("yes" if beats else "no"),
+            (v.reason or "")[:70],
+        )
+    out.print(table)
+
+
+@app.command("models")
+def models_cmd(symbol: Annotated[str | None, typer.Argument()] = None) -> None:
+    """List model versions with their metrics against the naive baselines."""
+    settings = _settings()
+    if symbol is not None:
+        from kitrade.schemas import validate_symbol
+
+        validate_symbol(symbol)
+    _print_versions(settings, [symbol] if symbol else None)
+
+
+@app.command("promote")
+def promote_cmd(symbol: str, version: str) -> None:
+    """Make VERSION the active model of SYMBOL (overrides the gate)."""
+    settings = _settings()
+    from kitrade.training.registry import promote
+
+    with _store(settings) as db, db.connection() as conn:
+        v = promote(conn, symbol=symbol, version=version)
+    out.print(f"{symbol}: {v.version} is active")
+
+
+@app.command("rollback")
+def rollback_cmd(
+    symbol: str,
+    to: Annotated[
+        str | None, typer.Option("--to", help="Version (default: the previous one)")
+    ] = None,
+) -> None:
+    """Re-activate the previously active version of SYMBOL (or --to VERSION)."""
+    settings = _settings()
+    from kitrade.training.registry import rollback
+
+    with _store(settings) as db, db.connection() as conn:
+        v = rollback(conn, symbol=symbol, to_version=to)
+    out.print(f"{symbol}: rolled back to {v.version}")
+
+
 # ------------------------------------------------------------------------- status
 @app.command("status")
 def status_cmd() -> None:
