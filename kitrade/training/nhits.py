@@ -1,0 +1,383 @@
+"""NHITS fit, forecast and rolling-origin evaluation over the canonical frame.
+
+Pure functions over ``unique_id, ds, y`` frames; no Ray. One training per
+symbol: ``fit_and_evaluate`` runs neuralforecast's rolling-origin
+``cross_validation`` without refit, which trains once on the series minus
+the evaluation part (early stopping on the last ``val_size`` bars of that)
+and forecasts every evaluation window out of sample. That trained model is
+the one saved and served: its forecasts start from the latest bars it is
+given, so the held-out tail informs the forecast without having been seen
+in training, and the stored metrics are honest out-of-sample numbers.
+
+Timestamps: bars are irregular (weekends, holidays), so the model sees an
+integer time index; the real UTC timestamps are kept beside it and future
+ones extrapolated from the series' own spacing (skipping weekends when the
+history has none; calendar months for monthly bars).
+
+Intervals: ``MQLoss`` with levels 80 and 95 gives the median and the
+10/90 and 2.5/97.5 % quantiles directly. The naive and seasonal-naive
+baselines get intervals from the empirical quantiles of their own in-sample
+h-step errors, so all three are compared on the same footing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel
+
+from kitrade.errors import InvalidInputError, TooShortError
+from kitrade.training import metrics as M
+from kitrade.training.spec import NHITSConfig, min_bars
+
+__all__ = [
+    "FittedModel",
+    "EvaluationReport",
+    "MethodMetrics",
+    "check_length",
+    "fit",
+    "fit_and_evaluate",
+    "future_timestamps",
+]
+
+_log = logging.getLogger(__name__)
+_ALIAS = "NHITS"
+_COLS = {
+    "mean": f"{_ALIAS}-median",
+    "lo_80": f"{_ALIAS}-lo-80",
+    "hi_80": f"{_ALIAS}-hi-80",
+    "lo_95": f"{_ALIAS}-lo-95",
+    "hi_95": f"{_ALIAS}-hi-95",
+}
+
+
+class MethodMetrics(BaseModel):
+    """Accuracy of one method over the evaluation windows."""
+
+    mae: float
+    rmse: float
+    mase: float | None
+    directional_accuracy: float | None
+    coverage_80: float | None
+    coverage_95: float | None
+
+
+class EvaluationReport(BaseModel):
+    """Rolling-origin evaluation: the model and its baselines side by side."""
+
+    model: MethodMetrics
+    naive: MethodMetrics
+    seasonal_naive: MethodMetrics
+    beats_naive: bool
+    beats_seasonal_naive: bool
+    windows: int
+    horizon: int
+    points: int
+    eval_start: str
+    eval_end: str
+
+
+def check_length(frame: pd.DataFrame, config: NHITSConfig) -> None:
+    """Raise TooShortError with the numbers when the series cannot support ``config``."""
+    need = min_bars(config)
+    if len(frame) < need:
+        uid = frame["unique_id"].iloc[0] if len(frame) else "series"
+        raise TooShortError(
+            f"{uid}: {len(frame)} bars, expected at least {need} for input_size="
+            f"{config.input_size}, horizon={config.horizon}, val_size={config.val_size}, "
+            f"evaluation={config.test_size} ({config.cv_windows} windows)"
+        )
+
+
+def future_timestamps(ds: pd.Series, n: int) -> pd.DatetimeIndex:
+    """``n`` timestamps after the last of ``ds``, spaced like the series."""
+    ds = pd.to_datetime(ds, utc=True)
+    last = ds.iloc[-1]
+    if len(ds) < 2:
+        raise InvalidInputError("need at least 2 timestamps to extrapolate")
+    step = pd.Series(ds.diff().dropna()).mode().iloc[0]
+    if step >= pd.Timedelta(days=27):
+        if (ds.dt.is_month_end).all():
+            return pd.date_range(last, periods=n + 1, freq="ME")[1:]
+        return pd.DatetimeIndex([last + pd.DateOffset(months=k) for k in range(1, n + 1)])
+    weekend_free = not ds.dt.weekday.isin([5, 6]).any()
+    out: list[pd.Timestamp] = []
+    t = last
+    while len(out) < n:
+        t = t + step
+        if weekend_free and t.weekday() >= 5:
+            continue
+        out.append(t)
+    return pd.DatetimeIndex(out)
+
+
+def _quiet() -> None:
+    import warnings
+
+    # Lightning's deprecation chatter about its own internals says nothing to our users.
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    warnings.filterwarnings("ignore", module="pytorch_lightning.*")
+    for name in ("pytorch_lightning", "lightning", "lightning_fabric", "lightning.pytorch"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def _nf(config: NHITSConfig, *, callbacks: list | None, accelerator: str) -> Any:
+    import warnings
+
+    _quiet()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from neuralforecast import NeuralForecast
+        from neuralforecast.losses.pytorch import MQLoss
+        from neuralforecast.models import NHITS
+
+    model = NHITS(
+        h=config.horizon,
+        input_size=config.input_size,
+        loss=MQLoss(level=list(config.levels)),
+        max_steps=config.max_steps,
+        learning_rate=config.learning_rate,
+        batch_size=config.batch_size,
+        windows_batch_size=config.windows_batch_size,
+        n_pool_kernel_size=list(config.n_pool_kernel_size),
+        n_freq_downsample=list(config.n_freq_downsample),
+        mlp_units=3 * [[config.mlp_units, config.mlp_units]],
+        dropout_prob_theta=config.dropout,
+        scaler_type=config.scaler_type,
+        early_stop_patience_steps=config.early_stop_patience_steps,
+        val_check_steps=config.val_check_steps,
+        random_seed=config.random_seed,
+        alias=_ALIAS,
+        accelerator=accelerator,
+        devices=1,
+        callbacks=list(callbacks or []),
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        logger=False,
+    )
+    return NeuralForecast(models=[model], freq=1)
+
+
+_ORDER = ("lo_95", "lo_80", "mean", "hi_80", "hi_95")
+
+
+def _rearranged(values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Sort each row's quantiles so bands never cross (quantile rearrangement).
+
+    A briefly trained MQLoss network can emit crossing quantiles; sorting them
+    per point is the standard repair and never widens the set of values.
+    """
+    stacked = np.sort(np.column_stack([values[k] for k in _ORDER]), axis=1)
+    return {k: stacked[:, i] for i, k in enumerate(_ORDER)}
+
+
+def _int_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "unique_id": frame["unique_id"].to_numpy(),
+            "ds": np.arange(len(frame), dtype="int64"),
+            "y": frame["y"].to_numpy(dtype="float64"),
+        }
+    )
+
+
+@dataclass
+class FittedModel:
+    """A trained NHITS with what it needs to forecast real timestamps."""
+
+    nf: Any
+    config: NHITSConfig
+    history: pd.DataFrame  # unique_id, ds (UTC), y — the series it was trained/evaluated on
+
+    def predict(
+        self, frame: pd.DataFrame | None = None, horizon: int | None = None
+    ) -> pd.DataFrame:
+        """Forecast ``horizon`` steps after the last bar of ``frame`` (default: its history).
+
+        Returns:
+            ``ds, mean, lo_80, hi_80, lo_95, hi_95`` with real UTC timestamps.
+        """
+        horizon = horizon or self.config.horizon
+        if not 1 <= horizon <= self.config.horizon:
+            raise InvalidInputError(
+                f"horizon: expected 1..{self.config.horizon} for this model, was {horizon}"
+            )
+        frame = self.history if frame is None else frame
+        if len(frame) < self.config.input_size:
+            raise TooShortError(
+                f"forecast needs the last {self.config.input_size} bars, got {len(frame)}"
+            )
+        tail = frame.iloc[-(self.config.input_size + 1) :]
+        fc = self.nf.predict(df=_int_frame(tail))
+        vals = _rearranged({k: fc[v].to_numpy(dtype="float64")[:horizon] for k, v in _COLS.items()})
+        out = pd.DataFrame({k: vals[k] for k in _COLS})
+        out.insert(0, "ds", future_timestamps(frame["ds"], horizon))
+        return out
+
+    def save(self, path: Path) -> None:
+        """Write the model into directory ``path`` (the registry makes it atomic)."""
+        self.nf.save(path=str(path / "nf"), save_dataset=False, overwrite=True)
+        self.history.iloc[-max(self.config.input_size * 4, 500) :].to_parquet(
+            path / "history.parquet"
+        )
+        (path / "config.json").write_text(json.dumps(self.config.model_dump(mode="json")))
+
+    @classmethod
+    def load(cls, path: Path) -> FittedModel:
+        """Read a model written by ``save``."""
+        import warnings
+
+        _quiet()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from neuralforecast import NeuralForecast
+
+            nf = NeuralForecast.load(path=str(path / "nf"))
+        config = NHITSConfig(**json.loads((path / "config.json").read_text()))
+        history = pd.read_parquet(path / "history.parquet")
+        history["ds"] = pd.to_datetime(history["ds"], utc=True)
+        return cls(nf=nf, config=config, history=history)
+
+
+def fit(
+    frame: pd.DataFrame,
+    config: NHITSConfig,
+    *,
+    callbacks: list | None = None,
+    accelerator: str = "cpu",
+) -> FittedModel:
+    """Train on the whole series (early stopping on its last ``val_size`` bars)."""
+    check_length(frame, config)
+    nf = _nf(config, callbacks=callbacks, accelerator=accelerator)
+    nf.fit(df=_int_frame(frame), val_size=config.val_size)
+    return FittedModel(nf=nf, config=config, history=frame.reset_index(drop=True))
+
+
+def _baseline_intervals(
+    y: np.ndarray, train_end: int, horizon: int, lag_fn: Any
+) -> dict[int, tuple[float, float, float, float]]:
+    """Per-step empirical error quantiles (2.5, 10, 90, 97.5 %) of a baseline in-sample."""
+    out = {}
+    for j in range(1, horizon + 1):
+        errs = []
+        for c in range(max(1, train_end - 2000), train_end - j):
+            ref = lag_fn(y, c, j)
+            if ref is not None:
+                errs.append(y[c + j] - ref)
+        e = np.asarray(errs) if errs else np.zeros(1)
+        out[j] = tuple(np.quantile(e, [0.025, 0.10, 0.90, 0.975]))  # type: ignore[assignment]
+    return out
+
+
+def _naive_ref(y: np.ndarray, c: int, j: int) -> float:
+    return float(y[c])
+
+
+def _season_ref_factory(season: int) -> Any:
+    def ref(y: np.ndarray, c: int, j: int) -> float | None:
+        back = c + j - season * int(np.ceil(j / season))
+        return float(y[back]) if back >= 0 else None
+
+    return ref
+
+
+def evaluate_windows(
+    frame: pd.DataFrame, cv: pd.DataFrame, config: NHITSConfig
+) -> EvaluationReport:
+    """Metrics of the model's CV forecasts and of both baselines over the same points."""
+    y = frame["y"].to_numpy(dtype="float64")
+    n = len(y)
+    cutoffs = cv["cutoff"].to_numpy(dtype="int64")
+    targets = cv["ds"].to_numpy(dtype="int64")
+    steps = targets - cutoffs
+    actual = y[targets]
+    last = y[cutoffs]
+    train_end = n - config.test_size
+    season_ref = _season_ref_factory(config.season_length)
+    naive_fc = last
+    snaive_fc = np.array(
+        [
+            season_ref(y, c, j) if season_ref(y, c, j) is not None else y[c]
+            for c, j in zip(cutoffs, steps, strict=True)
+        ]
+    )
+    naive_q = _baseline_intervals(y, train_end, config.horizon, _naive_ref)
+    snaive_q = _baseline_intervals(y, train_end, config.horizon, season_ref)
+
+    def block(
+        fc: np.ndarray, lo80: np.ndarray, hi80: np.ndarray, lo95: np.ndarray, hi95: np.ndarray
+    ) -> MethodMetrics:
+        return MethodMetrics(
+            mae=M.mae(actual, fc),
+            rmse=M.rmse(actual, fc),
+            mase=M.mase(actual, fc, naive_fc),
+            directional_accuracy=M.directional_accuracy(actual, fc, last),
+            coverage_80=M.coverage(actual, lo80, hi80),
+            coverage_95=M.coverage(actual, lo95, hi95),
+        )
+
+    def q(table: dict, idx: int) -> np.ndarray:
+        return np.array([table[int(j)][idx] for j in steps])
+
+    mq = _rearranged({k: cv[v].to_numpy(dtype="float64") for k, v in _COLS.items()})
+    model = block(mq["mean"], mq["lo_80"], mq["hi_80"], mq["lo_95"], mq["hi_95"])
+    naive = block(
+        naive_fc,
+        naive_fc + q(naive_q, 1),
+        naive_fc + q(naive_q, 2),
+        naive_fc + q(naive_q, 0),
+        naive_fc + q(naive_q, 3),
+    )
+    snaive = block(
+        snaive_fc,
+        snaive_fc + q(snaive_q, 1),
+        snaive_fc + q(snaive_q, 2),
+        snaive_fc + q(snaive_q, 0),
+        snaive_fc + q(snaive_q, 3),
+    )
+    ds = pd.to_datetime(frame["ds"], utc=True)
+    return EvaluationReport(
+        model=model,
+        naive=naive,
+        seasonal_naive=snaive,
+        beats_naive=model.mase is not None and model.mase < 1.0,
+        beats_seasonal_naive=model.mae < snaive.mae,
+        windows=int(len(np.unique(cutoffs))),
+        horizon=config.horizon,
+        points=int(len(actual)),
+        eval_start=ds.iloc[int(targets.min())].isoformat(),
+        eval_end=ds.iloc[int(targets.max())].isoformat(),
+    )
+
+
+def fit_and_evaluate(
+    frame: pd.DataFrame,
+    config: NHITSConfig,
+    *,
+    callbacks: list | None = None,
+    accelerator: str = "cpu",
+) -> tuple[FittedModel, EvaluationReport]:
+    """Train once and evaluate out of sample over ``cv_windows`` rolling origins.
+
+    Returns:
+        The trained model (trained on the series minus its evaluation tail) and
+        its evaluation against naive and seasonal-naive.
+    """
+    check_length(frame, config)
+    frame = frame.reset_index(drop=True)
+    nf = _nf(config, callbacks=callbacks, accelerator=accelerator)
+    cv = nf.cross_validation(
+        df=_int_frame(frame),
+        n_windows=config.cv_windows,
+        step_size=config.step_size,
+        val_size=config.val_size,
+        refit=False,
+    )
+    report = evaluate_windows(frame, cv, config)
+    return FittedModel(nf=nf, config=config, history=frame), report

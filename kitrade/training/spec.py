@@ -1,0 +1,124 @@
+"""NHITS configuration as data: per-timeframe defaults, minimum lengths, the Tune search space.
+
+No torch, no Ray: these are plain models and dicts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+__all__ = ["NHITSConfig", "default_config", "min_bars", "SEARCH_SPACE", "TIMEFRAME_DEFAULTS"]
+
+
+class NHITSConfig(BaseModel):
+    """Everything that defines one NHITS training and its evaluation."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    horizon: int = Field(24, ge=1, le=1000)
+    input_size: int = Field(96, ge=2, le=10_000)
+    max_steps: int = Field(300, ge=1, le=100_000)
+    learning_rate: float = Field(1e-3, gt=0, le=1)
+    batch_size: int = Field(32, ge=1, le=4096)
+    windows_batch_size: int = Field(256, ge=1, le=65_536)
+    n_pool_kernel_size: tuple[int, int, int] = (2, 2, 1)
+    n_freq_downsample: tuple[int, int, int] = (4, 2, 1)
+    mlp_units: int = Field(256, ge=4, le=4096, description="width of each block's 2 MLP layers")
+    dropout: float = Field(0.0, ge=0, lt=1)
+    scaler_type: str = Field("robust", pattern="^(robust|standard|minmax|identity)$")
+    val_size: int = Field(24, ge=1, description="bars held out for early stopping")
+    early_stop_patience_steps: int = Field(3, ge=-1)
+    val_check_steps: int = Field(25, ge=1)
+    levels: tuple[int, ...] = (80, 95)
+    random_seed: int = 1
+    cv_windows: int = Field(3, ge=1, le=100, description="rolling-origin evaluation windows")
+    step_size: int = Field(24, ge=1, description="bars between evaluation cutoffs")
+    season_length: int = Field(24, ge=1, description="for the seasonal-naive baseline")
+
+    @model_validator(mode="after")
+    def _check(self) -> NHITSConfig:
+        if sorted(self.levels) != [80, 95]:
+            raise ValueError(f"levels: expected (80, 95), was {self.levels}")
+        return self
+
+    @property
+    def test_size(self) -> int:
+        """Bars covered by the rolling-origin evaluation."""
+        return self.horizon + self.step_size * (self.cv_windows - 1)
+
+
+def min_bars(config: NHITSConfig) -> int:
+    """Shortest series ``config`` can train and evaluate on.
+
+    The model trains on the series minus the evaluation part (``test_size``),
+    holds out ``val_size`` of that for early stopping, and needs at least one
+    window of ``input_size + horizon`` to learn from:
+    ``input_size + horizon + val_size + test_size``, where
+    ``test_size = horizon + step_size * (cv_windows - 1)``.
+    """
+    return config.input_size + config.horizon + config.val_size + config.test_size
+
+
+#: per timeframe: horizon, input size, season, step between evaluation cutoffs
+TIMEFRAME_DEFAULTS: dict[str, dict[str, Any]] = {
+    "M1": {"horizon": 60, "input_size": 240, "season_length": 60, "step_size": 60},
+    "M5": {"horizon": 48, "input_size": 288, "season_length": 288, "step_size": 48},
+    "M15": {"horizon": 32, "input_size": 192, "season_length": 96, "step_size": 32},
+    "M30": {"horizon": 48, "input_size": 192, "season_length": 48, "step_size": 48},
+    "H1": {"horizon": 24, "input_size": 96, "season_length": 24, "step_size": 24},
+    "H4": {"horizon": 24, "input_size": 96, "season_length": 6, "step_size": 24},
+    "D1": {"horizon": 24, "input_size": 60, "season_length": 5, "step_size": 24},
+    "W1": {"horizon": 12, "input_size": 52, "season_length": 52, "step_size": 12},
+    "MN1": {
+        "horizon": 6,
+        "input_size": 24,
+        "season_length": 12,
+        "step_size": 6,
+        "cv_windows": 2,
+        "max_steps": 200,
+        "val_check_steps": 20,
+    },
+}
+
+
+def default_config(timeframe: str, n_bars: int | None = None, **overrides: Any) -> NHITSConfig:
+    """The configuration for a symbol of ``timeframe`` with ``n_bars`` bars.
+
+    ``val_size`` follows the horizon. When ``n_bars`` is short for the
+    default input size, the input size shrinks (not below two horizons) so a
+    short series like 156 monthly bars still trains; a series too short even
+    then is left for ``check_length`` to report with its numbers.
+    """
+    if timeframe not in TIMEFRAME_DEFAULTS:
+        from kitrade.errors import InvalidInputError
+
+        raise InvalidInputError(
+            f"timeframe: expected one of {list(TIMEFRAME_DEFAULTS)}, was {timeframe!r}"
+        )
+    base = dict(TIMEFRAME_DEFAULTS[timeframe])
+    base.update(overrides)
+    base.setdefault("val_size", base["horizon"])
+    if "step_size" not in overrides and "horizon" in overrides:
+        base["step_size"] = base["horizon"]
+    cfg = NHITSConfig(**base)
+    if n_bars is not None and "input_size" not in overrides and n_bars < min_bars(cfg):
+        spare = n_bars - (min_bars(cfg) - cfg.input_size)
+        shrunk = max(2 * cfg.horizon, spare)
+        if shrunk < cfg.input_size:
+            cfg = cfg.model_copy(update={"input_size": shrunk})
+    return cfg
+
+
+#: Ray Tune search space as data; ``kitrade.training.tune`` turns it into Tune objects.
+SEARCH_SPACE: dict[str, dict[str, Any]] = {
+    "input_size_multiplier": {"type": "choice", "values": [2, 3, 4]},
+    "learning_rate": {"type": "loguniform", "low": 1e-4, "high": 1e-2},
+    "max_steps": {"type": "choice", "values": [100, 200, 400]},
+    "n_pool_kernel_size": {"type": "choice", "values": [(2, 2, 1), (4, 2, 1), (8, 4, 1)]},
+    "n_freq_downsample": {"type": "choice", "values": [(4, 2, 1), (8, 4, 1), (1, 1, 1)]},
+    "mlp_units": {"type": "choice", "values": [64, 128, 256, 512]},
+    "dropout": {"type": "uniform", "low": 0.0, "high": 0.3},
+    "scaler_type": {"type": "choice", "values": ["robust", "standard"]},
+}
