@@ -11,6 +11,7 @@ symbol as done, skipped or failed while the others go on.
 from __future__ import annotations
 
 import logging
+import os
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -101,6 +102,18 @@ class _LightningProgress:
         return ProgressCallback()
 
 
+def accelerator_hint(settings: Settings) -> str:
+    """``gpu x<fraction>`` when this task holds a GPU share, else ``cpu`` (for progress)."""
+    try:
+        import ray
+
+        if ray.is_initialized() and ray.get_gpu_ids():
+            return f"gpu x{settings.train_gpu_fraction:g}"
+    except Exception:  # noqa: BLE001 - outside Ray
+        pass
+    return "cpu"
+
+
 def _accelerator(settings: Settings) -> str:
     """``gpu`` when Ray gave this task a GPU and torch can use it, else ``cpu``."""
     import torch
@@ -168,7 +181,11 @@ def train_symbol(
     if settings.train_max_steps is not None:
         over.setdefault("max_steps", settings.train_max_steps)
     config = default_config(sym.timeframe, len(frame), **over)
-    report(step=0, max_steps=config.max_steps, detail=f"{len(frame)} bars, {sym.timeframe}")
+    report(
+        step=0,
+        max_steps=config.max_steps,
+        detail=f"{len(frame)} bars, {sym.timeframe}, {accelerator_hint(settings)}, pid {os.getpid()}",
+    )
     nhits.check_length(frame, config)
 
     if threads is not None:

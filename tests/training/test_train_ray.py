@@ -1,0 +1,177 @@
+"""train_all on a real local Ray cluster with tiny NHITS configurations.
+
+The cluster has 4 logical CPUs and 1 logical GPU (this machine has no real
+one): with NHITS_USE_GPU=1 each task asks for 0.4 GPU, so two run at once
+and a third waits, while the task itself trains on the CPU torch has.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from kitrade.data.bars import ingest_bars
+from kitrade.data.symbols import create_symbol
+from kitrade.schemas import SymbolIn
+from kitrade.training.progress import load_run
+from kitrade.training.registry import active_version, list_versions
+
+pytestmark = pytest.mark.slow
+TINY = {
+    "max_steps": 40,
+    "mlp_units": 32,
+    "val_check_steps": 10,
+    "windows_batch_size": 64,
+    "input_size": 48,
+}
+
+
+def synthetic(n: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    close = 50 + np.sin(2 * np.pi * t / 24) + np.cumsum(rng.normal(0, 0.05, n))
+    return pd.DataFrame(
+        {
+            "ts": pd.date_range("2024-01-01", periods=n, freq="h", tz="UTC"),
+            "open": close,
+            "high": close + 0.1,
+            "low": close - 0.1,
+            "close": close,
+            "volume": 1.0,
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def cluster(module_settings):
+    import ray
+
+    from kitrade.cluster import connect
+
+    settings = module_settings.model_copy(update={"nhits_use_gpu": True, "train_max_attempts": 2})
+    connect(num_cpus=4, num_gpus=1)
+    yield settings
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def seeded(cluster, db):
+    with db.connection() as conn:
+        conn.execute("TRUNCATE bars, symbols, model_versions, training_runs CASCADE")
+        for name in ("SYNA", "SYNB", "SYNC"):
+            create_symbol(conn, spec=SymbolIn(symbol=name, timeframe="H1"))
+        create_symbol(conn, spec=SymbolIn(symbol="TINY", timeframe="H1", active=False))
+        conn.commit()
+        for i, name in enumerate(("SYNA", "SYNB", "SYNC")):
+            ingest_bars(conn, symbol=name, bars=synthetic(400, i))
+        ingest_bars(conn, symbol="TINY", bars=synthetic(30, 9))
+    return cluster
+
+
+def _overlap(spans: list[tuple[float, float]]) -> int:
+    events = sorted([(s, 1) for s, _ in spans] + [(e, -1) for _, e in spans])
+    best = cur = 0
+    for _, d in events:
+        cur += d
+        best = max(best, cur)
+    return best
+
+
+def test_train_all_fractional_gpus_two_at_once_third_waits(seeded, db):
+    from kitrade.training.tasks import task_resources, train_all
+
+    assert task_resources(seeded) == {"num_cpus": 1, "num_gpus": 0.4}
+    report = train_all(seeded, force=True, overrides=TINY)
+    assert report.status == "done", report
+    assert [r.status for r in report.results] == ["done"] * 3
+    with db.connection() as conn:
+        run = load_run(conn, run_id=report.run_id)
+        for r in report.results:
+            assert active_version(conn, symbol=r.symbol).version == r.version
+            assert r.metrics["model"]["mase"] is not None and r.metrics["naive"]["mase"] == 1.0
+    assert {s.state for s in run.symbols} == {"done"}
+    assert all("gpu x0.4" in (s.detail or "") or s.version for s in run.symbols)
+    spans = [(s.started_at.timestamp(), s.ended_at.timestamp()) for s in run.symbols]
+    assert _overlap(spans) == 2, spans  # 0.4 + 0.4 fit in one GPU, a third 0.4 does not
+    first_end = sorted(e for _, e in spans)[0]
+    assert sorted(s for s, _ in spans)[2] >= first_end - 0.5
+
+
+def test_fresh_models_are_skipped_without_force(seeded, db):
+    from kitrade.training.tasks import train_all
+
+    report = train_all(seeded, overrides=TINY)
+    assert {r.status for r in report.results} == {"skipped"}
+    assert all("covers the last bar" in r.reason for r in report.results)
+    with db.connection() as conn:
+        states = {s.symbol: s.state for s in load_run(conn, run_id=report.run_id).symbols}
+    assert states == {"SYNA": "skipped", "SYNB": "skipped", "SYNC": "skipped"}
+
+
+def test_too_short_symbol_fails_alone_and_is_not_retried(seeded, db):
+    from kitrade.training.tasks import train_all
+
+    report = train_all(seeded, ["TINY", "SYNA"], force=True, overrides=TINY)
+    by = {r.symbol: r for r in report.results}
+    assert report.status == "partial"
+    assert by["TINY"].status == "failed" and by["TINY"].attempts == 1
+    assert "TINY: 30 bars, expected at least" in by["TINY"].error
+    assert by["SYNA"].status == "done"
+    with db.connection() as conn:
+        tiny = {s.symbol: s for s in load_run(conn, run_id=report.run_id).symbols}["TINY"]
+    assert tiny.state == "failed" and "30 bars" in tiny.error
+
+
+def _wait_running(db, run_id: str, symbol: str, timeout: float = 60) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with db.connection() as conn:
+            try:
+                run = load_run(conn, run_id=run_id)
+            except Exception:  # noqa: BLE001 - run row not written yet
+                run = None
+        for s in run.symbols if run else []:
+            if s.symbol == symbol and s.state == "running" and s.detail and "pid" in s.detail:
+                return int(s.detail.rsplit("pid ", 1)[1])
+        time.sleep(0.1)
+    raise AssertionError(f"{symbol} never ran")
+
+
+def test_killed_training_worker_is_retried_and_progress_survives_actor_kill(seeded, db):
+    import ray
+
+    from kitrade.training.actors import PROGRESS_ACTOR
+    from kitrade.training.tasks import new_run_id, train_all
+
+    run_id = new_run_id()
+    slow = TINY | {"max_steps": 400, "early_stop_patience_steps": -1}
+    result = {}
+    t = threading.Thread(
+        target=lambda: result.setdefault(
+            "r", train_all(seeded, ["SYNB", "SYNC"], force=True, overrides=slow, run_id=run_id)
+        )
+    )
+    t.start()
+    pid = _wait_running(db, run_id, "SYNB")
+    with db.connection() as conn:
+        before = {s.symbol: s for s in load_run(conn, run_id=run_id).symbols}
+    ray.kill(ray.get_actor(PROGRESS_ACTOR, namespace="kitrade"), no_restart=False)
+    os.kill(pid, signal.SIGKILL)
+    t.join(timeout=240)
+    assert not t.is_alive()
+    report = result["r"]
+    by = {r.symbol: r for r in report.results}
+    assert by["SYNB"].status == "done" and by["SYNB"].attempts == 2
+    assert by["SYNC"].status == "done" and by["SYNC"].attempts == 1
+    with db.connection() as conn:
+        after = {s.symbol: s for s in load_run(conn, run_id=run_id).symbols}
+        versions = list_versions(conn, symbol="SYNB")
+    assert after["SYNB"].attempt == 2 and after["SYNB"].state == "done"
+    assert after["SYNC"].step >= before["SYNC"].step  # nothing went backwards
+    assert len({v.version for v in versions}) == len(versions)  # no duplicate rows
