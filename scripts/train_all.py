@@ -32,16 +32,19 @@ def main(argv: list[str] | None = None) -> int:
         open_store(settings).close()
         connect()
         overrides = {"max_steps": args.max_steps} if args.max_steps else None
-        report = train_all(settings, args.symbols or None, force=args.force, overrides=overrides,
-                           trigger="job")
+        report = train_all(
+            settings, args.symbols or None, force=args.force, overrides=overrides, trigger="job"
+        )
     except KitradeError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return exc.exit_code
     for r in report.results:
         mase = (r.metrics.get("model") or {}).get("mase")
         extra = r.error or r.reason or ""
-        print(f"{r.symbol:<10} {r.status:<8} {r.version or '-':<32} "
-              f"MASE={'-' if mase is None else f'{mase:.3f}'}  {extra}")
+        print(
+            f"{r.symbol:<10} {r.status:<8} {r.version or '-':<32} "
+            f"MASE={'-' if mase is None else f'{mase:.3f}'}  {extra}"
+        )
     print(f"run {report.run_id}: {report.status} in {report.seconds:.1f}s")
     if args.json:
         with open(args.json, "w") as fh:

@@ -106,7 +106,7 @@ def future_timestamps(ds: pd.Series, n: int) -> pd.DatetimeIndex:
         if (ds.dt.is_month_end).all():
             return pd.date_range(last, periods=n + 1, freq="ME")[1:]
         return pd.DatetimeIndex([last + pd.DateOffset(months=k) for k in range(1, n + 1)])
-    weekend_free = not ds.dt.weekday.isin([5, 6]).any()
+    weekend_free = not ds.dt.day_of_week.isin([5, 6]).any()
     out: list[pd.Timestamp] = []
     t = last
     while len(out) < n:

@@ -84,7 +84,7 @@ def test_forecast_bands_ordered_and_timestamps_follow_the_series(tmp_path):
     assert (fc["lo_95"] <= fc["lo_80"] + 1e-9).all() and (fc["hi_80"] <= fc["hi_95"] + 1e-9).all()
     assert (fc["lo_80"] <= fc["hi_80"]).all()
     assert (fc["ds"] > frame["ds"].iloc[-1]).all()
-    assert (fc["ds"].dt.weekday < 5).all()  # GOOG has no weekend bars, nor do its forecasts
+    assert (fc["ds"].dt.day_of_week < 5).all()  # GOOG has no weekend bars, nor do its forecasts
     with pytest.raises(InvalidInputError, match=f"1..{cfg.horizon}"):
         model.predict(horizon=cfg.horizon + 1)
     model.save(tmp_path)

@@ -54,7 +54,9 @@ def cluster(module_settings):
 
     from kitrade.cluster import connect
 
-    settings = module_settings.model_copy(update={"nhits_use_gpu": True, "train_max_attempts": 2})
+    settings = module_settings.model_copy(
+        update={"nhits_use_gpu": True, "train_max_attempts": 2, "promotion_tolerance": 10.0}
+    )
     connect(num_cpus=4, num_gpus=1)
     yield settings
     ray.shutdown()
@@ -175,3 +177,74 @@ def test_killed_training_worker_is_retried_and_progress_survives_actor_kill(seed
     assert after["SYNB"].attempt == 2 and after["SYNB"].state == "done"
     assert after["SYNC"].step >= before["SYNC"].step  # nothing went backwards
     assert len({v.version for v in versions}) == len(versions)  # no duplicate rows
+
+
+def test_tune_sweep_records_trials_and_best_goes_through_the_gate(seeded, db):
+    from kitrade.training.tune import sweep, train_best
+
+    base = TINY | {"max_steps": 20, "val_check_steps": 5}
+    space = {
+        "learning_rate": {"type": "loguniform", "low": 1e-3, "high": 1e-2},
+        "mlp_units": {"type": "choice", "values": [16, 32]},
+    }
+    result = sweep(seeded, "SYNA", num_samples=2, base=base, space=space)
+    assert result.trials == 2 and result.best_val_loss is not None
+    assert result.best_config["mlp_units"] in (16, 32)
+    with db.connection() as conn:
+        rows = conn.execute(
+            "SELECT count(*), count(val_loss) FROM tune_results WHERE sweep_id = %s",
+            (result.sweep_id,),
+        ).fetchone()
+    assert rows == (2, 2)
+    report = train_best(seeded, result, base=base)
+    r = report.results[0]
+    assert r.status == "done" and r.version and r.reason
+    with db.connection() as conn:
+        run = load_run(conn, run_id=report.run_id)
+        version = [v for v in list_versions(conn, symbol="SYNA") if v.version == r.version][0]
+    assert run.trigger == f"tune:{result.sweep_id}"
+    assert version.config["mlp_units"] == result.best_config["mlp_units"]
+    assert version.status in ("active", "rejected")
+
+
+def test_scheduler_retrains_on_new_bars_event_and_records_why(seeded, db):
+    import ray
+
+    from kitrade.data.sources.base import MarketDataSource, RawFrame
+    from kitrade.data.sync import sync_symbols
+    from kitrade.training.actors import get_retrain_scheduler
+    from kitrade.training.retrain import list_triggers
+    from kitrade.training.tasks import train_all
+
+    train_all(seeded, ["SYNA", "SYNB", "SYNC"], force=True, overrides=TINY)
+    with db.connection() as conn:
+        before = active_version(conn, symbol="SYNC").version
+
+    class More(MarketDataSource):
+        name = "more"
+
+        def _list_symbols(self):
+            return []
+
+        def _fetch(self, symbol, *, since):
+            yield RawFrame(synthetic(430, 2).iloc[400:], origin="more")
+
+    sync_symbols(db, More(), ["SYNC"], register=False)
+    scheduler = get_retrain_scheduler(seeded, TINY)
+    out = ray.get(scheduler.check_now.remote(use_drift=False), timeout=240)
+    assert [(t["symbol"], t["reason"]) for t in out["triggers"]] == [("SYNC", "new_bars")]
+    with db.connection() as conn:
+        run = load_run(conn, run_id=out["run_id"])
+        after = active_version(conn, symbol="SYNC")
+        stored = list_triggers(conn, symbol="SYNC")
+        newest = list_versions(conn, symbol="SYNC")[0]
+    assert run.trigger == "new_bars" and [s.symbol for s in run.symbols] == ["SYNC"]
+    assert stored[0]["reason"] == "new_bars" and stored[0]["run_id"] == out["run_id"]
+    assert newest.data_end > datetime_of(synthetic(400, 2)["ts"].iloc[-1])
+    assert after.version != before or newest.status == "rejected"
+    again = ray.get(scheduler.check_now.remote(use_drift=False), timeout=60)
+    assert again["triggers"] == []  # the new model covers the new bars
+
+
+def datetime_of(ts):
+    return ts.to_pydatetime()

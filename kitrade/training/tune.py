@@ -1,0 +1,209 @@
+"""Ray Tune sweeps over the NHITS search space (``spec.SEARCH_SPACE``) with ASHA.
+
+Each trial fits NHITS on the symbol's bars with a sampled configuration and
+reports its validation loss at every validation check; ASHA stops the poor
+ones early. Trials ask for the same resources as training tasks (one CPU
+and ``KITRADE_TRAIN_GPU_FRACTION`` of a GPU when the cluster has GPUs).
+Results go to ``tune_results``; the best configuration can then be trained
+and pass the promotion gate like any other version (``train_best``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+
+if TYPE_CHECKING:
+    from kitrade.config import Settings
+
+__all__ = ["SweepResult", "to_tune_space", "config_from_sample", "sweep", "train_best"]
+
+
+class SweepResult(BaseModel):
+    """Outcome of one sweep."""
+
+    sweep_id: str
+    symbol: str
+    trials: int
+    best_config: dict[str, Any]
+    best_val_loss: float | None
+    results: list[dict[str, Any]]
+
+
+def to_tune_space(space: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Turn the plain-data search space into Ray Tune sampling objects."""
+    from ray import tune
+
+    out: dict[str, Any] = {}
+    for name, spec in space.items():
+        kind = spec["type"]
+        if kind == "choice":
+            out[name] = tune.choice(
+                [list(v) if isinstance(v, tuple) else v for v in spec["values"]]
+            )
+        elif kind == "loguniform":
+            out[name] = tune.loguniform(spec["low"], spec["high"])
+        elif kind == "uniform":
+            out[name] = tune.uniform(spec["low"], spec["high"])
+        else:
+            raise ValueError(f"search space {name}: expected choice/loguniform/uniform, was {kind}")
+    return out
+
+
+def config_from_sample(
+    timeframe: str, n_bars: int, sample: dict[str, Any], base: dict[str, Any] | None = None
+) -> Any:
+    """An ``NHITSConfig`` from a sampled point (input size = multiplier x horizon)."""
+    from kitrade.training.spec import default_config
+
+    over = dict(base or {})
+    for key, value in sample.items():
+        if key == "input_size_multiplier":
+            continue
+        over[key] = tuple(value) if isinstance(value, list) else value
+    cfg = default_config(timeframe, n_bars, **over)
+    mult = sample.get("input_size_multiplier")
+    if mult:
+        cfg = cfg.model_copy(update={"input_size": int(mult) * cfg.horizon})
+    return cfg
+
+
+def _trainable(config: dict[str, Any], *, frame: Any, timeframe: str, base: dict[str, Any]) -> None:
+    import pytorch_lightning as pl
+    from ray import tune
+
+    from kitrade.training.nhits import fit
+
+    cfg = config_from_sample(timeframe, len(frame), config, base)
+
+    class Report(pl.Callback):
+        def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+            m = trainer.callback_metrics
+            val = m.get("valid_loss", m.get("ptl/val_loss"))
+            if val is not None:
+                tune.report({"val_loss": float(val), "step": int(trainer.global_step)})
+
+    import torch
+
+    torch.set_num_threads(1)
+    fit(frame, cfg, callbacks=[Report()])
+
+
+def sweep(
+    settings: Settings,
+    symbol: str,
+    *,
+    num_samples: int = 8,
+    base: dict[str, Any] | None = None,
+    max_concurrent: int | None = None,
+    space: dict[str, dict[str, Any]] | None = None,
+) -> SweepResult:
+    """Run an ASHA sweep for ``symbol`` on the connected Ray cluster and record it."""
+    import psycopg
+    from psycopg.types.json import Jsonb
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+
+    from kitrade.cluster import cluster_gpus
+    from kitrade.data.bars import get_bars, to_training_frame
+    from kitrade.data.db import conninfo_for
+    from kitrade.data.symbols import get_symbol
+    from kitrade.training.nhits import check_length
+    from kitrade.training.spec import SEARCH_SPACE
+
+    with psycopg.connect(conninfo_for(settings), autocommit=True) as conn:
+        sym = get_symbol(conn, symbol=symbol)
+        frame = to_training_frame(symbol, get_bars(conn, symbol=symbol))
+    base = dict(base or {})
+    check_length(frame, config_from_sample(sym.timeframe, len(frame), {}, base))
+    resources: dict[str, float] = {"cpu": 1}
+    if settings.nhits_use_gpu and cluster_gpus() > 0:
+        resources["gpu"] = settings.train_gpu_fraction
+    max_iters = max(1, int(base.get("max_steps", 400)) // int(base.get("val_check_steps", 25)))
+    trainable = tune.with_resources(
+        tune.with_parameters(_trainable, frame=frame, timeframe=sym.timeframe, base=base),
+        resources,
+    )
+    sweep_id = f"sweep-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+    tuner = tune.Tuner(
+        trainable,
+        param_space=to_tune_space(space or SEARCH_SPACE),
+        tune_config=tune.TuneConfig(
+            num_samples=num_samples,
+            scheduler=ASHAScheduler(
+                metric="val_loss", mode="min", max_t=max_iters, grace_period=1, reduction_factor=2
+            ),
+            max_concurrent_trials=max_concurrent,
+        ),
+        run_config=tune.RunConfig(
+            name=sweep_id, storage_path=str(Path(settings.data_dir, "tune")), verbose=0
+        ),
+    )
+    grid = tuner.fit()
+    rows = []
+    for res in grid:
+        loss = (res.metrics or {}).get("val_loss")
+        rows.append(
+            {
+                "trial_id": (res.metrics or {}).get("trial_id", res.path.rsplit("/", 1)[-1]),
+                "config": res.config,
+                "val_loss": loss,
+                "status": "error" if res.error else "ok",
+            }
+        )
+    ok = [r for r in rows if r["val_loss"] is not None]
+    best = min(ok, key=lambda r: r["val_loss"]) if ok else None
+    with psycopg.connect(conninfo_for(settings)) as conn:
+        for r in rows:
+            conn.execute(
+                "INSERT INTO tune_results (sweep_id, symbol, trial_id, config, val_loss, status)"
+                " VALUES (%s, %s, %s, %s, %s, %s)",
+                (
+                    sweep_id,
+                    symbol,
+                    str(r["trial_id"]),
+                    Jsonb(r["config"]),
+                    r["val_loss"],
+                    r["status"],
+                ),
+            )
+    return SweepResult(
+        sweep_id=sweep_id,
+        symbol=symbol,
+        trials=len(rows),
+        best_config=best["config"] if best else {},
+        best_val_loss=best["val_loss"] if best else None,
+        results=rows,
+    )
+
+
+def train_best(
+    settings: Settings, result: SweepResult, *, base: dict[str, Any] | None = None
+) -> Any:
+    """Train the sweep's best configuration through ``train_all`` and the promotion gate."""
+    import psycopg
+
+    from kitrade.data.db import conninfo_for
+    from kitrade.data.symbols import get_symbol
+    from kitrade.training.tasks import train_all
+
+    if not result.best_config:
+        from kitrade.errors import ConflictError
+
+        raise ConflictError(f"sweep {result.sweep_id} has no successful trial to train")
+    with psycopg.connect(conninfo_for(settings), autocommit=True) as conn:
+        sym = get_symbol(conn, symbol=result.symbol)
+    bars = sym.bars
+    cfg = config_from_sample(sym.timeframe, bars, result.best_config, base)
+    overrides = cfg.model_dump(exclude={"levels"})
+    return train_all(
+        settings,
+        [result.symbol],
+        force=True,
+        overrides=overrides,
+        trigger=f"tune:{result.sweep_id}",
+    )

@@ -1,0 +1,64 @@
+"""Ray Tune sweep (ASHA) over the NHITS search space for one symbol; optionally train the best.
+
+Locally:      python scripts/tune_sweep.py EURUSD --samples 8 --train-best
+On a cluster: ray job submit --working-dir . -- python scripts/tune_sweep.py EURUSD --train-best
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("symbol")
+    parser.add_argument("--samples", type=int, default=8, help="trials")
+    parser.add_argument("--max-steps", type=int, default=None, help="cap NHITS steps per trial")
+    parser.add_argument("--max-concurrent", type=int, default=None)
+    parser.add_argument(
+        "--train-best",
+        action="store_true",
+        help="train the best configuration through the promotion gate",
+    )
+    parser.add_argument("--json", default=None, help="write the sweep result here")
+    args = parser.parse_args(argv)
+
+    from kitrade.cluster import connect
+    from kitrade.config import load_settings
+    from kitrade.data.store import open_store
+    from kitrade.errors import KitradeError
+    from kitrade.training.tune import sweep, train_best
+
+    base = {"max_steps": args.max_steps} if args.max_steps else {}
+    try:
+        settings = load_settings()
+        open_store(settings).close()
+        connect()
+        result = sweep(
+            settings,
+            args.symbol,
+            num_samples=args.samples,
+            base=base,
+            max_concurrent=args.max_concurrent,
+        )
+        print(
+            f"sweep {result.sweep_id}: {result.trials} trials, best val loss {result.best_val_loss}"
+        )
+        print(f"best config: {json.dumps(result.best_config)}")
+        if args.json:
+            with open(args.json, "w") as fh:
+                json.dump(result.model_dump(mode="json"), fh, indent=2)
+        if args.train_best:
+            report = train_best(settings, result, base=base)
+            r = report.results[0]
+            print(f"trained {r.version}: {'promoted' if r.promoted else 'rejected'} ({r.reason})")
+    except KitradeError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return exc.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
