@@ -354,7 +354,12 @@ def bars_cmd(
 
 # ------------------------------------------------------------------------ training
 def _progress_table(run: dict) -> Table:
-    title = f"run {run.get('run_id')}  [{run.get('status') or '-'}]  trigger={run.get('trigger') or '-'}"
+    from rich.markup import escape
+
+    title = escape(
+        f"run {run.get('run_id')}  [{run.get('status') or 'running'}]  "
+        f"trigger={run.get('trigger') or '-'}"
+    )
     table = Table(
         "symbol",
         "state",
