@@ -213,6 +213,66 @@ class FittedModel:
             raise TooShortError(
                 f"forecast needs the last {self.config.input_size} bars, got {len(frame)}"
             )
+        return self.predict_many([frame], horizon)[0]
+
+    def predict_many(
+        self, frames: list[pd.DataFrame], horizon: int | None = None
+    ) -> list[pd.DataFrame]:
+        """Forecast from several histories in one forward pass, without a Lightning Trainer.
+
+        Each frame needs at least ``input_size`` bars; the network sees the last
+        ``input_size`` values, normalised by the model's own temporal scaler,
+        exactly as neuralforecast's predict does (``predict_reference``).
+        """
+        import torch
+
+        horizon = horizon or self.config.horizon
+        if not 1 <= horizon <= self.config.horizon:
+            raise InvalidInputError(
+                f"horizon: expected 1..{self.config.horizon} for this model, was {horizon}"
+            )
+        model = self.nf.models[0]
+        size, h = model.input_size, model.h
+        for f in frames:
+            if len(f) < size:
+                raise TooShortError(f"forecast needs the last {size} bars, got {len(f)}")
+        temporal = torch.zeros(len(frames), size + h, 2, 1)
+        for i, f in enumerate(frames):
+            tail = np.array(f["y"].to_numpy(dtype="float64")[-size:], dtype="float32")
+            temporal[i, :size, 0, 0] = torch.from_numpy(tail)
+        temporal[:, :size, 1, 0] = 1.0
+        windows = {"temporal": temporal, "temporal_cols": pd.Index(["y", "available_mask"])}
+        model.eval()
+        with torch.no_grad():
+            windows = model._normalization(windows=windows, y_idx=0)
+            y_hat = model._predict_step_direct_batch(
+                windows["temporal"][:, :size, 0],
+                windows["temporal"][:, :size, 1],
+                None,
+                None,
+                None,
+                y_idx=0,
+            )
+        names = [str(n) for n in model.loss.output_names]
+        index = {
+            "mean": names.index("-median"),
+            "lo_80": names.index("-lo-80"),
+            "hi_80": names.index("-hi-80"),
+            "lo_95": names.index("-lo-95"),
+            "hi_95": names.index("-hi-95"),
+        }
+        arr = y_hat.reshape(len(frames), h, -1).cpu().numpy().astype("float64")
+        out = []
+        for i, f in enumerate(frames):
+            vals = _rearranged({k: arr[i, :horizon, j] for k, j in index.items()})
+            df = pd.DataFrame({k: vals[k] for k in _COLS})
+            df.insert(0, "ds", future_timestamps(f["ds"], horizon))
+            out.append(df)
+        return out
+
+    def predict_reference(self, frame: pd.DataFrame, horizon: int | None = None) -> pd.DataFrame:
+        """neuralforecast's own predict (builds a Trainer): the reference ``predict_many`` matches."""
+        horizon = horizon or self.config.horizon
         tail = frame.iloc[-(self.config.input_size + 1) :]
         fc = self.nf.predict(df=_int_frame(tail))
         vals = _rearranged({k: fc[v].to_numpy(dtype="float64")[:horizon] for k, v in _COLS.items()})

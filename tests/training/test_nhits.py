@@ -116,3 +116,21 @@ def test_future_timestamps_skip_weekends_only_when_history_does():
     ]  # after Fri 12 Jan: Mon..Wed
     crypto = pd.Series(pd.date_range("2024-01-01", periods=10, freq="D", tz="UTC"))
     assert list(future_timestamps(crypto, 2).day) == [11, 12]
+
+
+def test_direct_batched_inference_matches_neuralforecast_predict():
+    from backtesting.test import EURUSD
+
+    frame = frame_of("EURUSD", EURUSD)
+    cfg = default_config("H1", len(frame), **TINY)
+    model, _ = fit_and_evaluate(frame, cfg)
+    earlier = frame.iloc[:-7]
+    direct = model.predict_many([frame, earlier])
+    for got, f in zip(direct, [frame, earlier], strict=True):
+        ref = model.predict_reference(f)
+        np.testing.assert_allclose(
+            got[["mean", "lo_80", "hi_80", "lo_95", "hi_95"]],
+            ref[["mean", "lo_80", "hi_80", "lo_95", "hi_95"]],
+            rtol=1e-4,
+        )
+        assert (got["ds"] == ref["ds"]).all()
