@@ -30,6 +30,8 @@ __all__ = [
     "SyncReport",
     "Event",
     "validate_symbol",
+    "ForecastPoint",
+    "Forecast",
 ]
 
 SYMBOL_PATTERN = r"^[A-Z0-9._-]{1,20}$"
@@ -206,3 +208,29 @@ class Event(BaseModel):
     symbol: str | None
     payload: dict[str, Any]
     created_at: datetime
+
+
+class ForecastPoint(BaseModel):
+    """One forecast step with its 80 % and 95 % intervals."""
+
+    ds: datetime
+    mean: float
+    lo_80: float
+    hi_80: float
+    lo_95: float
+    hi_95: float
+
+
+class Forecast(BaseModel):
+    """A forecast answer."""
+
+    symbol: str
+    version: str
+    horizon: int
+    max_horizon: int
+    last_bar: datetime
+    generated_at: datetime
+    points: list[ForecastPoint]
+    mase: float | None = None
+    beats_naive: bool | None = None
+    cached: bool = False

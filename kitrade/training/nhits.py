@@ -1,23 +1,35 @@
 """NHITS fit, forecast and rolling-origin evaluation over the canonical frame.
 
-Pure functions over ``unique_id, ds, y`` frames; no Ray. One training per
-symbol: ``fit_and_evaluate`` runs neuralforecast's rolling-origin
+Pure functions over ``unique_id, ds, y`` frames (one symbol each); no Ray.
+
+Training once: ``fit_and_evaluate`` runs neuralforecast's rolling-origin
 ``cross_validation`` without refit, which trains once on the series minus
 the evaluation part (early stopping on the last ``val_size`` bars of that)
 and forecasts every evaluation window out of sample. That trained model is
 the one saved and served: its forecasts start from the latest bars it is
 given, so the held-out tail informs the forecast without having been seen
 in training, and the stored metrics are honest out-of-sample numbers.
+``fit`` trains on the whole series instead (what a Tune trial needs);
+``evaluate`` is ``fit_and_evaluate`` keeping only the report.
 
 Timestamps: bars are irregular (weekends, holidays), so the model sees an
-integer time index; the real UTC timestamps are kept beside it and future
-ones extrapolated from the series' own spacing (skipping weekends when the
-history has none; calendar months for monthly bars).
+integer time index 0..n-1 (neuralforecast with ``freq=1``); the real UTC
+timestamps are kept beside it and future ones extrapolated from the series'
+own spacing and trading slots (``future_timestamps``).
 
 Intervals: ``MQLoss`` with levels 80 and 95 gives the median and the
-10/90 and 2.5/97.5 % quantiles directly. The naive and seasonal-naive
-baselines get intervals from the empirical quantiles of their own in-sample
-h-step errors, so all three are compared on the same footing.
+10/90 and 2.5/97.5 % quantiles directly (columns ``NHITS-median``,
+``NHITS-lo-95``, ``NHITS-lo-80``, ``NHITS-hi-80``, ``NHITS-hi-95``). The
+naive and seasonal-naive baselines get intervals from the empirical
+quantiles of their own in-sample h-step errors, so all three are compared
+on the same footing.
+
+MASE is relative to the naive last-value forecast over the same evaluation
+points (``metrics.mase``): naive scores exactly 1, and ``beats_naive`` says
+whether the model's MASE is below 1. On FX bars it often is not.
+
+Threads: these functions leave ``torch.set_num_threads`` to the caller (the
+Ray task sets it from its CPU share).
 """
 
 from __future__ import annotations
@@ -41,6 +53,8 @@ __all__ = [
     "EvaluationReport",
     "MethodMetrics",
     "check_length",
+    "evaluate",
+    "evaluate_windows",
     "fit",
     "fit_and_evaluate",
     "future_timestamps",
@@ -55,6 +69,11 @@ _COLS = {
     "lo_95": f"{_ALIAS}-lo-95",
     "hi_95": f"{_ALIAS}-hi-95",
 }
+_META_FORMAT = 1
+#: Trainer options the config or the named arguments own; ``trainer_kwargs`` may not set them.
+_RESERVED_TRAINER_KWARGS = frozenset(
+    {"max_steps", "max_epochs", "callbacks", "accelerator", "devices"}
+)
 
 
 class MethodMetrics(BaseModel):
@@ -82,61 +101,166 @@ class EvaluationReport(BaseModel):
     eval_start: str
     eval_end: str
 
+    def side_by_side(self) -> pd.DataFrame:
+        """One row per method (model, naive, seasonal_naive), one column per metric."""
+        return pd.DataFrame(
+            {
+                name: getattr(self, name).model_dump()
+                for name in ("model", "naive", "seasonal_naive")
+            }
+        ).T
 
-def check_length(frame: pd.DataFrame, config: NHITSConfig) -> None:
-    """Raise TooShortError with the numbers when the series cannot support ``config``."""
-    need = min_bars(config)
+
+def check_length(frame: pd.DataFrame, config: NHITSConfig, *, evaluate: bool = True) -> None:
+    """Raise TooShortError with the numbers when the series cannot support ``config``.
+
+    Args:
+        frame: The canonical frame of one symbol.
+        config: The configuration to train with.
+        evaluate: Whether the rolling-origin evaluation is part of the run
+            (``spec.min_bars``).
+
+    Raises:
+        TooShortError: e.g. ``"BTCUSD: 40 bars, expected at least 48 for
+            input_size=24, horizon=6, val_size=6, cv_windows=2, step_size=6"``.
+    """
+    need = min_bars(config, evaluate=evaluate)
     if len(frame) < need:
         uid = frame["unique_id"].iloc[0] if len(frame) else "series"
+        parts = [
+            f"input_size={config.input_size}",
+            f"horizon={config.horizon}",
+            f"val_size={config.val_size}",
+        ]
+        if evaluate:
+            parts += [f"cv_windows={config.cv_windows}", f"step_size={config.step_size}"]
         raise TooShortError(
-            f"{uid}: {len(frame)} bars, expected at least {need} for input_size="
-            f"{config.input_size}, horizon={config.horizon}, val_size={config.val_size}, "
-            f"evaluation={config.test_size} ({config.cv_windows} windows)"
+            f"{uid}: {len(frame)} bars, expected at least {need} for {', '.join(parts)}"
         )
 
 
-def future_timestamps(ds: pd.Series, n: int) -> pd.DatetimeIndex:
-    """``n`` timestamps after the last of ``ds``, spaced like the series."""
-    ds = pd.to_datetime(ds, utc=True)
-    last = ds.iloc[-1]
+def _prepared(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame sorted by ``ds`` with a fresh index, after checking it holds one clean series."""
+    missing = {"unique_id", "ds", "y"} - set(frame.columns)
+    if missing:
+        raise InvalidInputError(
+            f"frame: expected columns unique_id, ds, y, was missing {sorted(missing)}"
+        )
+    ids = frame["unique_id"].unique()
+    if len(ids) > 1:
+        raise InvalidInputError(f"frame: expected one unique_id, was {len(ids)}: {list(ids)[:5]}")
+    bad = int((~np.isfinite(frame["y"].to_numpy(dtype="float64"))).sum())
+    if bad:
+        raise InvalidInputError(f"frame: expected finite y, was {bad} NaN/inf values")
+    out = frame.sort_values("ds", kind="stable").reset_index(drop=True)
+    if out["ds"].duplicated().any():
+        raise InvalidInputError("frame: expected unique ds, was duplicated timestamps")
+    return out
+
+
+def future_timestamps(ds: pd.Series | pd.DatetimeIndex, n: int) -> pd.DatetimeIndex:
+    """``n`` timestamps after the last of ``ds``, spaced like the series.
+
+    The step is the most common spacing of ``ds``. Monthly (and longer) bars
+    step by calendar months, landing on month ends when the history does.
+    Shorter bars skip the trading slots the history never uses (the weekday
+    for daily and weekly bars; weekday and time of day for intraday bars, so
+    EURUSD hours skip the FX weekend) once the history spans four weeks; a
+    shorter history skips weekends only, and only when it has no weekend bars.
+
+    Raises:
+        InvalidInputError: Fewer than two timestamps.
+    """
+    ds = pd.Series(pd.to_datetime(ds, utc=True)).reset_index(drop=True)
     if len(ds) < 2:
-        raise InvalidInputError("need at least 2 timestamps to extrapolate")
+        raise InvalidInputError(f"ds: expected at least 2 timestamps to extrapolate, was {len(ds)}")
+    last = ds.iloc[-1]
     step = pd.Series(ds.diff().dropna()).mode().iloc[0]
     if step >= pd.Timedelta(days=27):
         if (ds.dt.is_month_end).all():
             return pd.date_range(last, periods=n + 1, freq="ME")[1:]
         return pd.DatetimeIndex([last + pd.DateOffset(months=k) for k in range(1, n + 1)])
-    weekend_free = not ds.dt.day_of_week.isin([5, 6]).any()
+    recent = ds.iloc[-10_000:]
+    intraday = step < pd.Timedelta(days=1)
+
+    def slot(t: pd.Timestamp) -> tuple[int, ...]:
+        return (t.weekday(), t.hour, t.minute) if intraday else (t.weekday(),)
+
+    if recent.iloc[-1] - recent.iloc[0] >= pd.Timedelta(days=28):
+        seen = {slot(t) for t in recent}
+
+        def allowed(t: pd.Timestamp) -> bool:
+            return slot(t) in seen
+    else:
+        weekend_free = not ds.dt.day_of_week.isin([5, 6]).any()
+
+        def allowed(t: pd.Timestamp) -> bool:
+            return not (weekend_free and t.weekday() >= 5)
+
+    # A week of steps without an allowed slot means the slots do not line up
+    # with this step (an irregular series); plain stepping is then the answer.
+    patience = int(pd.Timedelta(days=7) / step) + 1
     out: list[pd.Timestamp] = []
-    t = last
+    t, misses = last, 0
     while len(out) < n:
         t = t + step
-        if weekend_free and t.weekday() >= 5:
+        if misses <= patience and not allowed(t):
+            misses += 1
             continue
+        misses = 0
         out.append(t)
     return pd.DatetimeIndex(out)
 
 
 def _quiet() -> None:
+    """Keep Lightning's banners ("GPU available", "Seed set") and chatter off the console.
+
+    Runs after Lightning is imported: importing it resets its loggers to INFO.
+    """
     import warnings
 
     # Lightning's deprecation chatter about its own internals says nothing to our users.
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     warnings.filterwarnings("ignore", module="pytorch_lightning.*")
     for name in ("pytorch_lightning", "lightning", "lightning_fabric", "lightning.pytorch"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def _nf(config: NHITSConfig, *, callbacks: list | None, accelerator: str) -> Any:
+def _nf(
+    config: NHITSConfig,
+    *,
+    callbacks: list | None,
+    accelerator: str,
+    devices: int | list[int] | str | None = None,
+    trainer_kwargs: dict[str, Any] | None = None,
+) -> Any:
     import warnings
 
-    _quiet()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from neuralforecast import NeuralForecast
         from neuralforecast.losses.pytorch import MQLoss
         from neuralforecast.models import NHITS
+    _quiet()
 
+    extra = dict(trainer_kwargs or {})
+    clash = sorted(_RESERVED_TRAINER_KWARGS & set(extra))
+    if clash:
+        raise InvalidInputError(
+            f"trainer_kwargs: expected Lightning Trainer options, was {clash} "
+            "(set max_steps on NHITSConfig; callbacks, accelerator, devices as arguments)"
+        )
+    trainer = {
+        "accelerator": accelerator,
+        # One device: a Ray task sees only the (fractional) GPU it was given.
+        "devices": 1 if devices is None else devices,
+        "callbacks": list(callbacks or []),
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        "enable_checkpointing": False,
+        "logger": False,
+        **extra,
+    }
     model = NHITS(
         h=config.horizon,
         input_size=config.input_size,
@@ -154,12 +278,9 @@ def _nf(config: NHITSConfig, *, callbacks: list | None, accelerator: str) -> Any
         val_check_steps=config.val_check_steps,
         random_seed=config.random_seed,
         alias=_ALIAS,
-        accelerator=accelerator,
-        devices=1,
-        callbacks=list(callbacks or []),
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        logger=False,
+        # neuralforecast's data loaders default to num_workers=0 (no worker
+        # processes); setting it here would only draw a warning at load time.
+        **trainer,
     )
     return NeuralForecast(models=[model], freq=1)
 
@@ -281,24 +402,55 @@ class FittedModel:
         return out
 
     def save(self, path: Path) -> None:
-        """Write the model into directory ``path`` (the registry makes it atomic)."""
+        """Write the model into directory ``path`` (the registry makes it atomic).
+
+        Layout: ``nf/`` (neuralforecast's safetensors weights and JSON
+        configuration, no pickle), ``config.json`` (the ``NHITSConfig``),
+        ``history.parquet`` (the recent bars: the default forecast origin and
+        the spacing future timestamps follow) and ``meta.json`` (the time-index
+        mapping: last real timestamp, bar spacing, column names).
+        """
+        path = Path(path)
         self.nf.save(path=str(path / "nf"), save_dataset=False, overwrite=True)
         self.history.iloc[-max(self.config.input_size * 4, 500) :].to_parquet(
             path / "history.parquet"
         )
         (path / "config.json").write_text(json.dumps(self.config.model_dump(mode="json")))
+        ds = pd.to_datetime(self.history["ds"], utc=True)
+        step = ds.diff().dropna().mode()
+        meta = {
+            "format": _META_FORMAT,
+            "unique_id": str(self.history["unique_id"].iloc[-1]),
+            "n_bars": len(self.history),
+            "first_ds": ds.iloc[0].isoformat(),
+            "last_ds": ds.iloc[-1].isoformat(),
+            "step_seconds": step.iloc[0].total_seconds() if len(step) else None,
+            "time_index": "integer 0..n-1 (neuralforecast freq=1)",
+            "columns": _COLS,
+        }
+        (path / "meta.json").write_text(json.dumps(meta, indent=1))
 
     @classmethod
-    def load(cls, path: Path) -> FittedModel:
-        """Read a model written by ``save``."""
+    def load(cls, path: Path, *, accelerator: str = "cpu") -> FittedModel:
+        """Read a model written by ``save``.
+
+        Args:
+            path: The directory ``save`` wrote.
+            accelerator: Where neuralforecast's own predict runs; a model
+                trained on a GPU loads onto a CPU-only replica by default.
+        """
         import warnings
 
-        _quiet()
+        path = Path(path)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             from neuralforecast import NeuralForecast
 
             nf = NeuralForecast.load(path=str(path / "nf"))
+        _quiet()
+        for model in nf.models:
+            model.trainer_kwargs["accelerator"] = accelerator
+            model.trainer_kwargs["devices"] = 1
         config = NHITSConfig(**json.loads((path / "config.json").read_text()))
         history = pd.read_parquet(path / "history.parquet")
         history["ds"] = pd.to_datetime(history["ds"], utc=True)
@@ -311,12 +463,38 @@ def fit(
     *,
     callbacks: list | None = None,
     accelerator: str = "cpu",
+    devices: int | list[int] | str | None = None,
+    trainer_kwargs: dict[str, Any] | None = None,
 ) -> FittedModel:
-    """Train on the whole series (early stopping on its last ``val_size`` bars)."""
-    check_length(frame, config)
-    nf = _nf(config, callbacks=callbacks, accelerator=accelerator)
+    """Train on the whole series (early stopping on its last ``val_size`` bars).
+
+    Args:
+        frame: ``unique_id, ds, y`` of one symbol, ``ds`` in UTC.
+        config: What to train.
+        callbacks: Lightning callbacks (progress reporting, Tune reporting).
+        accelerator: Lightning accelerator, ``"cpu"`` or ``"gpu"``.
+        devices: Lightning devices; default one.
+        trainer_kwargs: Further Lightning Trainer options (``precision``,
+            ``gradient_clip_val``...); not the ones the arguments above own.
+
+    Returns:
+        The trained model, its history being ``frame``.
+
+    Raises:
+        TooShortError: Fewer than ``min_bars(config, evaluate=False)`` bars.
+        InvalidInputError: A malformed frame or a reserved trainer option.
+    """
+    frame = _prepared(frame)
+    check_length(frame, config, evaluate=False)
+    nf = _nf(
+        config,
+        callbacks=callbacks,
+        accelerator=accelerator,
+        devices=devices,
+        trainer_kwargs=trainer_kwargs,
+    )
     nf.fit(df=_int_frame(frame), val_size=config.val_size)
-    return FittedModel(nf=nf, config=config, history=frame.reset_index(drop=True))
+    return FittedModel(nf=nf, config=config, history=frame)
 
 
 def _baseline_intervals(
@@ -350,7 +528,14 @@ def _season_ref_factory(season: int) -> Any:
 def evaluate_windows(
     frame: pd.DataFrame, cv: pd.DataFrame, config: NHITSConfig
 ) -> EvaluationReport:
-    """Metrics of the model's CV forecasts and of both baselines over the same points."""
+    """Metrics of the model's CV forecasts and of both baselines over the same points.
+
+    Args:
+        frame: The prepared frame ``cv`` was computed on (integer positions
+            in ``cv`` index its rows).
+        cv: neuralforecast's ``cross_validation`` output.
+        config: The configuration evaluated.
+    """
     y = frame["y"].to_numpy(dtype="float64")
     n = len(y)
     cutoffs = cv["cutoff"].to_numpy(dtype="int64")
@@ -422,16 +607,40 @@ def fit_and_evaluate(
     *,
     callbacks: list | None = None,
     accelerator: str = "cpu",
+    devices: int | list[int] | str | None = None,
+    trainer_kwargs: dict[str, Any] | None = None,
 ) -> tuple[FittedModel, EvaluationReport]:
     """Train once and evaluate out of sample over ``cv_windows`` rolling origins.
 
+    One training, not two: ``cross_validation(refit=False)`` trains on the
+    series minus its last ``test_size`` bars and forecasts each window from
+    the bars before its cutoff. The returned model is that one; it forecasts
+    from the full history, tail included (see the module docstring).
+
+    Args:
+        frame: ``unique_id, ds, y`` of one symbol, ``ds`` in UTC.
+        config: What to train and how to evaluate.
+        callbacks: Lightning callbacks (progress reporting).
+        accelerator: Lightning accelerator, ``"cpu"`` or ``"gpu"``.
+        devices: Lightning devices; default one.
+        trainer_kwargs: Further Lightning Trainer options.
+
     Returns:
-        The trained model (trained on the series minus its evaluation tail) and
-        its evaluation against naive and seasonal-naive.
+        The trained model and its evaluation against naive and seasonal-naive.
+
+    Raises:
+        TooShortError: Fewer than ``min_bars(config)`` bars.
+        InvalidInputError: A malformed frame or a reserved trainer option.
     """
+    frame = _prepared(frame)
     check_length(frame, config)
-    frame = frame.reset_index(drop=True)
-    nf = _nf(config, callbacks=callbacks, accelerator=accelerator)
+    nf = _nf(
+        config,
+        callbacks=callbacks,
+        accelerator=accelerator,
+        devices=devices,
+        trainer_kwargs=trainer_kwargs,
+    )
     cv = nf.cross_validation(
         df=_int_frame(frame),
         n_windows=config.cv_windows,
@@ -441,3 +650,27 @@ def fit_and_evaluate(
     )
     report = evaluate_windows(frame, cv, config)
     return FittedModel(nf=nf, config=config, history=frame), report
+
+
+def evaluate(
+    frame: pd.DataFrame,
+    config: NHITSConfig,
+    *,
+    callbacks: list | None = None,
+    accelerator: str = "cpu",
+    devices: int | list[int] | str | None = None,
+    trainer_kwargs: dict[str, Any] | None = None,
+) -> EvaluationReport:
+    """Rolling-origin evaluation of ``config`` on ``frame``: ``fit_and_evaluate``'s report.
+
+    The windows are the last ``test_size = horizon + step_size * (cv_windows - 1)``
+    bars; each cutoff forecasts ``horizon`` bars. Arguments as ``fit_and_evaluate``.
+    """
+    return fit_and_evaluate(
+        frame,
+        config,
+        callbacks=callbacks,
+        accelerator=accelerator,
+        devices=devices,
+        trainer_kwargs=trainer_kwargs,
+    )[1]

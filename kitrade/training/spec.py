@@ -9,7 +9,15 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["NHITSConfig", "default_config", "min_bars", "SEARCH_SPACE", "TIMEFRAME_DEFAULTS"]
+__all__ = [
+    "NHITSConfig",
+    "default_config",
+    "freq_for",
+    "min_bars",
+    "SEARCH_SPACE",
+    "TIMEFRAME_DEFAULTS",
+    "TIMEFRAMES",
+]
 
 
 class NHITSConfig(BaseModel):
@@ -49,19 +57,62 @@ class NHITSConfig(BaseModel):
         return self.horizon + self.step_size * (self.cv_windows - 1)
 
 
-def min_bars(config: NHITSConfig) -> int:
-    """Shortest series ``config`` can train and evaluate on.
+def min_bars(config: NHITSConfig, *, evaluate: bool = True) -> int:
+    """Shortest series ``config`` can train (and, by default, evaluate) on.
 
     The model trains on the series minus the evaluation part (``test_size``),
     holds out ``val_size`` of that for early stopping, and needs at least one
-    window of ``input_size + horizon`` to learn from:
-    ``input_size + horizon + val_size + test_size``, where
-    ``test_size = horizon + step_size * (cv_windows - 1)``.
+    full window of ``input_size + horizon`` to learn from::
+
+        min_bars = input_size + horizon + val_size + test_size
+        test_size = horizon + step_size * (cv_windows - 1)
+
+    With ``evaluate=False`` (a plain ``fit`` on the whole series) the
+    ``test_size`` term is left out. neuralforecast itself accepts shorter
+    series (it pads incomplete windows with an availability mask); this is
+    kitrade's floor so that every model has seen at least one real window.
     """
-    return config.input_size + config.horizon + config.val_size + config.test_size
+    train = config.input_size + config.horizon + config.val_size
+    return train + config.test_size if evaluate else train
 
 
-#: per timeframe: horizon, input size, season, step between evaluation cutoffs
+#: The timeframes kitrade knows, shortest first.
+TIMEFRAMES: tuple[str, ...] = ("M1", "M5", "M15", "M30", "H1", "H4", "D1", "W1", "MN1")
+
+_FREQ = {
+    "M1": "min",
+    "M5": "5min",
+    "M15": "15min",
+    "M30": "30min",
+    "H1": "h",
+    "H4": "4h",
+    "D1": "D",
+    "W1": "W",
+    "MN1": "ME",
+}
+
+
+def freq_for(timeframe: str) -> str:
+    """The nominal pandas frequency alias of ``timeframe`` (``H1`` -> ``"h"``).
+
+    Nominal only: market bars have gaps (weekends, holidays; GOOG daily bars
+    skip weekends, BTCUSD daily bars do not), so the model never builds a
+    calendar from this alias. ``nhits`` indexes bars 0..n-1 (neuralforecast
+    with integer ``ds`` and ``freq=1``) and extrapolates future timestamps
+    from the series' own spacing and trading slots (``nhits.future_timestamps``).
+    Use this alias for resampling and display.
+    """
+    if timeframe not in _FREQ:
+        from kitrade.errors import InvalidInputError
+
+        raise InvalidInputError(f"timeframe: expected one of {list(_FREQ)}, was {timeframe!r}")
+    return _FREQ[timeframe]
+
+
+#: per timeframe: horizon, input size, season, step between evaluation cutoffs.
+#: Seasons: a trading day of bars for intraday (FX trades 24 h; an hour for M1,
+#: whose day is longer than its input window), a trading week for D1 (5; for
+#: crypto daily bars pass ``season_length=7``), a year for W1 and MN1.
 TIMEFRAME_DEFAULTS: dict[str, dict[str, Any]] = {
     "M1": {"horizon": 60, "input_size": 240, "season_length": 60, "step_size": 60},
     "M5": {"horizon": 48, "input_size": 288, "season_length": 288, "step_size": 48},
@@ -86,10 +137,23 @@ TIMEFRAME_DEFAULTS: dict[str, dict[str, Any]] = {
 def default_config(timeframe: str, n_bars: int | None = None, **overrides: Any) -> NHITSConfig:
     """The configuration for a symbol of ``timeframe`` with ``n_bars`` bars.
 
-    ``val_size`` follows the horizon. When ``n_bars`` is short for the
-    default input size, the input size shrinks (not below two horizons) so a
-    short series like 156 monthly bars still trains; a series too short even
-    then is left for ``check_length`` to report with its numbers.
+    ``val_size`` follows the horizon, and so does ``step_size`` when only the
+    horizon is overridden. When ``n_bars`` is short for the default input
+    size, the input size shrinks (not below two horizons) so a short series
+    like 156 monthly bars still trains; a series too short even then is left
+    for ``nhits.check_length`` to report with its numbers.
+
+    Args:
+        timeframe: One of ``TIMEFRAMES``.
+        n_bars: Length of the series to be trained, when known.
+        **overrides: Any ``NHITSConfig`` field.
+
+    Returns:
+        The validated, frozen configuration.
+
+    Raises:
+        InvalidInputError: Unknown timeframe.
+        pydantic.ValidationError: An override is out of range or unknown.
     """
     if timeframe not in TIMEFRAME_DEFAULTS:
         from kitrade.errors import InvalidInputError

@@ -2,16 +2,36 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from kitrade.errors import InvalidInputError, TooShortError
-from kitrade.training import metrics as M
-from kitrade.training.nhits import FittedModel, check_length, fit_and_evaluate, future_timestamps
-from kitrade.training.spec import default_config, min_bars
+from kitrade.training.nhits import (
+    FittedModel,
+    check_length,
+    evaluate,
+    fit,
+    fit_and_evaluate,
+    future_timestamps,
+)
+from kitrade.training.spec import TIMEFRAMES, default_config, freq_for, min_bars
 
 TINY = {"max_steps": 30, "mlp_units": 32, "val_check_steps": 10, "windows_batch_size": 64}
+BANDS = ["mean", "lo_80", "hi_80", "lo_95", "hi_95"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _torch_threads():
+    """One thread: these models are tiny, and spinning threads crawl on a busy small machine."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def frame_of(name: str, df: pd.DataFrame) -> pd.DataFrame:
@@ -37,14 +57,38 @@ def seasonal(n: int = 600, season: int = 24, noise: float = 0.05) -> pd.DataFram
     )
 
 
-def test_metrics_by_hand():
-    y, f, naive = [1.0, 2.0, 3.0], [1.5, 2.0, 2.0], [1.0, 1.0, 1.0]
-    assert M.mae(y, f) == pytest.approx(0.5)
-    assert M.rmse(y, f) == pytest.approx(np.sqrt((0.25 + 0 + 1) / 3))
-    assert M.mase(y, f, naive) == pytest.approx(0.5 / 1.0)
-    assert M.mase(y, naive, naive) == 1.0
-    assert M.directional_accuracy([2, 0, 1], [3, 2, 5], [1, 1, 1]) == pytest.approx(0.5)
-    assert M.coverage([1, 2, 3], [0, 2.5, 2], [2, 3, 4]) == pytest.approx(2 / 3)
+def random_walk(n: int = 400) -> pd.DataFrame:
+    rng = np.random.default_rng(1)
+    return pd.DataFrame(
+        {
+            "unique_id": "RW",
+            "ds": pd.date_range("2024-01-01", periods=n, freq="h", tz="UTC"),
+            "y": 100 + np.cumsum(rng.normal(0, 1, n)),
+        }
+    )
+
+
+def assert_bands_ordered(fc: pd.DataFrame) -> None:
+    assert (fc["lo_95"] <= fc["lo_80"] + 1e-9).all() and (fc["hi_80"] <= fc["hi_95"] + 1e-9).all()
+    assert (fc["lo_80"] <= fc["mean"] + 1e-9).all() and (fc["mean"] <= fc["hi_80"] + 1e-9).all()
+
+
+def test_every_timeframe_has_defaults_and_a_frequency():
+    for tf in TIMEFRAMES:
+        cfg = default_config(tf)
+        assert cfg.levels == (80, 95) and cfg.val_size == cfg.horizon
+        assert min_bars(cfg) == (
+            cfg.input_size + cfg.horizon + cfg.val_size + cfg.horizon
+            + cfg.step_size * (cfg.cv_windows - 1)
+        )  # fmt: skip
+        assert min_bars(cfg, evaluate=False) == cfg.input_size + cfg.horizon + cfg.val_size
+        pd.tseries.frequencies.to_offset(freq_for(tf))  # a valid pandas alias
+    assert default_config("H1").horizon == 24 and default_config("H1").season_length == 24
+    assert default_config("D1").season_length == 5 and default_config("MN1").season_length == 12
+    with pytest.raises(InvalidInputError, match="timeframe"):
+        default_config("H2")
+    with pytest.raises(InvalidInputError, match="timeframe"):
+        freq_for("H2")
 
 
 def test_too_short_series_reports_numbers_not_a_crash():
@@ -55,21 +99,33 @@ def test_too_short_series_reports_numbers_not_a_crash():
     with pytest.raises(TooShortError) as info:
         check_length(frame, cfg)
     msg = info.value.message
-    assert (
-        "BTCUSD: 40 bars" in msg and f"at least {min_bars(cfg)}" in msg and "input_size=24" in msg
-    )
+    assert msg.startswith(f"BTCUSD: 40 bars, expected at least {min_bars(cfg)} for input_size=24")
+    assert "horizon=6" in msg and "val_size=6" in msg and "cv_windows=2" in msg
+
+
+def test_btcusd_is_too_short_for_an_hourly_style_config_and_says_so():
+    from backtesting.test import BTCUSD
+
+    frame = frame_of("BTCUSD", BTCUSD)
+    cfg = default_config("MN1", None, input_size=120, horizon=24, cv_windows=3)
+    assert min_bars(cfg) > len(frame) == 156
+    with pytest.raises(TooShortError, match=f"BTCUSD: 156 bars, expected at least {min_bars(cfg)}"):
+        fit_and_evaluate(frame, cfg)
+    with pytest.raises(TooShortError, match="BTCUSD: 156 bars"):
+        fit(frame, cfg)  # fit alone needs no evaluation tail, but still more than 156
 
 
 def test_monthly_btcusd_defaults_fit_156_bars():
     from backtesting.test import BTCUSD
 
     frame = frame_of("BTCUSD", BTCUSD)
-    cfg = default_config("MN1", len(frame), **TINY)
+    cfg = default_config("MN1", len(frame))  # the real defaults, not a tiny config
     assert len(frame) == 156 and min_bars(cfg) <= 156
     model, report = fit_and_evaluate(frame, cfg)
     fc = model.predict()
     assert len(fc) == cfg.horizon
     assert fc["ds"].iloc[0] == pd.Timestamp("2025-01-31", tz="UTC")  # next month end
+    assert_bands_ordered(fc)
     assert report.naive.mase == 1.0 and report.windows == cfg.cv_windows
 
 
@@ -80,21 +136,69 @@ def test_forecast_bands_ordered_and_timestamps_follow_the_series(tmp_path):
     cfg = default_config("D1", len(frame), **TINY)
     model, report = fit_and_evaluate(frame, cfg)
     fc = model.predict(horizon=5)
-    assert len(fc) == 5
-    assert (fc["lo_95"] <= fc["lo_80"] + 1e-9).all() and (fc["hi_80"] <= fc["hi_95"] + 1e-9).all()
-    assert (fc["lo_80"] <= fc["hi_80"]).all()
-    assert (fc["ds"] > frame["ds"].iloc[-1]).all()
+    assert list(fc.columns) == ["ds", *BANDS] and len(fc) == 5
+    assert_bands_ordered(fc)
+    assert (fc["ds"] > frame["ds"].iloc[-1]).all() and fc["ds"].is_monotonic_increasing
     assert (fc["ds"].dt.day_of_week < 5).all()  # GOOG has no weekend bars, nor do its forecasts
     with pytest.raises(InvalidInputError, match=f"1..{cfg.horizon}"):
         model.predict(horizon=cfg.horizon + 1)
     model.save(tmp_path)
-    again = FittedModel.load(tmp_path).predict(frame, horizon=5)
-    np.testing.assert_allclose(
-        again[["mean", "lo_80", "hi_95"]], fc[["mean", "lo_80", "hi_95"]], rtol=1e-5
-    )
+    meta = json.loads((tmp_path / "meta.json").read_text())
+    assert meta["last_ds"] == frame["ds"].iloc[-1].isoformat() and meta["step_seconds"] == 86400
+    again = FittedModel.load(tmp_path)
+    assert again.config == cfg
+    np.testing.assert_allclose(again.predict(frame, horizon=5)[BANDS], fc[BANDS], rtol=1e-5)
+    np.testing.assert_allclose(again.predict(horizon=5)[BANDS], fc[BANDS], rtol=1e-5)
     assert {"model", "naive", "seasonal_naive"} <= set(report.model_dump())
     for block in (report.model, report.naive, report.seasonal_naive):
         assert 0 <= block.coverage_80 <= 1 and 0 <= block.coverage_95 <= 1
+
+
+def test_fit_on_the_whole_series_then_forecast_from_new_bars():
+    frame = random_walk()
+    cfg = default_config("H1", len(frame), input_size=48, **TINY)
+    model = fit(frame, cfg)
+    fc = model.predict()
+    assert len(fc) == 24 and fc["ds"].iloc[0] == frame["ds"].iloc[-1] + pd.Timedelta(hours=1)
+    assert_bands_ordered(fc)
+    # Serving: a later history (not seen in training) is the forecast origin.
+    newer = pd.concat(
+        [
+            frame,
+            pd.DataFrame(
+                {
+                    "unique_id": "RW",
+                    "ds": frame["ds"].iloc[-1] + pd.to_timedelta(np.arange(1, 11), "h"),
+                    "y": frame["y"].iloc[-1] + 50.0,  # a jump the model must follow
+                }
+            ),
+        ],
+        ignore_index=True,
+    )
+    later = model.predict(newer, horizon=3)
+    assert later["ds"].iloc[0] == newer["ds"].iloc[-1] + pd.Timedelta(hours=1)
+    assert later["mean"].iloc[0] > fc["mean"].iloc[0] + 25  # it used the new bars
+    with pytest.raises(TooShortError, match="48"):
+        model.predict(newer.iloc[-10:])
+
+
+def test_evaluation_on_eurusd_says_honestly_whether_naive_was_beaten():
+    from backtesting.test import EURUSD
+
+    frame = frame_of("EURUSD", EURUSD)
+    assert len(frame) == 5000
+    cfg = default_config("H1", len(frame), **TINY)
+    report = evaluate(frame, cfg)
+    json.dumps(report.model_dump(mode="json"))  # storable in the registry as is
+    assert report.naive.mase == 1.0 and report.seasonal_naive.mase is not None
+    assert report.beats_naive == (report.model.mase < 1.0)
+    assert report.points == report.windows * cfg.horizon == cfg.cv_windows * 24
+    assert report.eval_end == frame["ds"].iloc[-1].isoformat()
+    table = report.side_by_side()
+    assert list(table.index) == ["model", "naive", "seasonal_naive"]
+    assert {"mae", "rmse", "mase", "directional_accuracy", "coverage_80", "coverage_95"} <= set(
+        table.columns
+    )
 
 
 def test_model_beats_naive_on_a_seasonal_series():
@@ -107,15 +211,35 @@ def test_model_beats_naive_on_a_seasonal_series():
     assert report.seasonal_naive.mase < 1.0  # the baseline also sees the season
 
 
+def test_malformed_frames_and_reserved_trainer_options_are_refused():
+    frame = seasonal(200)
+    cfg = default_config("H1", len(frame), input_size=24, **TINY)
+    two = pd.concat([frame, frame.assign(unique_id="OTHER")], ignore_index=True)
+    with pytest.raises(InvalidInputError, match="one unique_id"):
+        fit(two, cfg)
+    with pytest.raises(InvalidInputError, match="finite y"):
+        fit(frame.assign(y=frame["y"].where(frame.index != 5)), cfg)
+    with pytest.raises(InvalidInputError, match="max_steps"):
+        fit(frame, cfg, trainer_kwargs={"max_steps": 5})
+
+
 def test_future_timestamps_skip_weekends_only_when_history_does():
     weekdays = pd.Series(pd.bdate_range("2024-01-01", periods=10, tz="UTC"))
-    assert list(future_timestamps(weekdays, 3).day_of_week) == [
-        0,
-        1,
-        2,
-    ]  # after Fri 12 Jan: Mon..Wed
+    # after Fri 12 Jan: Mon..Wed
+    assert list(future_timestamps(weekdays, 3).day_of_week) == [0, 1, 2]
     crypto = pd.Series(pd.date_range("2024-01-01", periods=10, freq="D", tz="UTC"))
     assert list(future_timestamps(crypto, 2).day) == [11, 12]
+
+
+def test_future_timestamps_of_fx_hours_skip_the_fx_weekend():
+    from backtesting.test import EURUSD
+
+    ds = frame_of("EURUSD", EURUSD)["ds"]
+    friday_close = ds[ds.dt.day_of_week == 4].iloc[-1]  # the last bar before a weekend
+    nxt = future_timestamps(ds[ds <= friday_close], 3)
+    resumed = ds[ds > friday_close].iloc[0]  # 22:00 in winter, 21:00 in summer (UTC)
+    assert nxt[0].day_of_week == 6 and abs(nxt[0] - resumed) <= pd.Timedelta(hours=1)
+    assert list(np.diff(nxt.asi8)) == [3_600_000_000] * 2
 
 
 def test_direct_batched_inference_matches_neuralforecast_predict():
@@ -128,9 +252,5 @@ def test_direct_batched_inference_matches_neuralforecast_predict():
     direct = model.predict_many([frame, earlier])
     for got, f in zip(direct, [frame, earlier], strict=True):
         ref = model.predict_reference(f)
-        np.testing.assert_allclose(
-            got[["mean", "lo_80", "hi_80", "lo_95", "hi_95"]],
-            ref[["mean", "lo_80", "hi_80", "lo_95", "hi_95"]],
-            rtol=1e-4,
-        )
+        np.testing.assert_allclose(got[BANDS], ref[BANDS], rtol=1e-4)
         assert (got["ds"] == ref["ds"]).all()

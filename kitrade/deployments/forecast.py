@@ -1,0 +1,89 @@
+"""Forecast deployment: serves active model versions with batched inference.
+
+A shim over ``ForecastEngine`` (injected through ``engine_cls`` so tests can
+pass another engine): builds it in ``__init__``, polls the registry for
+promoted versions, batches concurrent requests with ``@serve.batch`` into one
+engine call (one forward pass per model, no Lightning Trainer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from ray import serve
+
+from kitrade.deployments.common import AppArgs, envelope
+
+__all__ = ["ForecastDeployment"]
+
+_log = logging.getLogger(__name__)
+
+
+class ForecastDeployment:
+    """Forecasts for ``(symbol, horizon)``."""
+
+    def __init__(self, args: AppArgs, engine_cls: type | None = None) -> None:
+        import os
+
+        os.environ.update(args.env)
+        from kitrade.config import load_settings
+        from kitrade.data.db import Database
+
+        if engine_cls is None:
+            from kitrade.training.engine import ForecastEngine as engine_cls  # noqa: N813
+        settings = load_settings()
+        self._db = Database.from_settings(settings)
+        self._engine = engine_cls(self._db)
+        self._refresh_s = args.model_refresh_s
+        self._engine.refresh()
+        self._task: asyncio.Task | None = None
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(self._refresh_s)
+            try:
+                await asyncio.get_running_loop().run_in_executor(None, self._engine.refresh)
+            except Exception as exc:  # noqa: BLE001 - keep serving the loaded models
+                _log.warning("model refresh failed: %s", exc)
+
+    def _ensure_poller(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._poll())
+
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)
+    async def _batched(self, items: list[tuple[str, int | None]]) -> list[Any]:
+        return await asyncio.get_running_loop().run_in_executor(
+            None, self._engine.forecast_many, items
+        )
+
+    @envelope
+    async def forecast(self, symbol: str, horizon: int | None = None) -> Any:
+        """One forecast (batched with concurrent ones)."""
+        self._ensure_poller()
+        result = await self._batched((symbol, horizon))
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    @envelope
+    def reload(self) -> dict[str, str]:
+        """Pick up promoted versions now."""
+        return self._engine.refresh()
+
+    @envelope
+    def status(self) -> dict[str, Any]:
+        """Loaded and broken models."""
+        return self._engine.status()
+
+    def reconfigure(self, config: dict[str, Any]) -> None:
+        """``user_config``: ``model_refresh_s``."""
+        self._refresh_s = float(config.get("model_refresh_s", self._refresh_s))
+
+    def check_health(self) -> None:
+        """Healthy while the engine holds its models; a database outage is not a replica fault
+        (restarting replicas would not bring PostgreSQL back, and loaded models keep serving
+        whatever the cache holds)."""
+        if self._engine is None:
+            raise RuntimeError("forecast engine missing")

@@ -1,0 +1,404 @@
+"""The gateway: one FastAPI ingress for every route, auth, error mapping, /health, /docs.
+
+Routes stay thin: check auth, validate, call one deployment handle, return.
+Only this module turns ``KitradeError`` into HTTP status codes; every error
+answer is JSON ``{"error": class, "message": text}``, never a traceback.
+The old system's paths keep working (see the README's compatibility table).
+"""
+
+# No `from __future__ import annotations`: Serve rebuilds the ingress methods and FastAPI
+# must resolve their annotations at run time.
+import hmac
+import logging
+import time
+from datetime import datetime
+from typing import Any
+
+from fastapi import Body, Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from ray import serve
+
+from kitrade import errors
+from kitrade.deployments.common import AppArgs, unwrap
+from kitrade.schemas import SYMBOL_PATTERN, StrategySpec, StrategyUpdate, SymbolIn, SymbolUpdate
+
+__all__ = ["Gateway", "api", "build_app"]
+
+_log = logging.getLogger(__name__)
+
+api = FastAPI(
+    title="kitrade",
+    version="0.1.0",
+    description="Market bars, NHITS forecasts with prediction intervals, training and "
+    "grounded trading analysis. State-changing routes need `Authorization: Bearer <KITRADE_API_KEY>`.",
+)
+
+
+# ------------------------------------------------------------------------ errors
+def _error(status: int, cls: str, message: str) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"error": cls, "message": message})
+
+
+@api.exception_handler(errors.KitradeError)
+async def _kitrade_error(request: Request, exc: errors.KitradeError) -> JSONResponse:
+    return _error(exc.http_status, type(exc).__name__, exc.message)
+
+
+@api.exception_handler(Exception)
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    _log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return _error(
+        500, "InternalError", f"internal error ({type(exc).__name__}); see the server log"
+    )
+
+
+@api.exception_handler(RequestValidationError)
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    parts = []
+    for e in exc.errors():
+        loc = ".".join(str(p) for p in e.get("loc", ()) if p not in ("body", "query", "path"))
+        parts.append(f"{loc}: {e.get('msg')}")
+    return _error(422, "InvalidInputError", "; ".join(parts) or "invalid request")
+
+
+# -------------------------------------------------------------------------- auth
+class _Auth:
+    """Bearer-key checks; the key lives in the gateway replica only."""
+
+    key: str | None = None
+    read_auth: bool = False
+
+    @classmethod
+    def check(cls, request: Request, *, write: bool) -> None:
+        if not write and not cls.read_auth:
+            return
+        if cls.key is None:
+            raise _Forbidden()
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise _Unauthorized(
+                "missing bearer key: send 'Authorization: Bearer <KITRADE_API_KEY>'"
+            )
+        if not hmac.compare_digest(token.encode(), cls.key.encode()):
+            raise _Unauthorized("invalid API key")
+
+
+class _Unauthorized(errors.KitradeError):
+    http_status = 401
+
+
+class _Forbidden(errors.KitradeError):
+    http_status = 403
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(
+            message
+            or "state-changing routes are disabled because no API key is configured: "
+            "set KITRADE_API_KEY on the server and send 'Authorization: Bearer <key>'"
+        )
+
+
+def write_access(request: Request) -> None:
+    """Dependency of every state-changing route."""
+    _Auth.check(request, write=True)
+
+
+def read_access(request: Request) -> None:
+    """Dependency of every read route (open unless KITRADE_READ_AUTH=1)."""
+    if _Auth.read_auth and _Auth.key is None:
+        raise _Forbidden("KITRADE_READ_AUTH=1 but no KITRADE_API_KEY is configured")
+    _Auth.check(request, write=False)
+
+
+# ------------------------------------------------------------------------ bodies
+class PromoteBody(BaseModel):
+    """Which version to activate."""
+
+    version: str = Field(..., max_length=80)
+
+
+class RollbackBody(BaseModel):
+    """Optional target of a rollback."""
+
+    to_version: str | None = Field(None, max_length=80)
+
+
+@serve.ingress(api)
+class Gateway:
+    """Routes to the forecast and data deployments."""
+
+    def __init__(self, forecast: Any, data: Any, args: AppArgs) -> None:
+        import os
+
+        os.environ.update(args.env)
+        from kitrade.config import load_settings
+
+        settings = load_settings()
+        _Auth.key = settings.api_key.get_secret_value() if settings.api_key else None
+        _Auth.read_auth = settings.read_auth
+        self._settings = settings
+        self._forecast = forecast
+        self._data = data
+        self._started = time.time()
+
+    async def _call(self, handle: Any, method: str, *args: Any, **kwargs: Any) -> Any:
+        return unwrap(await getattr(handle, method).remote(*args, **kwargs))
+
+    # ---------------------------------------------------------------- health
+    @api.get("/health", tags=["health"])
+    async def health(self) -> JSONResponse:
+        """One entry per component; 503 when a required one is down."""
+        import ray
+
+        comps: dict[str, dict[str, Any]] = {}
+
+        async def probe(name: str, handle: Any, method: str) -> None:
+            t0 = time.monotonic()
+            try:
+                value = await self._call(handle, method)
+                comps[name] = {
+                    "status": "ok",
+                    "latency_ms": round((time.monotonic() - t0) * 1e3, 1),
+                    **({"detail": value} if isinstance(value, dict) else {}),
+                }
+            except errors.KitradeError as exc:
+                comps[name] = {"status": "down", "error": exc.message}
+            except Exception as exc:  # noqa: BLE001 - a dead replica is reported, not raised
+                comps[name] = {"status": "down", "error": type(exc).__name__}
+
+        await probe("database", self._data, "ping")
+        comps["data"] = {"status": "ok" if comps["database"]["status"] == "ok" else "degraded"}
+        await probe("forecast", self._forecast, "status")
+        comps["analysis"] = {"status": "not_deployed"}
+        comps["llm"] = {
+            "status": "offline_analyst"
+            if not (self._settings.llm_base_url or self._settings.ollama_host)
+            else "configured"
+        }
+        try:
+            comps["ray"] = {"status": "ok", "nodes": len([n for n in ray.nodes() if n["Alive"]])}
+        except Exception as exc:  # noqa: BLE001
+            comps["ray"] = {"status": "down", "error": type(exc).__name__}
+        down = [k for k in ("database", "forecast", "ray") if comps[k]["status"] == "down"]
+        body = {
+            "status": "ok" if not down else "degraded",
+            "components": comps,
+            "uptime_s": round(time.time() - self._started, 1),
+        }
+        return JSONResponse(status_code=503 if down else 200, content=body)
+
+    # -------------------------------------------------------------- forecast
+    @api.get(
+        "/api/v1/forecast/training/progress", tags=["training"], dependencies=[Depends(read_access)]
+    )
+    async def training_progress(self, run_id: str | None = Query(None, max_length=64)) -> Any:
+        """Progress of the latest (or given) training run."""
+        return await self._call(self._data, "progress", run_id)
+
+    @api.post("/api/v1/forecast/train-all", tags=["training"], dependencies=[Depends(write_access)])
+    async def train_all(
+        self, force: bool = False, background: bool = True, symbols: list[str] | None = Query(None)
+    ) -> Any:
+        """Train every active symbol (or ``symbols``) on the cluster."""
+        import asyncio
+
+        from kitrade.training.tasks import new_run_id
+
+        for s in symbols or []:
+            from kitrade.schemas import validate_symbol
+
+            validate_symbol(s)
+        run_id = new_run_id()
+        ref = _train_driver().remote(self._settings, symbols, force, run_id)
+        if background:
+            return JSONResponse(
+                status_code=202,
+                content={
+                    "run_id": run_id,
+                    "status": "started",
+                    "progress": f"/api/v1/forecast/training/progress?run_id={run_id}",
+                },
+            )
+        report = await asyncio.wrap_future(ref.future())
+        await self._call(self._forecast, "reload")
+        return report
+
+    @api.get("/api/v1/forecast/{symbol}", tags=["forecast"], dependencies=[Depends(read_access)])
+    async def forecast(
+        self, symbol: str, horizon: int | None = Query(None, ge=1, le=10_000)
+    ) -> Any:
+        """Forecast with 80 % and 95 % intervals from the active model."""
+        from kitrade.schemas import validate_symbol
+
+        validate_symbol(symbol)
+        return await self._call(self._forecast, "forecast", symbol, horizon)
+
+    # ---------------------------------------------------------------- models
+    @api.get("/api/v1/models", tags=["models"], dependencies=[Depends(read_access)])
+    async def models(self, symbol: str | None = Query(None, pattern=SYMBOL_PATTERN)) -> Any:
+        """Model versions with metrics (newest first)."""
+        return await self._call(self._data, "versions", symbol)
+
+    @api.post(
+        "/api/v1/models/{symbol}/promote", tags=["models"], dependencies=[Depends(write_access)]
+    )
+    async def promote(self, symbol: str, body: PromoteBody = Body(...)) -> Any:
+        """Activate a version (overrides the gate)."""
+        out = await self._call(self._data, "promote", symbol, body.version)
+        await self._call(self._forecast, "reload")
+        return out
+
+    @api.post(
+        "/api/v1/models/{symbol}/rollback", tags=["models"], dependencies=[Depends(write_access)]
+    )
+    async def rollback(self, symbol: str, body: RollbackBody | None = Body(None)) -> Any:
+        """Re-activate the previous (or given) version."""
+        out = await self._call(self._data, "rollback", symbol, body.to_version if body else None)
+        await self._call(self._forecast, "reload")
+        return out
+
+    # --------------------------------------------------------------- symbols
+    @api.get("/api/v1/symbols", tags=["symbols"], dependencies=[Depends(read_access)])
+    async def list_symbols(self, active_only: bool = False) -> Any:
+        """Symbols with last bar, last close and bar count."""
+        return await self._call(self._data, "list_symbols", active_only)
+
+    @api.post(
+        "/api/v1/symbols", tags=["symbols"], status_code=201, dependencies=[Depends(write_access)]
+    )
+    async def create_symbol(self, spec: SymbolIn = Body(...)) -> Any:
+        """Add a symbol."""
+        return await self._call(self._data, "create_symbol", spec.model_dump())
+
+    @api.get("/api/v1/symbols/{symbol}", tags=["symbols"], dependencies=[Depends(read_access)])
+    async def get_symbol(self, symbol: str) -> Any:
+        """One symbol."""
+        return await self._call(self._data, "get_symbol", symbol)
+
+    @api.patch("/api/v1/symbols/{symbol}", tags=["symbols"], dependencies=[Depends(write_access)])
+    async def update_symbol(self, symbol: str, changes: SymbolUpdate = Body(...)) -> Any:
+        """Change a symbol."""
+        return await self._call(
+            self._data, "update_symbol", symbol, changes.model_dump(exclude_none=True)
+        )
+
+    @api.delete("/api/v1/symbols/{symbol}", tags=["symbols"], dependencies=[Depends(write_access)])
+    async def delete_symbol(self, symbol: str, delete_bars: bool = False) -> Any:
+        """Remove a symbol (its bars only with ``delete_bars=true``)."""
+        return await self._call(self._data, "delete_symbol", symbol, delete_bars)
+
+    @api.get("/api/v1/symbols/{symbol}/bars", tags=["bars"], dependencies=[Depends(read_access)])
+    async def bars(
+        self,
+        symbol: str,
+        last: int | None = Query(None, ge=1, le=100_000),
+        start: datetime | None = None,
+        end: datetime | None = None,
+        timeframe: str | None = Query(None, pattern="^(M1|M5|M15|M30|H1|H4|D1|W1|MN1)$"),
+    ) -> Any:
+        """Bars: the latest ``last``, a ``start``/``end`` range, optionally resampled."""
+        return await self._call(self._data, "bars", symbol, last, start, end, timeframe)
+
+    # ------------------------------------------------------------ strategies
+    @api.get("/api/v1/strategies", tags=["strategies"], dependencies=[Depends(read_access)])
+    async def list_strategies(
+        self, symbol: str | None = Query(None, pattern=SYMBOL_PATTERN)
+    ) -> Any:
+        """Strategies (of one symbol)."""
+        return await self._call(self._data, "list_strategies", symbol)
+
+    @api.post(
+        "/api/v1/strategies",
+        tags=["strategies"],
+        status_code=201,
+        dependencies=[Depends(write_access)],
+    )
+    async def create_strategy(self, spec: StrategySpec = Body(...)) -> Any:
+        """Add a strategy."""
+        return await self._call(self._data, "create_strategy", spec.model_dump())
+
+    @api.get("/api/v1/strategies/{name}", tags=["strategies"], dependencies=[Depends(read_access)])
+    async def get_strategy(self, name: str) -> Any:
+        """One strategy."""
+        return await self._call(self._data, "get_strategy", name)
+
+    @api.patch(
+        "/api/v1/strategies/{name}", tags=["strategies"], dependencies=[Depends(write_access)]
+    )
+    async def update_strategy(self, name: str, changes: StrategyUpdate = Body(...)) -> Any:
+        """Change a strategy."""
+        return await self._call(
+            self._data, "update_strategy", name, changes.model_dump(exclude_none=True)
+        )
+
+    @api.delete(
+        "/api/v1/strategies/{name}", tags=["strategies"], dependencies=[Depends(write_access)]
+    )
+    async def delete_strategy(self, name: str) -> Any:
+        """Remove a strategy."""
+        return await self._call(self._data, "delete_strategy", name)
+
+    # ------------------------------------------------------------------ sync
+    @api.post("/api/v1/sync", tags=["sync"], dependencies=[Depends(write_access)])
+    async def sync(
+        self,
+        symbols: list[str] | None = Query(None),
+        source: str | None = Query(None, pattern="^(sample|files|http)$"),
+    ) -> Any:
+        """Fetch new bars now (incremental per symbol)."""
+        for s in symbols or []:
+            from kitrade.schemas import validate_symbol
+
+            validate_symbol(s)
+        return await self._call(self._data, "sync", symbols, source)
+
+    @api.get("/api/v1/sync/status", tags=["sync"], dependencies=[Depends(read_access)])
+    async def sync_status(self) -> Any:
+        """Per-symbol sync state."""
+        return await self._call(self._data, "sync_status")
+
+
+def _train_driver() -> Any:
+    import ray
+
+    @ray.remote(num_cpus=0, max_retries=0)
+    def train_all_driver(settings: Any, symbols: list[str] | None, force: bool, run_id: str) -> Any:
+        from kitrade.training.tasks import train_all
+
+        return train_all(settings, symbols, force=force, run_id=run_id, trigger="api").model_dump(
+            mode="json"
+        )
+
+    return train_all_driver
+
+
+def build_app(args: dict[str, Any] | AppArgs) -> Any:
+    """The kitrade Serve application (``serve_config.yaml``: ``kitrade.deployments.gateway:build_app``)."""
+    from kitrade.deployments.data import DataDeployment
+    from kitrade.deployments.forecast import ForecastDeployment
+
+    a = args if isinstance(args, AppArgs) else AppArgs(**args)
+    forecast = serve.deployment(
+        ForecastDeployment,
+        name="forecast",
+        num_replicas=a.forecast_replicas,
+        max_ongoing_requests=a.forecast_max_ongoing_requests,
+        ray_actor_options={"num_cpus": 0.5, "num_gpus": a.forecast_num_gpus},
+        user_config={"model_refresh_s": a.model_refresh_s},
+    ).bind(a)
+    data = serve.deployment(
+        DataDeployment,
+        name="data",
+        num_replicas=a.data_replicas,
+        ray_actor_options={"num_cpus": 0.25},
+    ).bind(a)
+    return serve.deployment(
+        Gateway,
+        name="gateway",
+        num_replicas=a.gateway_replicas,
+        max_ongoing_requests=a.gateway_max_ongoing_requests,
+        ray_actor_options={"num_cpus": 0.25},
+    ).bind(forecast, data, a)

@@ -1,0 +1,204 @@
+"""The forecast engine: active model versions in memory, a cache, batched inference.
+
+No Ray here; the forecast deployment wraps it. ``refresh`` reads the active
+versions from the registry and loads any new artifact (checksum verified)
+before swapping it in, so a promotion is picked up without a restart and a
+request never sees a half-loaded model. A corrupt artifact makes only its
+symbol answer an error. Answers are cached by (symbol, version, last bar).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from kitrade.errors import ConflictError, KitradeError, NotFoundError
+from kitrade.schemas import Forecast, ForecastPoint, validate_symbol
+
+if TYPE_CHECKING:
+    from kitrade.data.db import Database
+
+__all__ = ["ForecastPoint", "Forecast", "ForecastEngine"]
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Loaded:
+    version: str
+    model: Any
+    metrics: dict[str, Any]
+
+
+class ForecastEngine:
+    """Serves the active versions of every symbol."""
+
+    def __init__(self, db: Database, *, cache_size: int = 1024) -> None:
+        self._db = db
+        self._models: dict[str, _Loaded] = {}
+        self._broken: dict[str, tuple[str, str]] = {}  # symbol -> (version, error)
+        self._lock = threading.Lock()
+        self._cache: OrderedDict[tuple[str, str, datetime], Forecast] = OrderedDict()
+        self._cache_size = cache_size
+
+    # ----------------------------------------------------------------- models
+    def refresh(self) -> dict[str, str]:
+        """Load new active versions; returns symbol -> active version now served."""
+        from kitrade.training.nhits import FittedModel
+        from kitrade.training.registry import CorruptArtifactError, verify_artifact
+
+        with self._db.connection() as conn:
+            rows = conn.execute(
+                "SELECT symbol, version, artifact_path, metrics FROM model_versions"
+                " WHERE status = 'active'"
+            ).fetchall()
+        active = {r[0]: r for r in rows}
+        for symbol, version, path, metrics in rows:
+            current = self._models.get(symbol)
+            if current is not None and current.version == version:
+                continue
+            if self._broken.get(symbol, ("",))[0] == version:
+                continue
+            try:
+                verify_artifact(Path(path))
+                model = FittedModel.load(Path(path))
+            except (CorruptArtifactError, OSError, ValueError, RuntimeError) as exc:
+                message = (
+                    exc.message if isinstance(exc, KitradeError) else f"{type(exc).__name__}: {exc}"
+                )
+                _log.error("cannot load %s for %s: %s", version, symbol, message)
+                with self._lock:
+                    self._broken[symbol] = (version, message)
+                    self._models.pop(symbol, None)
+                continue
+            with self._lock:
+                self._models[symbol] = _Loaded(version, model, metrics or {})
+                self._broken.pop(symbol, None)
+        with self._lock:
+            for symbol in list(self._models):
+                if symbol not in active:
+                    self._models.pop(symbol)
+            for symbol in list(self._broken):
+                if symbol not in active:
+                    self._broken.pop(symbol)
+            return {s: m.version for s, m in self._models.items()}
+
+    def status(self) -> dict[str, Any]:
+        """What is loaded and what failed to load."""
+        with self._lock:
+            return {
+                "models": {s: m.version for s, m in self._models.items()},
+                "broken": {s: {"version": v, "error": e} for s, (v, e) in self._broken.items()},
+                "cache_entries": len(self._cache),
+            }
+
+    # --------------------------------------------------------------- forecasts
+    def _model_for(self, conn: Any, symbol: str) -> _Loaded:
+        with self._lock:
+            loaded = self._models.get(symbol)
+            broken = self._broken.get(symbol)
+        if loaded is not None:
+            return loaded
+        if broken is not None:
+            from kitrade.training.registry import CorruptArtifactError
+
+            raise CorruptArtifactError(
+                f"{symbol}: active version {broken[0]} cannot be served ({broken[1]}); "
+                f"roll back with POST /api/v1/models/{symbol}/rollback"
+            )
+        exists = conn.execute("SELECT 1 FROM symbols WHERE symbol = %s", (symbol,)).fetchone()
+        if exists is None:
+            raise NotFoundError(f"symbol {symbol} not found")
+        raise ConflictError(
+            f"{symbol} has no trained model yet; train it with "
+            f"POST /api/v1/forecast/train-all or `kitrade train {symbol}`"
+        )
+
+    def forecast_many(
+        self, requests: list[tuple[str, int | None]]
+    ) -> list[Forecast | KitradeError]:
+        """Answer several (symbol, horizon) requests; each gets a Forecast or its error."""
+        from kitrade.data.bars import latest_bars, to_training_frame
+
+        results: list[Forecast | KitradeError | None] = [None] * len(requests)
+        misses: dict[tuple[str, str, datetime], list[int]] = {}
+        frames: dict[tuple[str, str, datetime], Any] = {}
+        loaded_for: dict[tuple[str, str, datetime], _Loaded] = {}
+        with self._db.connection() as conn:
+            for i, (symbol, horizon) in enumerate(requests):
+                try:
+                    validate_symbol(symbol)
+                    loaded = self._model_for(conn, symbol)
+                    cfg = loaded.model.config
+                    if horizon is not None and not 1 <= horizon <= cfg.horizon:
+                        from kitrade.errors import InvalidInputError
+
+                        raise InvalidInputError(
+                            f"horizon: expected 1..{cfg.horizon} for {symbol} "
+                            f"(model {loaded.version}), was {horizon}"
+                        )
+                    bars = latest_bars(conn, symbol=symbol, n=max(cfg.input_size, 2))
+                    if bars.empty:
+                        raise ConflictError(f"{symbol} has no bars")
+                    key = (symbol, loaded.version, bars["ts"].iloc[-1].to_pydatetime())
+                    with self._lock:
+                        hit = self._cache.get(key)
+                        if hit is not None:
+                            self._cache.move_to_end(key)
+                    if hit is not None:
+                        results[i] = _cut(hit, horizon, cached=True)
+                        continue
+                    misses.setdefault(key, []).append(i)
+                    frames[key] = to_training_frame(symbol, bars)
+                    loaded_for[key] = loaded
+                except KitradeError as exc:
+                    results[i] = exc
+        by_model: dict[str, list[tuple[str, str, datetime]]] = {}
+        for key in misses:
+            by_model.setdefault(key[1], []).append(key)
+        now = datetime.now(UTC)
+        for keys in by_model.values():
+            loaded = loaded_for[keys[0]]
+            try:
+                outs = loaded.model.predict_many([frames[k] for k in keys])
+            except KitradeError as exc:
+                for k in keys:
+                    for i in misses[k]:
+                        results[i] = exc
+                continue
+            for k, out in zip(keys, outs, strict=True):
+                full = Forecast(
+                    symbol=k[0],
+                    version=k[1],
+                    horizon=len(out),
+                    max_horizon=len(out),
+                    last_bar=k[2],
+                    generated_at=now,
+                    points=[ForecastPoint(**row) for row in out.to_dict("records")],
+                    mase=(loaded.metrics.get("model") or {}).get("mase"),
+                    beats_naive=loaded.metrics.get("beats_naive"),
+                )
+                with self._lock:
+                    self._cache[k] = full
+                    while len(self._cache) > self._cache_size:
+                        self._cache.popitem(last=False)
+                for i in misses[k]:
+                    results[i] = _cut(full, requests[i][1], cached=False)
+        return results  # type: ignore[return-value]
+
+    def forecast(self, symbol: str, horizon: int | None = None) -> Forecast:
+        """One forecast; raises its error."""
+        res = self.forecast_many([(symbol, horizon)])[0]
+        if isinstance(res, KitradeError):
+            raise res
+        return res
+
+
+def _cut(full: Forecast, horizon: int | None, *, cached: bool) -> Forecast:
+    h = horizon or full.max_horizon
+    return full.model_copy(update={"points": full.points[:h], "horizon": h, "cached": cached})

@@ -1,0 +1,166 @@
+"""The Serve application on a real local Ray cluster, over real HTTP on 127.0.0.1."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+
+from kitrade.client import ApiError, Client
+from kitrade.data.sources.sample import SampleSource
+from kitrade.data.sync import sync_symbols
+from kitrade.schemas import StrategySpec, SymbolIn
+from kitrade.training.registry import active_version
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.slow
+KEY = "test-key-0123456789"
+TINY = {"max_steps": 30, "mlp_units": 32, "val_check_steps": 10, "windows_batch_size": 64}
+
+
+@pytest.fixture(scope="module")
+def app(module_settings, db):
+    import ray
+    from ray import serve
+
+    from kitrade.cluster import connect
+    from kitrade.deployments.common import AppArgs
+    from kitrade.deployments.gateway import build_app
+    from kitrade.training.tasks import new_run_id, train_symbol
+
+    with db.connection() as conn:
+        conn.execute("TRUNCATE bars, symbols, model_versions, training_runs CASCADE")
+    sync_symbols(db, SampleSource())
+    for sym in ("EURUSD", "GOOG"):
+        train_symbol(module_settings, sym, run_id=new_run_id(), overrides=TINY)
+    s = module_settings
+    env = {
+        "TIMESCALE_HOST": "127.0.0.1",
+        "TIMESCALE_PORT": str(s.timescale_port),
+        "TIMESCALE_DB": s.timescale_db,
+        "TIMESCALE_USER": "postgres",
+        "KITRADE_DATA_DIR": str(s.data_dir),
+        "KITRADE_API_KEY": KEY,
+    }
+    port = free_port()
+    connect(num_cpus=4)
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    serve.run(build_app(AppArgs(env=env, model_refresh_s=1.0)), name="kitrade", route_prefix="/")
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/health", timeout=5).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    yield base
+    serve.shutdown()
+    ray.shutdown()
+
+
+def test_forecast_with_intervals_and_cache(app, db):
+    r = httpx.get(f"{app}/api/v1/forecast/EURUSD", params={"horizon": 12}, timeout=30)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    with db.connection() as conn:
+        active = active_version(conn, symbol="EURUSD").version
+        last = conn.execute("SELECT max(ts) FROM bars WHERE symbol='EURUSD'").fetchone()[0]
+    assert body["version"] == active and body["horizon"] == 12 and len(body["points"]) == 12
+    assert body["last_bar"].startswith(last.strftime("%Y-%m-%dT%H:%M"))
+    for p in body["points"]:
+        assert p["lo_95"] <= p["lo_80"] <= p["hi_80"] <= p["hi_95"]
+    again = httpx.get(f"{app}/api/v1/forecast/EURUSD", params={"horizon": 5}, timeout=30).json()
+    assert again["cached"] is True and again["points"] == body["points"][:5]
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "fragment"),
+    [
+        ("/api/v1/forecast/EURUSD?horizon=25", 422, "expected 1..24"),
+        ("/api/v1/forecast/NOPE", 404, "not found"),
+        ("/api/v1/forecast/BTCUSD", 409, "train"),
+        ("/api/v1/forecast/eur$usd", 422, "symbol"),
+        ("/api/v1/forecast/EURUSD?horizon=abc", 422, "horizon"),
+    ],
+)
+def test_forecast_errors_are_json_with_a_message(app, path, status, fragment):
+    r = httpx.get(f"{app}{path}", timeout=30)
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert fragment in body["message"] and "Traceback" not in r.text
+
+
+def test_state_changing_routes_need_the_key(app):
+    spec = {"symbol": "XAUUSD", "timeframe": "H4"}
+    r = httpx.post(f"{app}/api/v1/symbols", json=spec, timeout=30)
+    assert r.status_code == 401 and "Authorization: Bearer" in r.json()["message"]
+    r = httpx.post(
+        f"{app}/api/v1/symbols", json=spec, timeout=30, headers={"Authorization": "Bearer wrong"}
+    )
+    assert r.status_code == 401 and r.json()["message"] == "invalid API key"
+    r = httpx.post(
+        f"{app}/api/v1/symbols", json=spec, timeout=30, headers={"Authorization": f"Bearer {KEY}"}
+    )
+    assert r.status_code == 201 and r.json()["symbol"] == "XAUUSD", r.text
+    assert httpx.get(f"{app}/api/v1/symbols", timeout=30).status_code == 200  # reads are open
+
+
+def test_no_key_configured_refuses_writes_with_how_to():
+    from kitrade.deployments.gateway import _Auth, _Forbidden
+
+    saved = _Auth.key
+    _Auth.key = None
+    try:
+        with pytest.raises(_Forbidden, match="set KITRADE_API_KEY"):
+            _Auth.check(None, write=True)  # type: ignore[arg-type]
+    finally:
+        _Auth.key = saved
+
+
+def test_health_docs_and_compatible_paths(app):
+    h = httpx.get(f"{app}/health", timeout=30)
+    assert h.status_code == 200
+    comps = h.json()["components"]
+    assert {"database", "forecast", "analysis", "data", "llm", "ray"} <= set(comps)
+    assert comps["database"]["status"] == "ok" and comps["ray"]["status"] == "ok"
+    assert httpx.get(f"{app}/docs", timeout=30).status_code == 200
+    paths = httpx.get(f"{app}/openapi.json", timeout=30).json()["paths"]
+    for p in (
+        "/api/v1/forecast/{symbol}",
+        "/api/v1/forecast/train-all",
+        "/api/v1/forecast/training/progress",
+        "/api/v1/symbols",
+        "/health",
+    ):
+        assert p in paths
+
+
+def test_client_round_trip_and_promotion_picked_up_without_restart(app, module_settings, db):
+    from kitrade.training.tasks import new_run_id, train_symbol
+
+    with Client(app, api_key=KEY) as kt:
+        assert {s.symbol for s in kt.symbols()} >= {"EURUSD", "GOOG", "BTCUSD"}
+        assert len(kt.bars("GOOG", last=3)) == 3
+        kt.create_strategy(
+            StrategySpec(name="trend", symbols=["GOOG"], timeframe="D1", parameters={"window": 20})
+        )
+        assert [s.name for s in kt.strategies("GOOG")] == ["trend"]
+        with pytest.raises(ApiError) as info:
+            kt.create_symbol(SymbolIn(symbol="GOOG"))
+        assert info.value.status == 409 and "already exists" in info.value.message
+        before = kt.forecast("GOOG", horizon=3)
+        new = train_symbol(
+            module_settings, "GOOG", run_id=new_run_id(), overrides=TINY | {"random_seed": 7}
+        )
+        kt.promote("GOOG", new.version)  # override the gate either way
+        after = kt.forecast("GOOG", horizon=3)
+        assert after.version == new.version != before.version
+        back = kt.rollback("GOOG")
+        assert back["version"] == before.version
+        assert kt.forecast("GOOG", horizon=3).version == before.version
+        with pytest.raises(ApiError) as bad:
+            kt.promote("GOOG", "../../etc/passwd")
+        assert bad.value.status == 422
