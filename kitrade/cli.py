@@ -7,12 +7,13 @@ stderr and the error class's exit code (see ``kitrade.errors``).
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -413,15 +414,24 @@ def train_cmd(
 ) -> None:
     """Train NHITS models on Ray with live progress; gate and register each version."""
     settings = _settings()
-    from rich.live import Live
-
     from kitrade.cluster import connect
-    from kitrade.training.tasks import new_run_id, train_all
 
     _store(settings).close()
     connect()
-    run_id = new_run_id()
     overrides = {"max_steps": max_steps} if max_steps else None
+    report = _train_live(settings, symbols or None, force=force, overrides=overrides)
+    if report.status != "done":
+        raise typer.Exit(code=6)
+
+
+def _train_live(
+    settings: Settings, symbols: list[str] | None, *, force: bool, overrides: dict | None
+) -> Any:
+    from rich.live import Live
+
+    from kitrade.training.tasks import new_run_id, train_all
+
+    run_id = new_run_id()
     with Live(Table(), console=out, refresh_per_second=2, transient=False) as live:
         last = {"t": 0.0}
 
@@ -432,19 +442,13 @@ def train_cmd(
             live.update(_progress_table(_load_progress(settings, run_id)))
 
         report = train_all(
-            settings,
-            symbols or None,
-            force=force,
-            overrides=overrides,
-            run_id=run_id,
-            on_update=redraw,
+            settings, symbols, force=force, overrides=overrides, run_id=run_id, on_update=redraw
         )
         last["t"] = 0.0
         redraw()
     _print_versions(settings, [r.symbol for r in report.results])
     out.print(f"run {report.run_id}: {report.status} in {report.seconds:.0f}s")
-    if report.status != "done":
-        raise typer.Exit(code=6)
+    return report
 
 
 @app.command("progress")
@@ -582,10 +586,13 @@ def status_cmd() -> None:
 @app.command("up")
 def up_cmd(
     detach: Annotated[bool, typer.Option("--detach", "-d", help="Start and return")] = False,
+    train: Annotated[bool, typer.Option(help="Train symbols that have no fresh model")] = True,
+    max_steps: Annotated[int | None, typer.Option(min=1, help="Cap NHITS steps")] = None,
 ) -> None:
-    """Start the platform: database, sample data when the store is empty."""
+    """Start the platform: database, sample data, Ray, missing models, the HTTP API."""
     settings = _settings()
-    from kitrade.data.db import stop_database
+    from kitrade.cluster import connect
+    from kitrade.platform import DASHBOARD_PORT, deploy, start_ray
 
     db = _store(settings)
     try:
@@ -596,26 +603,64 @@ def up_cmd(
                 f"store is empty: loading market data from the {settings.resolved_source} source"
             )
             _run_sync(settings, db, None, None)
-        _print_store_status(settings)
     finally:
         db.close()
+    out.print("starting Ray…")
+    started_ray = start_ray(settings)
+    connect(address="auto" if not os.environ.get("RAY_ADDRESS") else None)
+    if train:
+        _train_live(
+            settings, None, force=False, overrides={"max_steps": max_steps} if max_steps else None
+        )
+    out.print("deploying the HTTP API…")
+    deploy(settings)
+    from kitrade.training.actors import get_retrain_scheduler
+
+    get_retrain_scheduler(settings).start.remote()
+    base = f"http://{settings.host}:{settings.port}"
+    out.print(f"API        {base}/api/v1/symbols")
+    out.print(f"docs       {base}/docs")
+    out.print(f"dashboard  {base}/")
+    out.print(f"health     {base}/health")
+    out.print(f"Ray        http://127.0.0.1:{DASHBOARD_PORT}")
+    if settings.api_key is None:
+        out.print("[yellow]KITRADE_API_KEY is unset: state-changing routes answer 403[/]")
     if detach:
         out.print("running in the background; stop with `kitrade down`")
         return
     out.print("kitrade is up. Press Ctrl-C to stop.")
     _wait_for_signal()
     out.print("shutting down…")
-    stop_database(settings)
+    _shutdown(settings, stop_cluster=started_ray)
     out.print("stopped")
+
+
+def _shutdown(settings: Settings, *, stop_cluster: bool) -> None:
+    from kitrade.data.db import stop_database
+    from kitrade.platform import stop_ray, undeploy
+
+    try:
+        undeploy()
+    except Exception as exc:  # noqa: BLE001 - Serve may already be gone; go on stopping
+        err.print(f"serve shutdown: {exc}")
+    if stop_cluster:
+        stop_ray()
+    stop_database(settings)
 
 
 @app.command("down")
 def down_cmd() -> None:
-    """Stop what `kitrade up --detach` started."""
+    """Stop what `kitrade up --detach` started: Serve, the local Ray cluster, the database."""
     settings = _settings()
     from kitrade.data.db import stop_database
+    from kitrade.platform import stop_ray
 
-    out.print("embedded PostgreSQL stopped" if stop_database(settings) else "nothing was running")
+    if not os.environ.get("RAY_ADDRESS"):
+        stop_ray()
+        out.print("Ray stopped")
+    out.print(
+        "embedded PostgreSQL stopped" if stop_database(settings) else "database: nothing to stop"
+    )
 
 
 def _wait_for_signal() -> None:

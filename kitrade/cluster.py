@@ -51,6 +51,7 @@ def connect(
         ray.init(address=address, **kwargs)
         return
     ray.init(
+        address="local",  # a new cluster of our own, even if `ray start` left one running
         num_cpus=num_cpus,
         num_gpus=num_gpus,
         include_dashboard=dashboard,

@@ -31,6 +31,7 @@ def test_directional_accuracy_counts_moves_in_the_actual_direction():
     assert M.directional_accuracy([2, 0, 1], [3, 2, 5], [1, 1, 1]) == pytest.approx(0.5)
     assert M.directional_accuracy([3, 0], [2, 0.5], [1, 1]) == 1.0
     assert M.directional_accuracy([1, 1], [2, 0], [1, 1]) is None  # nothing moved
+    assert M.directional_accuracy([2, 0], [1, 1], [1, 1]) is None  # naive predicts no move
 
 
 def test_coverage_counts_points_inside_closed_intervals():

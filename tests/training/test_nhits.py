@@ -191,6 +191,7 @@ def test_evaluation_on_eurusd_says_honestly_whether_naive_was_beaten():
     report = evaluate(frame, cfg)
     json.dumps(report.model_dump(mode="json"))  # storable in the registry as is
     assert report.naive.mase == 1.0 and report.seasonal_naive.mase is not None
+    assert report.naive.directional_accuracy is None  # naive never predicts a move
     assert report.beats_naive == (report.model.mase < 1.0)
     assert report.points == report.windows * cfg.horizon == cfg.cv_windows * 24
     assert report.eval_end == frame["ds"].iloc[-1].isoformat()

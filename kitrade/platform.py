@@ -1,0 +1,111 @@
+"""Bringing the whole platform up and down: database, Ray cluster, Serve application.
+
+A local cluster is started with ``ray start --head`` bound to 127.0.0.1 (GCS,
+dashboard and job API on localhost; Ray's token auth stays as Ray sets it),
+so it outlives the CLI for ``kitrade up --detach`` and serves ``ray job
+submit``. The settings are exported into the cluster's environment, so
+replicas and tasks read the same configuration without secrets travelling in
+the Serve config. With ``RAY_ADDRESS`` set, kitrade joins that cluster and
+starts none.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from kitrade.errors import ConfigError
+
+if TYPE_CHECKING:
+    from kitrade.config import Settings
+
+__all__ = ["settings_env", "start_ray", "stop_ray", "deploy", "undeploy", "DASHBOARD_PORT"]
+
+_log = logging.getLogger(__name__)
+DASHBOARD_PORT = 8265
+APP_NAME = "kitrade"
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """Environment variables reproducing ``settings`` (set fields only)."""
+    from pydantic import SecretStr
+
+    from kitrade.config import env_var_name
+
+    env: dict[str, str] = {}
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
+        if value is None:
+            continue
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if isinstance(value, bool):
+            value = "1" if value else "0"
+        env[env_var_name(name)] = str(value)
+    return env
+
+
+def _ray_bin() -> str:
+    candidate = Path(sys.executable).with_name("ray")
+    found = str(candidate) if candidate.exists() else shutil.which("ray")
+    if not found:
+        raise ConfigError("ray CLI not found next to the Python interpreter nor on PATH")
+    return found
+
+
+def start_ray(
+    settings: Settings, *, num_cpus: int | None = None, num_gpus: float | None = None
+) -> bool:
+    """Start a local head node unless one runs or ``RAY_ADDRESS`` is set; True if started."""
+    if os.environ.get("RAY_ADDRESS"):
+        return False
+    status = subprocess.run([_ray_bin(), "status"], capture_output=True, text=True, timeout=60)
+    if status.returncode == 0:
+        return False
+    cmd = [
+        _ray_bin(),
+        "start",
+        "--head",
+        "--node-ip-address=127.0.0.1",
+        "--dashboard-host=127.0.0.1",
+        f"--dashboard-port={DASHBOARD_PORT}",
+        "--include-dashboard=true",
+        "--disable-usage-stats",
+    ]
+    if num_cpus is not None:
+        cmd.append(f"--num-cpus={num_cpus}")
+    if num_gpus is not None:
+        cmd.append(f"--num-gpus={num_gpus}")
+    env = dict(os.environ) | settings_env(settings)
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
+    if res.returncode != 0:
+        raise ConfigError(f"ray start failed: {res.stderr.strip()[-1000:]}")
+    return True
+
+
+def stop_ray() -> None:
+    """Stop the local Ray cluster (``ray stop``)."""
+    subprocess.run([_ray_bin(), "stop"], capture_output=True, text=True, timeout=120)
+
+
+def deploy(settings: Settings, args: dict[str, Any] | None = None) -> None:
+    """Run the Serve application on the connected cluster at ``KITRADE_HOST:KITRADE_PORT``."""
+    from ray import serve
+
+    from kitrade.deployments.common import AppArgs
+    from kitrade.deployments.gateway import build_app
+
+    serve.start(http_options={"host": settings.host, "port": settings.port})
+    serve.run(build_app(AppArgs(**(args or {}))), name=APP_NAME, route_prefix="/", blocking=False)
+
+
+def undeploy() -> None:
+    """Shut Serve down on the connected cluster."""
+    from ray import serve
+
+    serve.shutdown()
