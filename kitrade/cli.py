@@ -564,6 +564,32 @@ def rollback_cmd(
     out.print(f"{symbol}: rolled back to {v.version}")
 
 
+# ------------------------------------------------------------------ backup/restore
+@app.command("backup")
+def backup_cmd(file: Annotated[Path, typer.Argument(help="Archive to write (.tar.gz)")]) -> None:
+    """Write one archive with a database dump, the models dir and the RAG dir."""
+    settings = _settings()
+    from kitrade.backup import backup
+
+    _store(settings).close()
+    manifest = backup(settings, file)
+    out.print(
+        f"backup written to {file} ({file.stat().st_size / 1e6:.1f} MB, {manifest['created_at']})"
+    )
+
+
+@app.command("restore")
+def restore_cmd(
+    file: Annotated[Path, typer.Argument(help="Archive from `kitrade backup`")],
+) -> None:
+    """Restore an archive into a fresh data dir / empty database."""
+    settings = _settings()
+    from kitrade.backup import restore
+
+    manifest = restore(settings, file)
+    out.print(f"restored backup of {manifest['created_at']} into {settings.data_dir}")
+
+
 # ------------------------------------------------------------------------- status
 @app.command("status")
 def status_cmd() -> None:
@@ -605,6 +631,7 @@ def up_cmd(
             _run_sync(settings, db, None, None)
     finally:
         db.close()
+    _print_store_status(settings)
     out.print("starting Ray…")
     started_ray = start_ray(settings)
     connect(address="auto" if not os.environ.get("RAY_ADDRESS") else None)

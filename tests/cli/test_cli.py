@@ -60,13 +60,22 @@ def test_help_is_fast_and_light():
     assert res.stdout.strip() == "[]"
 
 
-def test_embedded_database_lifecycle_and_sample_bars(tmp_path):
+@pytest.mark.slow
+def test_up_detach_runs_the_whole_platform_then_down_stops_it(tmp_path):
+    import httpx
+
     env = base_env(tmp_path)
-    env["KITRADE_EMBEDDED_PG_PORT"] = str(free_port())
+    port = free_port()
+    env.update(KITRADE_EMBEDDED_PG_PORT=str(free_port()), KITRADE_PORT=str(port))
     try:
-        up = run(env, "up", "--detach")
-        assert up.returncode == 0, up.stderr
+        up = run(env, "up", "--detach", "--max-steps", "5", timeout=400)
+        assert up.returncode == 0, up.stderr[-3000:]
         assert "EURUSD" in up.stdout and "embedded" in up.stdout
+        assert f"http://127.0.0.1:{port}/docs" in up.stdout
+        health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=30)
+        assert health.status_code == 200 and health.json()["status"] == "ok"
+        fc = httpx.get(f"http://127.0.0.1:{port}/api/v1/forecast/EURUSD?horizon=3", timeout=30)
+        assert fc.status_code == 200 and len(fc.json()["points"]) == 3
         assert (tmp_path / "pg" / "PG_VERSION").exists()
         bars = run(env, "bars", "EURUSD", "--last", "5")
         assert bars.returncode == 0, bars.stderr
@@ -79,6 +88,8 @@ def test_embedded_database_lifecycle_and_sample_bars(tmp_path):
     finally:
         down = run(env, "down")
     assert down.returncode == 0 and "stopped" in down.stdout
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"http://127.0.0.1:{port}/health", timeout=3)
     after = run(env, "status")
     assert after.returncode == 69 and "running" in after.stdout and "no" in after.stdout
 

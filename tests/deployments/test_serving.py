@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import httpx
@@ -155,7 +156,22 @@ def test_client_round_trip_and_promotion_picked_up_without_restart(app, module_s
         new = train_symbol(
             module_settings, "GOOG", run_id=new_run_id(), overrides=TINY | {"random_seed": 7}
         )
+        statuses: list[int] = []
+        stop = threading.Event()
+
+        def hammer() -> None:
+            with httpx.Client(base_url=app, timeout=30) as c:
+                while not stop.is_set() and len(statuses) < 2000:
+                    r = c.get("/api/v1/forecast/GOOG", params={"horizon": 3})
+                    statuses.append(r.status_code)
+
+        t = threading.Thread(target=hammer)
+        t.start()
         kt.promote("GOOG", new.version)  # override the gate either way
+        time.sleep(1.5)
+        stop.set()
+        t.join(timeout=30)
+        assert statuses and set(statuses) == {200}, statuses  # none failed during the swap
         after = kt.forecast("GOOG", horizon=3)
         assert after.version == new.version != before.version
         back = kt.rollback("GOOG")
