@@ -42,6 +42,10 @@ strategies_app = typer.Typer(help="Strategies: list, add, remove.", no_args_is_h
 app.add_typer(db_app, name="db")
 app.add_typer(symbols_app, name="symbols")
 app.add_typer(strategies_app, name="strategies")
+kb_app = typer.Typer(help="Knowledge base: add, list, search, remove.", no_args_is_help=True)
+
+
+app.add_typer(kb_app, name="kb")
 
 out = Console()
 err = Console(stderr=True)
@@ -564,6 +568,142 @@ def rollback_cmd(
     out.print(f"{symbol}: rolled back to {v.version}")
 
 
+# ----------------------------------------------------------------- knowledge/analysis
+def _knowledge(settings: Settings) -> Any:
+    """The knowledge actor on the running platform's cluster, or on a private local one."""
+    from kitrade.analysis.actors import get_knowledge_actor
+    from kitrade.cluster import connect
+
+    connect(address="auto" if _cluster_running() else None)
+    return get_knowledge_actor(settings)
+
+
+def _cluster_running() -> bool:
+    import subprocess
+
+    from kitrade.platform import _ray_bin
+
+    if os.environ.get("RAY_ADDRESS"):
+        return True
+    return subprocess.run([_ray_bin(), "status"], capture_output=True, timeout=60).returncode == 0
+
+
+@kb_app.command("add")
+def kb_add(
+    files: Annotated[list[Path], typer.Argument(help="Text or Markdown files")],
+    symbol: Annotated[
+        list[str] | None, typer.Option("--symbol", help="Symbols it is about")
+    ] = None,
+    date: Annotated[str | None, typer.Option(help="Date of the document (YYYY-MM-DD)")] = None,
+) -> None:
+    """Add documents (chunked, embedded) to the knowledge base."""
+    from kitrade.deployments.analysis import actor_call
+    from kitrade.errors import InvalidInputError
+
+    settings = _settings()
+    for f in files:
+        if f.suffix.lower() not in (".md", ".txt", ".markdown"):
+            raise InvalidInputError(f"{f}: expected a .md or .txt file")
+        if not f.is_file():
+            raise InvalidInputError(f"{f}: no such file")
+    actor = _knowledge(settings)
+    for f in files:
+        res = actor_call(actor.add_document.remote(f.read_text(), str(f.name), None, symbol, date))
+        out.print(f"added {f} as {res['doc_id']} ({res['chunks']} chunks)")
+
+
+@kb_app.command("list")
+def kb_list() -> None:
+    """List knowledge documents."""
+    from kitrade.deployments.analysis import actor_call
+
+    docs = actor_call(_knowledge(_settings()).list_documents.remote())
+    table = Table("doc id", "title", "source", "date", "symbols", "chunks")
+    for d in docs:
+        table.add_row(
+            d["doc_id"],
+            d["title"][:40],
+            d["source"][:40],
+            d["date"] or "-",
+            ",".join(d["symbols"]),
+            str(d["chunks"]),
+        )
+    out.print(table)
+
+
+@kb_app.command("search")
+def kb_search(text: str, k: Annotated[int, typer.Option(min=1, max=50)] = 5) -> None:
+    """Search the knowledge base."""
+    from kitrade.deployments.analysis import actor_call
+
+    hits = actor_call(_knowledge(_settings()).search.remote(text, k, None, None))
+    for h in hits:
+        out.print(f"[bold]{h['id']}[/] ({h['score']:.3f}) {h['title']}")
+        out.print("  " + h["text"][:300].replace("\n", " "), highlight=False)
+
+
+@kb_app.command("rm")
+def kb_rm(doc_id: str) -> None:
+    """Remove a knowledge document."""
+    from kitrade.deployments.analysis import actor_call
+
+    n = actor_call(_knowledge(_settings()).delete_document.remote(doc_id))
+    out.print(f"removed {doc_id} ({n} chunks)")
+
+
+@app.command("analyze")
+def analyze_cmd(symbol: str, question: str) -> None:
+    """Ask a trading question about SYMBOL (LLM if configured, else the offline analyst)."""
+    settings = _settings()
+    from kitrade.analysis.llm import backend_from_settings
+    from kitrade.analysis.models import AnalyzeRequest, Passage
+    from kitrade.analysis.service import Analyst
+    from kitrade.deployments.analysis import actor_call
+    from kitrade.training.engine import ForecastEngine
+
+    req = _validated_model(AnalyzeRequest, symbol=symbol, question=question)
+    actor = _knowledge(settings)
+    db = _store(settings)
+    engine = ForecastEngine(db)
+    engine.refresh()
+
+    def search(q: str, sym: str, k: int) -> list[Passage]:
+        return [Passage(**h) for h in actor_call(actor.search.remote(q, k, sym, None))]
+
+    analyst = Analyst(
+        db,
+        search=search,
+        forecast=lambda s: engine.forecast(s).model_dump(mode="json"),
+        backend=backend_from_settings(settings),
+    )
+    a = analyst.analyze(req.symbol, req.question)
+    db.close()
+    colour = {"buy": "green", "sell": "red", "hold": "yellow"}[a.recommendation]
+    out.print(
+        f"[bold {colour}]{a.recommendation.upper()}[/] {a.symbol}  confidence "
+        f"{a.confidence:.0%}  horizon {a.horizon}  backend {a.backend}"
+        + (f" (fallback: {a.fallback_reason})" if a.fallback_reason else "")
+    )
+    out.print(a.rationale, highlight=False)
+    for r in a.risks:
+        out.print(f"  risk: {r}", highlight=False)
+    for p in a.sources:
+        out.print(f"  [{p.id}] {p.title}", highlight=False)
+    out.print(f"[dim]{a.notice}[/]")
+
+
+def _validated_model(cls: type, **fields: object) -> Any:
+    import pydantic
+
+    from kitrade.errors import InvalidInputError
+
+    try:
+        return cls(**fields)
+    except pydantic.ValidationError as exc:
+        msgs = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise InvalidInputError(msgs) from None
+
+
 # ------------------------------------------------------------------ backup/restore
 @app.command("backup")
 def backup_cmd(file: Annotated[Path, typer.Argument(help="Archive to write (.tar.gz)")]) -> None:
@@ -644,6 +784,14 @@ def up_cmd(
     from kitrade.training.actors import get_retrain_scheduler
 
     get_retrain_scheduler(settings).start.remote()
+    try:
+        from kitrade.analysis.actors import publish_notes
+        from kitrade.data.db import Database
+
+        with Database.from_settings(settings) as notes_db:
+            publish_notes(settings, notes_db)
+    except Exception as exc:  # noqa: BLE001 - notes are a bonus; the platform is up without them
+        err.print(f"market notes not written: {exc}")
     base = f"http://{settings.host}:{settings.port}"
     out.print(f"API        {base}/api/v1/symbols")
     out.print(f"docs       {base}/docs")

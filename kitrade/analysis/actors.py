@@ -73,3 +73,23 @@ def get_knowledge_actor(settings: Settings, *, seed: bool = True) -> ray.actor.A
         lifetime="detached",
         get_if_exists=True,
     ).remote(settings, seed)
+
+
+def publish_notes(settings: Settings, db: Any, symbols: list[str] | None = None) -> int:
+    """Write fresh market notes for ``symbols`` into the knowledge base; returns how many."""
+    from kitrade.analysis.notes import notes_for
+
+    with db.connection() as conn:
+        notes = notes_for(conn, symbols)
+    if not notes:
+        return 0
+    actor = get_knowledge_actor(settings)
+    ray.get(
+        [
+            actor.add_document.remote(
+                n["text"], n["source"], None, n["symbols"], n["date"], n["doc_id"]
+            )
+            for n in notes
+        ]
+    )
+    return len(notes)

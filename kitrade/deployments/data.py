@@ -144,9 +144,20 @@ class DataDeployment:
 
         src = build_source(self._settings, source)
         try:
-            return sync_symbols(self._db, src, symbols)
+            report = sync_symbols(self._db, src, symbols)
         finally:
             src.close()
+        fresh = [r.symbol for r in report.results if r.new_bars]
+        if fresh:
+            from kitrade.analysis.actors import publish_notes
+
+            try:
+                publish_notes(self._settings, self._db, fresh)
+            except Exception as exc:  # noqa: BLE001 - notes are a bonus; the sync itself succeeded
+                import logging
+
+                logging.getLogger(__name__).warning("market notes not refreshed: %s", exc)
+        return report
 
     @envelope
     def sync_status(self) -> Any:
