@@ -17,10 +17,11 @@ from typing import Any
 from fastapi import Body, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 
 from kitrade import errors
+from kitrade.analysis.models import AnalyzeRequest
 from kitrade.deployments.common import AppArgs, unwrap
 from kitrade.schemas import SYMBOL_PATTERN, StrategySpec, StrategyUpdate, SymbolIn, SymbolUpdate
 
@@ -120,6 +121,18 @@ class PromoteBody(BaseModel):
     version: str = Field(..., max_length=80)
 
 
+class KnowledgeDoc(BaseModel):
+    """A document to add to the knowledge base."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(..., min_length=1, max_length=200_000)
+    source: str = Field(..., min_length=1, max_length=300)
+    title: str | None = Field(None, max_length=300)
+    symbols: list[str] | None = Field(None, max_length=50)
+    date: str | None = Field(None, pattern=r"^\d{4}-\d{2}-\d{2}$")
+
+
 class RollbackBody(BaseModel):
     """Optional target of a rollback."""
 
@@ -130,7 +143,7 @@ class RollbackBody(BaseModel):
 class Gateway:
     """Routes to the forecast and data deployments."""
 
-    def __init__(self, forecast: Any, data: Any, args: AppArgs) -> None:
+    def __init__(self, forecast: Any, data: Any, analysis: Any, args: AppArgs) -> None:
         import os
 
         os.environ.update(args.env)
@@ -142,6 +155,7 @@ class Gateway:
         self._settings = settings
         self._forecast = forecast
         self._data = data
+        self._analysis = analysis
         self._started = time.time()
 
     async def _call(self, handle: Any, method: str, *args: Any, **kwargs: Any) -> Any:
@@ -172,7 +186,7 @@ class Gateway:
         await probe("database", self._data, "ping")
         comps["data"] = {"status": "ok" if comps["database"]["status"] == "ok" else "degraded"}
         await probe("forecast", self._forecast, "status")
-        comps["analysis"] = {"status": "not_deployed"}
+        await probe("analysis", self._analysis, "ping")
         comps["llm"] = {
             "status": "offline_analyst"
             if not (self._settings.llm_base_url or self._settings.ollama_host)
@@ -341,6 +355,56 @@ class Gateway:
         """Remove a strategy."""
         return await self._call(self._data, "delete_strategy", name)
 
+    # -------------------------------------------------------------- analysis
+    @api.post("/api/v1/analyze", tags=["analysis"], dependencies=[Depends(read_access)])
+    async def analyze(self, body: AnalyzeRequest = Body(...)) -> Any:
+        """A structured, grounded answer: recommendation, confidence, rationale, risks, sources."""
+        return await self._call(self._analysis, "analyze", body.symbol, body.question)
+
+    @api.get("/api/v1/analyze/history", tags=["analysis"], dependencies=[Depends(read_access)])
+    async def analyze_history(
+        self,
+        symbol: str | None = Query(None, pattern=SYMBOL_PATTERN),
+        limit: int = Query(50, ge=1, le=500),
+    ) -> Any:
+        """Stored answers with what produced them."""
+        return await self._call(self._analysis, "history", symbol, limit)
+
+    @api.post(
+        "/api/v1/knowledge",
+        tags=["knowledge"],
+        status_code=201,
+        dependencies=[Depends(write_access)],
+    )
+    async def knowledge_add(self, doc: KnowledgeDoc = Body(...)) -> Any:
+        """Add a text or Markdown document (chunked and embedded)."""
+        return await self._call(
+            self._analysis, "kb_add", doc.text, doc.source, doc.title, doc.symbols, doc.date
+        )
+
+    @api.get("/api/v1/knowledge", tags=["knowledge"], dependencies=[Depends(read_access)])
+    async def knowledge_list(self) -> Any:
+        """Knowledge documents."""
+        return await self._call(self._analysis, "kb_list")
+
+    @api.get("/api/v1/knowledge/search", tags=["knowledge"], dependencies=[Depends(read_access)])
+    async def knowledge_search(
+        self,
+        q: str = Query(..., min_length=1, max_length=2000),
+        k: int = Query(5, ge=1, le=50),
+        symbol: str | None = Query(None, pattern=SYMBOL_PATTERN),
+        as_of: str | None = Query(None, pattern=r"^\d{4}-\d{2}-\d{2}$"),
+    ) -> Any:
+        """Nearest passages (optionally only documents dated on or before ``as_of``)."""
+        return await self._call(self._analysis, "kb_search", q, k, symbol, as_of)
+
+    @api.delete(
+        "/api/v1/knowledge/{doc_id}", tags=["knowledge"], dependencies=[Depends(write_access)]
+    )
+    async def knowledge_delete(self, doc_id: str) -> Any:
+        """Delete a document."""
+        return await self._call(self._analysis, "kb_delete", doc_id)
+
     # ------------------------------------------------------------------ sync
     @api.post("/api/v1/sync", tags=["sync"], dependencies=[Depends(write_access)])
     async def sync(
@@ -377,6 +441,7 @@ def _train_driver() -> Any:
 
 def build_app(args: dict[str, Any] | AppArgs) -> Any:
     """The kitrade Serve application (``serve_config.yaml``: ``kitrade.deployments.gateway:build_app``)."""
+    from kitrade.deployments.analysis import AnalysisDeployment
     from kitrade.deployments.data import DataDeployment
     from kitrade.deployments.forecast import ForecastDeployment
 
@@ -395,10 +460,16 @@ def build_app(args: dict[str, Any] | AppArgs) -> Any:
         num_replicas=a.data_replicas,
         ray_actor_options={"num_cpus": 0.25},
     ).bind(a)
+    analysis = serve.deployment(
+        AnalysisDeployment,
+        name="analysis",
+        num_replicas=1,
+        ray_actor_options={"num_cpus": 0.25},
+    ).bind(forecast, a)
     return serve.deployment(
         Gateway,
         name="gateway",
         num_replicas=a.gateway_replicas,
         max_ongoing_requests=a.gateway_max_ongoing_requests,
         ray_actor_options={"num_cpus": 0.25},
-    ).bind(forecast, data, a)
+    ).bind(forecast, data, analysis, a)

@@ -180,3 +180,59 @@ def test_client_round_trip_and_promotion_picked_up_without_restart(app, module_s
         with pytest.raises(ApiError) as bad:
             kt.promote("GOOG", "../../etc/passwd")
         assert bad.value.status == 422
+
+
+def test_old_system_readme_curl_lines_work(app):
+    """The compatibility table's curl examples, run as the old README showed them."""
+    import json as _json
+    import subprocess
+
+    base = app.replace("127.0.0.1", "localhost")
+
+    def curl(*args: str) -> tuple[int, str]:
+        res = subprocess.run(
+            ["curl", "-s", "-m", "60", "-w", "\\n%{http_code}", *args],
+            capture_output=True,
+            text=True,
+            timeout=90,
+            check=True,
+        )
+        body, _, code = res.stdout.rpartition("\n")
+        return int(code), body
+
+    code, body = curl(f"{base}/api/v1/forecast/EURUSD?horizon=24")
+    assert code == 200 and len(_json.loads(body)["points"]) == 24
+    code, body = curl(f"{base}/api/v1/symbols")
+    assert code == 200 and "EURUSD" in body
+    code, body = curl(f"{base}/health")
+    assert code == 200
+    code, body = curl(
+        "-X",
+        "POST",
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        '{"symbol": "EURUSD", "question": "Should I buy or sell EURUSD?"}',
+        f"{base}/api/v1/analyze",
+    )
+    assert code == 200 and _json.loads(body)["recommendation"] in ("buy", "sell", "hold")
+    code, body = curl(
+        "-X",
+        "POST",
+        "-H",
+        f"Authorization: Bearer {KEY}",
+        f"{base}/api/v1/forecast/train-all?force=true&background=true",
+    )
+    assert code == 202, body
+    run_id = _json.loads(body)["run_id"]
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        code, body = curl(f"{base}/api/v1/forecast/training/progress?run_id={run_id}")
+        if code == 200 and _json.loads(body).get("finished_at"):
+            break
+        time.sleep(1)
+    progress = _json.loads(body)
+    assert progress["run_id"] == run_id and progress["finished_at"], progress
+    assert {s["state"] for s in progress["symbols"]} <= {"done", "skipped", "failed"}
+    code, body = curl(f"{base}/api/v1/forecast/training/progress")
+    assert code == 200

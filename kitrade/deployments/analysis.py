@@ -1,0 +1,114 @@
+"""Analysis deployment: grounded trading answers and the knowledge routes.
+
+A shim over ``kitrade.analysis.service.Analyst``: retrieval goes through the
+knowledge actor (the store's single owner), forecasts through the forecast
+deployment, the LLM backend comes from settings (``backend_factory`` lets a
+caller inject another).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from kitrade.deployments.common import AppArgs, envelope, unwrap
+
+__all__ = ["AnalysisDeployment", "actor_call"]
+
+_log = logging.getLogger(__name__)
+
+
+def actor_call(ref: Any, timeout_s: float = 60.0) -> Any:
+    """``ray.get`` that re-raises a ``KitradeError`` raised inside the actor as itself."""
+    import ray
+
+    from kitrade.errors import KitradeError, UpstreamError
+
+    try:
+        return ray.get(ref, timeout=timeout_s)
+    except ray.exceptions.RayTaskError as exc:
+        cause = getattr(exc, "cause", None)
+        if isinstance(cause, KitradeError):
+            raise type(cause)(cause.message) from None
+        raise UpstreamError(f"knowledge store failed: {type(cause or exc).__name__}") from None
+    except ray.exceptions.GetTimeoutError:
+        raise UpstreamError(f"knowledge store did not answer within {timeout_s:g}s") from None
+    except ray.exceptions.RayActorError:
+        raise UpstreamError("knowledge store is restarting; try again") from None
+
+
+class AnalysisDeployment:
+    """``analyze``, ``history`` and knowledge base operations."""
+
+    def __init__(self, forecast: Any, args: AppArgs, backend_factory: Any = None) -> None:
+        import os
+
+        os.environ.update(args.env)
+        from kitrade.analysis.actors import get_knowledge_actor
+        from kitrade.analysis.models import Passage
+        from kitrade.analysis.service import Analyst
+        from kitrade.config import load_settings
+        from kitrade.data.db import Database
+
+        settings = load_settings()
+        self._db = Database.from_settings(settings)
+        self._kb = get_knowledge_actor(settings)
+        self._forecast = forecast
+        if backend_factory is None:
+            from kitrade.analysis.llm import backend_from_settings as backend_factory
+        backend = backend_factory(settings)
+
+        def search(query: str, symbol: str, k: int) -> list[Passage]:
+            hits = actor_call(self._kb.search.remote(query, k, symbol, None))
+            return [Passage(**h) for h in hits]
+
+        def forecast_fn(symbol: str) -> dict[str, Any] | None:
+            answer = self._forecast.forecast.remote(symbol, None).result(timeout_s=30)
+            return unwrap(answer)
+
+        self._analyst = Analyst(self._db, search=search, forecast=forecast_fn, backend=backend)
+
+    @envelope
+    def analyze(self, symbol: str, question: str) -> Any:
+        """A grounded, audited answer."""
+        return self._analyst.analyze(symbol, question)
+
+    @envelope
+    def history(self, symbol: str | None, limit: int) -> Any:
+        """Stored answers."""
+        return self._analyst.history(symbol, limit)
+
+    @envelope
+    def kb_add(
+        self,
+        text: str,
+        source: str,
+        title: str | None,
+        symbols: list[str] | None,
+        date_: str | None,
+    ) -> Any:
+        """Add a knowledge document."""
+        return actor_call(self._kb.add_document.remote(text, source, title, symbols, date_))
+
+    @envelope
+    def kb_list(self) -> Any:
+        """Knowledge documents."""
+        return actor_call(self._kb.list_documents.remote())
+
+    @envelope
+    def kb_delete(self, doc_id: str) -> Any:
+        """Delete a knowledge document."""
+        return {
+            "doc_id": doc_id,
+            "chunks_deleted": actor_call(self._kb.delete_document.remote(doc_id)),
+        }
+
+    @envelope
+    def kb_search(self, q: str, k: int, symbol: str | None, as_of: str | None) -> Any:
+        """Search the knowledge base."""
+        return actor_call(self._kb.search.remote(q, k, symbol, as_of))
+
+    @envelope
+    def ping(self) -> Any:
+        """Health: the knowledge store answers."""
+        return {"chunks": actor_call(self._kb.count.remote(), timeout_s=10)}
