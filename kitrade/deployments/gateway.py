@@ -139,6 +139,20 @@ class RollbackBody(BaseModel):
     to_version: str | None = Field(None, max_length=80)
 
 
+def _train_driver() -> Any:
+    import ray
+
+    @ray.remote(num_cpus=0, max_retries=0)
+    def train_all_driver(settings: Any, symbols: list[str] | None, force: bool, run_id: str) -> Any:
+        from kitrade.training.tasks import train_all
+
+        return train_all(settings, symbols, force=force, run_id=run_id, trigger="api").model_dump(
+            mode="json"
+        )
+
+    return train_all_driver
+
+
 @serve.ingress(api)
 class Gateway:
     """Routes to the forecast and data deployments."""
@@ -423,20 +437,6 @@ class Gateway:
     async def sync_status(self) -> Any:
         """Per-symbol sync state."""
         return await self._call(self._data, "sync_status")
-
-
-def _train_driver() -> Any:
-    import ray
-
-    @ray.remote(num_cpus=0, max_retries=0)
-    def train_all_driver(settings: Any, symbols: list[str] | None, force: bool, run_id: str) -> Any:
-        from kitrade.training.tasks import train_all
-
-        return train_all(settings, symbols, force=force, run_id=run_id, trigger="api").model_dump(
-            mode="json"
-        )
-
-    return train_all_driver
 
 
 def build_app(args: dict[str, Any] | AppArgs) -> Any:
