@@ -19,7 +19,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from kitrade.errors import KitradeError
+from kitrade.errors import InvalidInputError, KitradeError
 
 if TYPE_CHECKING:
     from kitrade.config import Settings
@@ -652,23 +652,42 @@ def kb_rm(doc_id: str) -> None:
 
 
 @app.command("analyze")
-def analyze_cmd(symbol: str, question: str) -> None:
-    """Ask a trading question about SYMBOL (LLM if configured, else the offline analyst)."""
+def analyze_cmd(
+    symbol: Annotated[str, typer.Argument(help="Symbol to ask about, or `score`")],
+    question: Annotated[str | None, typer.Argument(help="The question")] = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option("--as-of", help="Answer with only what was known at this ISO date/time"),
+    ] = None,
+    only: Annotated[
+        str | None, typer.Option("--symbol", help="With `score`: only this symbol")
+    ] = None,
+) -> None:
+    """Ask a trading question about SYMBOL (LLM if configured, else the offline analyst).
+
+    `kitrade analyze score` scores past answers whose horizon has passed against what the
+    price then did, next to always-hold and the forecast-direction signal.
+    """
     settings = _settings()
+    if symbol == "score" and question is None:
+        _score_cmd(settings, only)
+        return
+    if question is None:
+        raise InvalidInputError("question: expected a question after the symbol")
     from kitrade.analysis.llm import backend_from_settings
     from kitrade.analysis.models import AnalyzeRequest, Passage
     from kitrade.analysis.service import Analyst
     from kitrade.deployments.analysis import actor_call
     from kitrade.training.engine import ForecastEngine
 
-    req = _validated_model(AnalyzeRequest, symbol=symbol, question=question)
+    req = _validated_model(AnalyzeRequest, symbol=symbol, question=question, as_of=as_of)
     actor = _knowledge(settings)
     db = _store(settings)
     engine = ForecastEngine(db)
     engine.refresh()
 
-    def search(q: str, sym: str, k: int) -> list[Passage]:
-        return [Passage(**h) for h in actor_call(actor.search.remote(q, k, sym, None))]
+    def search(q: str, sym: str, k: int, day: str | None) -> list[Passage]:
+        return [Passage(**h) for h in actor_call(actor.search.remote(q, k, sym, day))]
 
     analyst = Analyst(
         db,
@@ -676,7 +695,7 @@ def analyze_cmd(symbol: str, question: str) -> None:
         forecast=lambda s: engine.forecast(s).model_dump(mode="json"),
         backend=backend_from_settings(settings),
     )
-    a = analyst.analyze(req.symbol, req.question)
+    a = analyst.analyze(req.symbol, req.question, req.as_of)
     db.close()
     colour = {"buy": "green", "sell": "red", "hold": "yellow"}[a.recommendation]
     out.print(
@@ -690,6 +709,39 @@ def analyze_cmd(symbol: str, question: str) -> None:
     for p in a.sources:
         out.print(f"  [{p.id}] {p.title}", highlight=False)
     out.print(f"[dim]{a.notice}[/]")
+
+
+def _score_cmd(settings: Any, symbol: str | None) -> None:
+    from kitrade.analysis.scoring import score_answers, score_summary
+
+    db = _store(settings)
+    try:
+        if symbol is not None:
+            from kitrade.data.symbols import get_symbol
+
+            with db.connection() as conn:
+                get_symbol(conn, symbol=symbol)
+        n = score_answers(db, symbol=symbol)
+        summary = score_summary(db, symbol=symbol)
+    finally:
+        db.close()
+    table = Table(title=f"Scored answers{f' of {symbol}' if symbol else ''}")
+    for col in ("strategy", "positions", "hit rate", "mean return", "total return"):
+        table.add_column(col, justify="left" if col == "strategy" else "right")
+
+    def pct(v: float | None) -> str:
+        return "-" if v is None else f"{v:+.2%}"
+
+    for name, sc in (
+        ("follow the advice", summary.advice),
+        ("always hold", summary.always_hold),
+        ("forecast direction", summary.forecast_direction),
+    ):
+        hit = "-" if sc.hit_rate is None else f"{sc.hit_rate:.0%}"
+        table.add_row(name, str(sc.trades), hit, pct(sc.mean_return), pct(sc.total_return))
+    out.print(table)
+    out.print(f"newly scored {n}, scored {summary.scored}, pending {summary.pending}")
+    out.print(summary.verdict, highlight=False)
 
 
 def _validated_model(cls: type, **fields: object) -> Any:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = ["Passage", "AnalysisContext", "LLMAnswer", "AnalysisAnswer", "NOTICE", "AnalyzeRequest"]
 
@@ -80,3 +80,20 @@ class AnalyzeRequest(BaseModel):
 
     symbol: str = Field(..., pattern=r"^[A-Z0-9._-]{1,20}$")
     question: str = Field(..., min_length=1, max_length=2000)
+    as_of: datetime | None = Field(
+        None, description="answer with only what was known then (UTC when no offset is given)"
+    )
+
+    @field_validator("question")
+    @classmethod
+    def _not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("question must not be blank")
+        return v
+
+    @field_validator("as_of")
+    @classmethod
+    def _utc(cls, v: datetime | None) -> datetime | None:
+        if v is not None and v.tzinfo is None:
+            return v.replace(tzinfo=UTC)
+        return v

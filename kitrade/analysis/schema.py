@@ -33,3 +33,13 @@ register(200, "analysis answers audit trail")(
         """
     )
 )
+
+register(201, "analysis answers: as-of date and the forecast's end value, for scoring")(
+    _sql(
+        """
+        ALTER TABLE analysis_answers ADD COLUMN as_of timestamptz;
+        ALTER TABLE analysis_answers ADD COLUMN forecast_end double precision;
+        CREATE INDEX analysis_answers_unscored ON analysis_answers (id) WHERE scored_at IS NULL;
+        """
+    )
+)

@@ -13,10 +13,12 @@ them through the knowledge actor and the forecast deployment.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from kitrade.analysis.models import AnalysisAnswer, AnalysisContext, Passage
+from kitrade.analysis.prompt import parse_answer
 from kitrade.errors import ConflictError, KitradeError, NotFoundError, UpstreamError
 from kitrade.schemas import validate_symbol
 
@@ -26,7 +28,7 @@ if TYPE_CHECKING:
 __all__ = ["Analyst"]
 
 _log = logging.getLogger(__name__)
-Search = Callable[[str, str, int], list[Passage]]  # (query, symbol, k)
+Search = Callable[[str, str, int, str | None], list[Passage]]  # (query, symbol, k, as_of date)
 ForecastFn = Callable[[str], dict[str, Any] | None]  # symbol -> forecast dict or None
 
 
@@ -42,8 +44,13 @@ class Analyst:
         self._backend = backend
         self._k = k
 
-    def context(self, symbol: str, question: str) -> AnalysisContext:
-        """Everything the analyst may use, as data."""
+    def context(self, symbol: str, question: str, as_of: datetime | None = None) -> AnalysisContext:
+        """Everything the analyst may use, as data.
+
+        With ``as_of`` only what was known then is used: bars up to that time,
+        knowledge documents dated on or before that day, and the newest model
+        version whose data ended by then (no forecast when there is none).
+        """
         from kitrade.analysis.indicators import compute_indicators, summarize_bars
         from kitrade.data.bars import latest_bars
         from kitrade.data.symbols import get_symbol
@@ -52,23 +59,35 @@ class Analyst:
         validate_symbol(symbol)
         with self._db.connection() as conn:
             sym = get_symbol(conn, symbol=symbol)
-            bars = latest_bars(conn, symbol=symbol, n=300) if sym.bars else None
-            active = active_version(conn, symbol=symbol)
+            if not sym.bars:
+                bars = None
+            elif as_of is None:
+                bars = latest_bars(conn, symbol=symbol, n=300)
+            else:
+                bars = _bars_until(conn, symbol, as_of, 300)
+            active = active_version(conn, symbol=symbol) if as_of is None else None
+            past = _version_as_of(conn, symbol, as_of) if as_of is not None else None
         if bars is None or bars.empty:
-            raise ConflictError(f"{symbol} has no bars yet; sync it first (POST /api/v1/sync)")
+            when = f" on or before {as_of.isoformat()}" if as_of is not None else ""
+            raise ConflictError(f"{symbol} has no bars{when}; sync it first (POST /api/v1/sync)")
         forecast = None
+        version = active if as_of is None else past
         try:
-            forecast = self._forecast(symbol) if active is not None else None
+            if as_of is None and active is not None:
+                forecast = self._forecast(symbol)
+            elif past is not None:
+                forecast = _forecast_from(past, symbol, bars)
         except KitradeError as exc:
             _log.warning("no forecast for %s: %s", symbol, exc.message)
+        day = as_of.date().isoformat() if as_of is not None else None
         try:
-            passages = self._search(f"{symbol}: {question}", symbol, self._k)
+            passages = self._search(f"{symbol}: {question}", symbol, self._k, day)
         except KitradeError as exc:
             _log.warning("knowledge search failed: %s", exc.message)
             passages = []
         evaluation = None
-        if active is not None:
-            m = active.metrics or {}
+        if version is not None:
+            m = version.metrics or {}
             evaluation = {
                 k: m.get(k)
                 for k in ("model", "naive", "seasonal_naive", "beats_naive", "windows", "points")
@@ -86,44 +105,97 @@ class Analyst:
             passages=passages,
         )
 
-    def analyze(self, symbol: str, question: str) -> AnalysisAnswer:
+    def _llm_answer(self, ctx: AnalysisContext, llm: Any) -> AnalysisAnswer:
+        cited = set(llm.cited_source_ids)
+        return AnalysisAnswer(
+            **llm.model_dump(),
+            symbol=ctx.symbol,
+            question=ctx.question,
+            backend=self._backend.name,
+            model=self._backend.model,
+            forecast_version=(ctx.forecast or {}).get("version"),
+            last_bar=ctx.last_bar,
+            sources=[p for p in ctx.passages if p.id in cited] or ctx.passages,
+            indicators=ctx.indicators,
+        )
+
+    def analyze(self, symbol: str, question: str, as_of: datetime | None = None) -> AnalysisAnswer:
         """Answer, falling back to the offline analyst when the LLM fails; stored for audit."""
         from kitrade.analysis.offline import offline_answer
 
         question = question.strip()
-        ctx = self.context(symbol, question)
+        ctx = self.context(symbol, question, as_of)
         answer: AnalysisAnswer
         if self._backend is None:
             answer = offline_answer(ctx)
         else:
             try:
-                llm = self._backend.answer(ctx)
-                answer = AnalysisAnswer(
-                    **llm.model_dump(),
-                    symbol=symbol,
-                    question=question,
-                    backend=self._backend.name,
-                    model=self._backend.model,
-                    forecast_version=(ctx.forecast or {}).get("version"),
-                    last_bar=ctx.last_bar,
-                    sources=[p for p in ctx.passages if p.id in set(llm.cited_source_ids)]
-                    or ctx.passages,
-                    indicators=ctx.indicators,
-                )
+                answer = self._llm_answer(ctx, self._backend.answer(ctx))
             except UpstreamError as exc:
                 answer = offline_answer(ctx, fallback_reason=f"{self._backend.name}: {exc.message}")
-        return self._store(ctx, answer)
+        return self._store(ctx, answer, as_of)
 
-    def _store(self, ctx: AnalysisContext, answer: AnalysisAnswer) -> AnalysisAnswer:
+    def stream(
+        self, symbol: str, question: str, as_of: datetime | None = None
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """The answer as events: ``context``, then ``token`` per LLM fragment, then ``answer``.
+
+        The LLM's streamed text is validated once complete, exactly like
+        ``analyze``; an invalid, late or failed stream ends in the offline
+        analyst's answer with its ``fallback_reason``. Errors about the request
+        itself (unknown symbol, no bars) are raised before the first event.
+        """
+        from kitrade.analysis.offline import offline_answer
+
+        question = question.strip()
+        ctx = self.context(symbol, question, as_of)
+        yield (
+            "context",
+            {
+                "symbol": ctx.symbol,
+                "last_bar": ctx.last_bar.isoformat() if ctx.last_bar else None,
+                "last_close": ctx.last_close,
+                "indicators": ctx.indicators,
+                "forecast_version": (ctx.forecast or {}).get("version"),
+                "passages": [
+                    {"id": p.id, "title": p.title, "source": p.source} for p in ctx.passages
+                ],
+                "backend": self._backend.name if self._backend is not None else "offline",
+            },
+        )
+        if self._backend is None:
+            answer = offline_answer(ctx)
+        else:
+            parts: list[str] = []
+            try:
+                for piece in self._backend.stream(ctx):
+                    parts.append(piece)
+                    yield ("token", {"text": piece})
+                try:
+                    llm = parse_answer("".join(parts), ctx)
+                except UpstreamError as exc:
+                    raise UpstreamError(f"{self._backend._where()}: {exc.message}") from None
+                answer = self._llm_answer(ctx, llm)
+            except UpstreamError as exc:
+                answer = offline_answer(ctx, fallback_reason=f"{self._backend.name}: {exc.message}")
+        yield ("answer", self._store(ctx, answer, as_of).model_dump(mode="json"))
+
+    def _store(
+        self, ctx: AnalysisContext, answer: AnalysisAnswer, as_of: datetime | None = None
+    ) -> AnalysisAnswer:
         from psycopg.types.json import Jsonb
 
-        horizon = (ctx.forecast or {}).get("horizon")
+        from kitrade.training.spec import TIMEFRAME_DEFAULTS
+
+        points = (ctx.forecast or {}).get("points") or []
+        horizon = len(points) or TIMEFRAME_DEFAULTS.get(ctx.timeframe, {}).get("horizon", 24)
+        forecast_end = points[-1].get("mean") if points else None
         with self._db.connection() as conn:
             row = conn.execute(
                 "INSERT INTO analysis_answers (symbol, question, backend, model, fallback_reason,"
                 " forecast_version, last_bar, last_close, horizon_bars, passage_ids, indicators,"
-                " recommendation, confidence, answer) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s,"
-                " %s, %s, %s, %s, %s) RETURNING id, created_at",
+                " recommendation, confidence, answer, as_of, forecast_end) VALUES (%s, %s, %s, %s, %s,"
+                " %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id, created_at",
                 (
                     ctx.symbol,
                     ctx.question,
@@ -139,9 +211,18 @@ class Analyst:
                     answer.recommendation,
                     answer.confidence,
                     Jsonb(answer.model_dump(mode="json")),
+                    as_of,
+                    forecast_end,
                 ),
             ).fetchone()
         return answer.model_copy(update={"id": row[0], "created_at": row[1]})
+
+    def require_symbol(self, symbol: str) -> None:
+        """Raise ``NotFoundError`` unless ``symbol`` exists."""
+        validate_symbol(symbol)
+        with self._db.connection() as conn:
+            if conn.execute("SELECT 1 FROM symbols WHERE symbol=%s", (symbol,)).fetchone() is None:
+                raise NotFoundError(f"symbol {symbol} not found")
 
     def history(self, symbol: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
         """Stored answers, newest first."""
@@ -182,3 +263,54 @@ class Analyst:
                 ):
                     raise NotFoundError(f"symbol {symbol} not found")
         return [dict(zip(keys, r, strict=True)) for r in rows]
+
+
+def _bars_until(conn: Any, symbol: str, as_of: datetime, n: int) -> Any:
+    """The last ``n`` bars with ``ts <= as_of``, oldest first."""
+    from kitrade.data.bars import BAR_COLUMNS, _frame
+
+    rows = conn.execute(
+        "SELECT * FROM (SELECT ts, open, high, low, close, volume FROM bars WHERE symbol = %s"
+        " AND ts <= %s ORDER BY ts DESC LIMIT %s) t ORDER BY ts",
+        (symbol, as_of, int(n)),
+    ).fetchall()
+    return _frame(rows, BAR_COLUMNS)
+
+
+def _version_as_of(conn: Any, symbol: str, as_of: datetime) -> Any:
+    """The newest usable model version whose training data ended by ``as_of`` (or None)."""
+    from kitrade.training.registry import get_version
+
+    row = conn.execute(
+        "SELECT version FROM model_versions WHERE symbol = %s AND data_end <= %s"
+        " ORDER BY status IN ('active', 'retired') DESC, data_end DESC, created_at DESC LIMIT 1",
+        (symbol, as_of),
+    ).fetchone()
+    return get_version(conn, version=row[0]) if row else None
+
+
+def _forecast_from(version: Any, symbol: str, bars: Any) -> dict[str, Any]:
+    """A forecast by ``version`` from ``bars`` (for questions asked "as of" a past date)."""
+    from pathlib import Path
+
+    from kitrade.data.bars import to_training_frame
+    from kitrade.schemas import ForecastPoint
+    from kitrade.training.nhits import FittedModel
+    from kitrade.training.registry import verify_artifact
+
+    path = Path(version.artifact_path)
+    try:
+        verify_artifact(path)
+        model = FittedModel.load(path)
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise ConflictError(f"{version.version} cannot be loaded: {exc}") from None
+    out = model.predict_many(
+        [to_training_frame(symbol, bars.tail(max(model.config.input_size, 2)))]
+    )[0]
+    return {
+        "symbol": symbol,
+        "version": version.version,
+        "horizon": len(out),
+        "last_bar": bars["ts"].iloc[-1].isoformat(),
+        "points": [ForecastPoint(**r).model_dump(mode="json") for r in out.to_dict("records")],
+    }

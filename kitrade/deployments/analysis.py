@@ -9,6 +9,8 @@ caller inject another).
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 from kitrade.deployments.common import AppArgs, envelope, unwrap
@@ -58,8 +60,8 @@ class AnalysisDeployment:
             from kitrade.analysis.llm import backend_from_settings as backend_factory
         backend = backend_factory(settings)
 
-        def search(query: str, symbol: str, k: int) -> list[Passage]:
-            hits = actor_call(self._kb.search.remote(query, k, symbol, None))
+        def search(query: str, symbol: str, k: int, as_of: str | None) -> list[Passage]:
+            hits = actor_call(self._kb.search.remote(query, k, symbol, as_of))
             return [Passage(**h) for h in hits]
 
         def forecast_fn(symbol: str) -> dict[str, Any] | None:
@@ -69,9 +71,41 @@ class AnalysisDeployment:
         self._analyst = Analyst(self._db, search=search, forecast=forecast_fn, backend=backend)
 
     @envelope
-    def analyze(self, symbol: str, question: str) -> Any:
+    def analyze(self, symbol: str, question: str, as_of: datetime | None = None) -> Any:
         """A grounded, audited answer."""
-        return self._analyst.analyze(symbol, question)
+        return self._analyst.analyze(symbol, question, as_of)
+
+    def analyze_stream(
+        self, symbol: str, question: str, as_of: datetime | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """``{"event", "data"}`` dicts (see ``Analyst.stream``); a first ``error`` event on failure.
+
+        Called through a streaming handle (``options(stream=True)``).
+        """
+        from kitrade.errors import KitradeError
+
+        try:
+            for event, data in self._analyst.stream(symbol, question, as_of):
+                yield {"event": event, "data": data}
+        except KitradeError as exc:
+            yield {
+                "event": "error",
+                "data": {
+                    "error": type(exc).__name__,
+                    "message": exc.message,
+                    "status": exc.http_status,
+                },
+            }
+
+    @envelope
+    def score(self, symbol: str | None, run: bool) -> Any:
+        """Score answers whose horizon has passed (when ``run``), then summarize."""
+        from kitrade.analysis.scoring import score_answers, score_summary
+
+        if symbol is not None:
+            self._analyst.require_symbol(symbol)
+        n = score_answers(self._db, symbol=symbol) if run else 0
+        return score_summary(self._db, symbol=symbol).model_copy(update={"newly_scored": n})
 
     @envelope
     def history(self, symbol: str | None, limit: int) -> Any:

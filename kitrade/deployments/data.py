@@ -149,14 +149,7 @@ class DataDeployment:
             src.close()
         fresh = [r.symbol for r in report.results if r.new_bars]
         if fresh:
-            from kitrade.analysis.actors import publish_notes
-
-            try:
-                publish_notes(self._settings, self._db, fresh)
-            except Exception as exc:  # noqa: BLE001 - notes are a bonus; the sync itself succeeded
-                import logging
-
-                logging.getLogger(__name__).warning("market notes not refreshed: %s", exc)
+            after_new_bars(self._settings, self._db, fresh)
         return report
 
     @envelope
@@ -201,3 +194,25 @@ class DataDeployment:
 
         with self._db.connection() as conn:
             return {"bars_storage": get_meta(conn, "bars_storage")}
+
+
+def after_new_bars(settings: Any, db: Any, symbols: list[str]) -> None:
+    """Refresh the market notes and score past answers whose horizon new bars reached.
+
+    Both are follow-ups: a failure is logged and the sync that brought the bars stands.
+    """
+    import logging
+
+    from kitrade.analysis.actors import publish_notes
+    from kitrade.analysis.scoring import score_answers
+
+    log = logging.getLogger(__name__)
+    try:
+        publish_notes(settings, db, symbols)
+    except Exception as exc:  # noqa: BLE001 - notes are a bonus; the sync itself succeeded
+        log.warning("market notes not refreshed: %s", exc)
+    for symbol in symbols:
+        try:
+            score_answers(db, symbol=symbol)
+        except Exception as exc:  # noqa: BLE001 - scoring is retried after the next sync
+            log.warning("answers of %s not scored: %s", symbol, exc)

@@ -16,7 +16,7 @@ from typing import Any
 
 from fastapi import Body, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 
@@ -372,8 +372,63 @@ class Gateway:
     # -------------------------------------------------------------- analysis
     @api.post("/api/v1/analyze", tags=["analysis"], dependencies=[Depends(read_access)])
     async def analyze(self, body: AnalyzeRequest = Body(...)) -> Any:
-        """A structured, grounded answer: recommendation, confidence, rationale, risks, sources."""
-        return await self._call(self._analysis, "analyze", body.symbol, body.question)
+        """A structured, grounded answer: recommendation, confidence, rationale, risks, sources.
+
+        With ``as_of`` the answer uses only what was known then (bars, knowledge
+        documents dated by then, a model trained on data up to then).
+        """
+        return await self._call(self._analysis, "analyze", body.symbol, body.question, body.as_of)
+
+    @api.post(
+        "/api/v1/analyze/stream",
+        tags=["analysis"],
+        dependencies=[Depends(read_access)],
+        response_class=StreamingResponse,
+        responses={200: {"content": {"text/event-stream": {}}}},
+    )
+    async def analyze_stream(self, body: AnalyzeRequest = Body(...)) -> Any:
+        """Server-sent events: ``context``, ``token`` (LLM text as it arrives), ``answer``.
+
+        The final ``answer`` event is the same validated answer as ``POST
+        /api/v1/analyze`` (offline fallback included). Request errors are plain
+        JSON errors with their status, before any event.
+        """
+        import json
+
+        gen = self._analysis.options(stream=True).analyze_stream.remote(
+            body.symbol, body.question, body.as_of
+        )
+        first = await gen.__anext__()
+        if first["event"] == "error":
+            d = first["data"]
+            return _error(int(d["status"]), d["error"], d["message"])
+
+        def sse(ev: dict[str, Any]) -> str:
+            return f"event: {ev['event']}\ndata: {json.dumps(ev['data'], default=str)}\n\n"
+
+        async def events() -> Any:
+            yield sse(first)
+            async for ev in gen:
+                yield sse(ev)
+
+        return StreamingResponse(
+            events(),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    @api.get("/api/v1/analyze/score", tags=["analysis"], dependencies=[Depends(read_access)])
+    async def analyze_score(self, symbol: str | None = Query(None, pattern=SYMBOL_PATTERN)) -> Any:
+        """How past answers did: hit rate and return of following them vs always-hold and
+        the forecast-direction signal (answers whose horizon has passed)."""
+        return await self._call(self._analysis, "score", symbol, False)
+
+    @api.post("/api/v1/analyze/score", tags=["analysis"], dependencies=[Depends(write_access)])
+    async def analyze_score_run(
+        self, symbol: str | None = Query(None, pattern=SYMBOL_PATTERN)
+    ) -> Any:
+        """Score the answers whose horizon has passed now, then summarize."""
+        return await self._call(self._analysis, "score", symbol, True)
 
     @api.get("/api/v1/analyze/history", tags=["analysis"], dependencies=[Depends(read_access)])
     async def analyze_history(

@@ -140,6 +140,85 @@ def test_knowledge_routes_and_planted_injection(platform):
     )
 
 
+def _sse(text: str) -> list[tuple[str, dict]]:
+    events = []
+    for block in text.strip().split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
+        events.append((fields["event"], json.loads(fields["data"])))
+    return events
+
+
+def test_stream_offline_and_request_errors(platform):
+    _, base, _ = platform
+    r = httpx.post(
+        f"{base}/api/v1/analyze/stream",
+        json={"symbol": "EURUSD", "question": "Buy or sell?"},
+        timeout=60,
+    )
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+    events = _sse(r.text)
+    assert [e for e, _ in events] == ["context", "answer"]
+    ctx, answer = events[0][1], events[1][1]
+    assert ctx["backend"] == "offline" and ctx["passages"]
+    assert answer["backend"] == "offline" and answer["id"] > 0
+    assert answer["recommendation"] in ("buy", "sell", "hold")
+    missing = httpx.post(
+        f"{base}/api/v1/analyze/stream", json={"symbol": "NOPE", "question": "x"}, timeout=30
+    )
+    assert missing.status_code == 404 and "NOPE" in missing.json()["message"]
+
+
+def test_as_of_uses_only_what_was_known_then_and_scoring_closes_the_loop(platform, db):
+    _, base, _ = platform
+    auth = {"Authorization": f"Bearer {KEY}"}
+    later = {
+        "text": "EURUSD zebra liquidity squeeze: a note written long after the question.",
+        "source": "later.md",
+        "symbols": ["EURUSD"],
+        "date": "2018-01-20",
+    }
+    doc_id = httpx.post(f"{base}/api/v1/knowledge", json=later, headers=auth, timeout=60).json()[
+        "doc_id"
+    ]
+    q = {"symbol": "EURUSD", "question": "zebra liquidity squeeze?"}
+    now = httpx.post(f"{base}/api/v1/analyze", json=q, timeout=60).json()
+    assert any(p["id"].startswith(doc_id) for p in now["sources"])
+    as_of = "2017-10-02T12:00:00Z"
+    past = httpx.post(f"{base}/api/v1/analyze", json={**q, "as_of": as_of}, timeout=60)
+    assert past.status_code == 200, past.text
+    p = past.json()
+    assert "2017-10-01" <= p["last_bar"] <= "2017-10-02T12:00:00Z"
+    assert p["forecast_version"] is None  # the only model saw data up to 2018
+    assert not any(s["id"].startswith(doc_id) for s in p["sources"])
+    with db.connection() as conn:
+        last_bar, last_close, horizon = conn.execute(
+            "SELECT last_bar, last_close, horizon_bars FROM analysis_answers WHERE id=%s",
+            (p["id"],),
+        ).fetchone()
+        exit_close = conn.execute(
+            "SELECT close FROM bars WHERE symbol='EURUSD' AND ts > %s ORDER BY ts OFFSET %s"
+            " LIMIT 1",
+            (last_bar, horizon - 1),
+        ).fetchone()[0]
+    assert horizon == 24
+    assert httpx.post(f"{base}/api/v1/analyze/score", timeout=30).status_code == 401
+    run = httpx.post(f"{base}/api/v1/analyze/score", headers=auth, timeout=60)
+    assert run.status_code == 200, run.text
+    summary = run.json()
+    assert summary["newly_scored"] >= 1 and summary["scored"] >= 1
+    assert summary["always_hold"]["total_return"] == 0.0
+    hist = httpx.get(f"{base}/api/v1/analyze/history", params={"limit": 500}, timeout=30).json()
+    outcome = next(h for h in hist if h["id"] == p["id"])["outcome"]
+    sign = {"buy": 1, "sell": -1, "hold": 0}[p["recommendation"]]
+    assert outcome["realized_return"] == pytest.approx(exit_close / last_close - 1)
+    assert outcome["advice_return"] == pytest.approx(sign * (exit_close / last_close - 1))
+    again = httpx.get(f"{base}/api/v1/analyze/score", params={"symbol": "EURUSD"}, timeout=30)
+    assert again.status_code == 200 and again.json()["newly_scored"] == 0
+    unknown = httpx.get(f"{base}/api/v1/analyze/score", params={"symbol": "NOPE"}, timeout=30)
+    assert unknown.status_code == 404
+
+
+# Last: it leaves the app deployed against an LLM server that is gone.
 def test_openai_compatible_server_is_used_then_falls_back_when_it_fails(platform):
     settings, _, port = platform
     with FakeOpenAI() as llm:
@@ -165,6 +244,26 @@ def test_openai_compatible_server_is_used_then_falls_back_when_it_fails(platform
         assert sent["messages"][0]["role"] == "system" and "EURUSD" in json.dumps(
             sent["messages"][1]
         )
+        streamed = httpx.post(
+            f"{base}/api/v1/analyze/stream",
+            timeout=60,
+            json={"symbol": "EURUSD", "question": "Should I buy?"},
+        )
+        events = _sse(streamed.text)
+        tokens = [d["text"] for e, d in events if e == "token"]
+        assert events[0][0] == "context" and events[-1][0] == "answer" and len(tokens) >= 2
+        assert "".join(tokens) == llm.reply and llm.requests[-1]["stream"] is True
+        assert events[-1][1]["backend"] == "openai" and events[-1][1]["fallback_reason"] is None
+        llm.mode = "malformed"
+        events = _sse(
+            httpx.post(
+                f"{base}/api/v1/analyze/stream",
+                timeout=60,
+                json={"symbol": "EURUSD", "question": "Should I buy?"},
+            ).text
+        )
+        assert events[-1][0] == "answer" and events[-1][1]["backend"] == "offline"
+        assert "invalid LLM answer" in events[-1][1]["fallback_reason"]
         llm.mode = "malformed"
         bad = httpx.post(
             f"{base}/api/v1/analyze",
