@@ -5,8 +5,10 @@ One run, bounded load on 127.0.0.1 (``--connections`` concurrent clients for
 
 (a) a no-op FastAPI deployment on the same Serve instance — the platform's floor;
 (b) kitrade's ``GET /api/v1/forecast/EURUSD?horizon=24``;
-(c) the old system's shape: plain FastAPI on uvicorn (another process) calling
-    ``NeuralForecast.predict`` per request for the same model artifact.
+(c) the old system's shape: plain FastAPI on uvicorn (another process) that
+    reads the symbol's latest bars from PostgreSQL and calls
+    ``NeuralForecast.predict`` per request for the same model artifact
+    (serialized: concurrent predicts on one model fail).
 
 Prints req/s, p50 and p99 for each, the ratios, and the resident memory of
 the whole running stack (Ray, Serve, PostgreSQL processes).
@@ -31,16 +33,25 @@ import numpy as np
 
 BASELINE_SERVER = r"""
 import sys
+import threading
 from pathlib import Path
 import uvicorn
 from fastapi import FastAPI
+from psycopg_pool import ConnectionPool
+from kitrade.data.bars import latest_bars, to_training_frame
 from kitrade.training.nhits import FittedModel
 model = FittedModel.load(Path(sys.argv[1]))
+pool = ConnectionPool(sys.argv[3], min_size=1, max_size=4, open=True)
 app = FastAPI()
+lock = threading.Lock()  # NeuralForecast.predict is not safe to run concurrently
 
 @app.get("/api/v1/forecast/{symbol}")
 def forecast(symbol: str, horizon: int = 24):
-    out = model.predict_reference(model.history, horizon)   # NeuralForecast.predict
+    # Like the old service: the symbol's latest bars from the database, then predict.
+    with pool.connection() as conn:
+        bars = latest_bars(conn, symbol=symbol, n=model.config.input_size + 1)
+    with lock:
+        out = model.predict_reference(to_training_frame(symbol, bars), horizon)  # NeuralForecast.predict
     return {"symbol": symbol, "points": out.assign(ds=out["ds"].astype(str)).to_dict("records")}
 
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), log_level="error")
@@ -88,29 +99,33 @@ async def _load(url: str, seconds: float, connections: int) -> dict[str, float]:
     }
 
 
-def _stack_rss_mib() -> float:
+def _stack_rss_mib() -> tuple[float, dict[str, float]]:
+    """Resident memory of the running stack (Ray, Serve replicas, PostgreSQL), by part.
+
+    The benchmark's own process (load generator, Ray driver that trained the model)
+    and the baseline server are not part of the stack and are left out.
+    """
+    import os
+
     import psutil
 
-    total = 0
-    for p in psutil.process_iter(["name", "cmdline", "memory_info"]):
+    parts: dict[str, float] = {}
+    me = os.getpid()
+    for p in psutil.process_iter(["pid", "name", "cmdline", "memory_info"]):
+        if p.info["pid"] == me or not p.info["memory_info"]:
+            continue
         cmd = " ".join(p.info["cmdline"] or [])
         name = p.info["name"] or ""
-        if any(
-            k in cmd or k in name
-            for k in (
-                "ray::",
-                "raylet",
-                "gcs_server",
-                "postgres",
-                "dashboard",
-                "ServeReplica",
-                "ProxyActor",
-                "default_worker",
-                "bench_serve",
-            )
-        ):
-            total += p.info["memory_info"].rss if p.info["memory_info"] else 0
-    return total / 2**20
+        if "postgres" in name or "postgres" in cmd.split(" ")[0]:
+            part = "postgres"
+        elif cmd.startswith("ray::") or name.startswith("ray::"):
+            part = cmd.split(" ")[0].split(".")[0]  # ray::ServeReplica:kitrade:forecast …
+        elif any(k in cmd for k in ("raylet", "gcs_server", "dashboard", "log_monitor", "ray/")):
+            part = "ray system"
+        else:
+            continue
+        parts[part] = parts.get(part, 0.0) + p.info["memory_info"].rss / 2**20
+    return sum(parts.values()), dict(sorted(parts.items(), key=lambda kv: -kv[1]))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -127,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from kitrade.cluster import connect
     from kitrade.config import Settings
+    from kitrade.data.db import conninfo_for
     from kitrade.data.embedded import EmbeddedPostgres
     from kitrade.data.sources.sample import SampleSource
     from kitrade.data.store import open_store
@@ -158,7 +174,14 @@ def main(argv: list[str] | None = None) -> int:
 
             bport = _free_port()
             baseline = subprocess.Popen(
-                [sys.executable, "-c", BASELINE_SERVER, artifact, str(bport)],
+                [
+                    sys.executable,
+                    "-c",
+                    BASELINE_SERVER,
+                    artifact,
+                    str(bport),
+                    conninfo_for(settings),
+                ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
@@ -174,7 +197,9 @@ def main(argv: list[str] | None = None) -> int:
             serve.run(build_app(AppArgs(env=env)), name="kitrade", route_prefix="/")
             noop_api = FastAPI()
 
-            @serve.deployment(max_ongoing_requests=256)
+            # Same CPU share as kitrade's gateway replica; the default (1 CPU) would not fit
+            # next to the kitrade app on a 2-CPU cluster and serve.run would wait forever.
+            @serve.deployment(max_ongoing_requests=256, ray_actor_options={"num_cpus": 0.25})
             @serve.ingress(noop_api)
             class Noop:
                 @noop_api.get("/")
@@ -203,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
             for name, url in urls.items():
                 asyncio.run(_load(url, 2.0, args.connections))  # warm-up
                 results[name] = asyncio.run(_load(url, args.seconds, args.connections))
-            rss = _stack_rss_mib()
+            rss, rss_parts = _stack_rss_mib()
             serve.shutdown()
             ray.shutdown()
         finally:
@@ -241,6 +266,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"(b)/(c) req/s: {figures['ratio_vs_baseline']:.2f}x (target >= 5x)")
     print(f"p99 (b)/(a): {figures['p99_ratio_vs_noop']:.2f}x (target <= 1.5x)")
     print(f"stack resident memory: {rss:.0f} MiB (target < 6144 MiB)")
+    for part, mib in rss_parts.items():
+        print(f"  {part:<50} {mib:>8.0f} MiB")
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
     return 0

@@ -308,6 +308,10 @@ def ingest_bars(
             continue
         with conn.transaction():
             res = _ingest_batch(conn, symbol, batch)
+            if res.changed:
+                from kitrade.data.notify import notify
+
+                notify(conn, "bars", symbol)  # delivered on commit (forecast caches)
             if on_batch is not None:
                 on_batch(conn, res)
         result.add(res)

@@ -127,6 +127,9 @@ def delete_symbol(conn: psycopg.Connection, *, symbol: str, delete_bars: bool = 
             "to delete them with it"
         )
     conn.execute("DELETE FROM bars WHERE symbol = %s", (symbol,))
+    from kitrade.data.notify import notify
+
+    notify(conn, "bars", symbol)
     conn.execute("DELETE FROM sync_state WHERE symbol = %s", (symbol,))
     conn.execute("DELETE FROM symbols WHERE symbol = %s", (symbol,))
     return int(n)

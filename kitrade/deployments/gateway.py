@@ -8,6 +8,7 @@ The old system's paths keep working (see the README's compatibility table).
 
 # No `from __future__ import annotations`: Serve rebuilds the ingress methods and FastAPI
 # must resolve their annotations at run time.
+import asyncio
 import hmac
 import logging
 import time
@@ -22,6 +23,7 @@ from ray import serve
 
 from kitrade import errors
 from kitrade.analysis.models import AnalyzeRequest
+from kitrade.dashboard import mount as mount_dashboard
 from kitrade.deployments.common import AppArgs, unwrap
 from kitrade.schemas import SYMBOL_PATTERN, StrategySpec, StrategyUpdate, SymbolIn, SymbolUpdate
 
@@ -35,6 +37,7 @@ api = FastAPI(
     description="Market bars, NHITS forecasts with prediction intervals, training and "
     "grounded trading analysis. State-changing routes need `Authorization: Bearer <KITRADE_API_KEY>`.",
 )
+mount_dashboard(api)  # `/`, `/dashboard`, `/static/…`: added before `serve.ingress` captures `api`
 
 
 # ------------------------------------------------------------------------ errors
@@ -171,6 +174,46 @@ class Gateway:
         self._data = data
         self._analysis = analysis
         self._started = time.time()
+        from kitrade.data.db import conninfo_for
+        from kitrade.data.notify import ChangeListener
+        from kitrade.deployments.hot_cache import HotForecastCache
+
+        # Repeated forecasts are answered here, without a hop to the forecast deployment,
+        # from a cache that PostgreSQL change notifications keep exact (see hot_cache).
+        from kitrade.data.db import Database
+
+        self._db = Database(conninfo_for(settings), min_size=1, max_size=2)
+        self._listener = ChangeListener(conninfo_for(settings), lambda s: self._hot.invalidate(s))
+        self._hot = HotForecastCache(lambda: self._listener.live)
+        self._listener.start().wait_live(5.0)
+
+    def _is_current(self, symbol: str, full: dict[str, Any]) -> bool:
+        """Whether ``full`` was made by the active version from the last committed bar.
+
+        A replica that has not reloaded a just-promoted version yet answers with
+        the old one; such an answer is served but never cached.
+        """
+        from datetime import datetime as dt
+
+        try:
+            with self._db.connection() as conn:
+                version, last = conn.execute(
+                    "SELECT (SELECT version FROM model_versions WHERE symbol = %s"
+                    " AND status = 'active'), (SELECT max(ts) FROM bars WHERE symbol = %s)",
+                    (symbol, symbol),
+                ).fetchone()
+        except errors.KitradeError:
+            return False
+        return (
+            version == full.get("version")
+            and last is not None
+            and dt.fromisoformat(str(full.get("last_bar"))) == last
+        )
+
+    def __del__(self) -> None:
+        listener = getattr(self, "_listener", None)
+        if listener is not None:
+            listener.stop()
 
     async def _call(self, handle: Any, method: str, *args: Any, **kwargs: Any) -> Any:
         return unwrap(await getattr(handle, method).remote(*args, **kwargs))
@@ -200,6 +243,8 @@ class Gateway:
         await probe("database", self._data, "ping")
         comps["data"] = {"status": "ok" if comps["database"]["status"] == "ok" else "degraded"}
         await probe("forecast", self._forecast, "status")
+        if comps["forecast"]["status"] == "ok":
+            comps["forecast"]["gateway_cache"] = self._hot.stats()
         await probe("analysis", self._analysis, "ping")
         comps["llm"] = {
             "status": "offline_analyst"
@@ -259,10 +304,23 @@ class Gateway:
         self, symbol: str, horizon: int | None = Query(None, ge=1, le=10_000)
     ) -> Any:
         """Forecast with 80 % and 95 % intervals from the active model."""
+        from kitrade.deployments.hot_cache import cut
         from kitrade.schemas import validate_symbol
 
         validate_symbol(symbol)
-        return await self._call(self._forecast, "forecast", symbol, horizon)
+        hit = self._hot.get(symbol, horizon)
+        if hit is not None:
+            return JSONResponse(content=hit)
+        token = self._hot.token(symbol)
+        full = await self._call(self._forecast, "forecast", symbol, None)
+        if await asyncio.to_thread(self._is_current, symbol, full):
+            self._hot.put(symbol, full, token)
+        if horizon is not None and horizon > full["max_horizon"]:
+            raise errors.InvalidInputError(
+                f"horizon: expected 1..{full['max_horizon']} for {symbol} "
+                f"(model {full['version']}), was {horizon}"
+            )
+        return JSONResponse(content=cut(full, horizon, cached=bool(full.get("cached"))))
 
     # ---------------------------------------------------------------- models
     @api.get("/api/v1/models", tags=["models"], dependencies=[Depends(read_access)])

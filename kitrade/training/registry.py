@@ -278,6 +278,9 @@ def _activate(conn: psycopg.Connection, symbol: str, version: str, reason: str) 
         " WHERE version = %s",
         (reason, version),
     )
+    from kitrade.data.notify import notify
+
+    notify(conn, "model", symbol)  # delivered on commit (forecast caches)
 
 
 def apply_gate(conn: psycopg.Connection, *, version: str, tolerance: float) -> GateDecision:

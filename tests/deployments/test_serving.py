@@ -182,6 +182,55 @@ def test_client_round_trip_and_promotion_picked_up_without_restart(app, module_s
         assert bad.value.status == 422
 
 
+def _poll_forecast(app: str, symbol: str, until, timeout_s: float = 15.0) -> dict:
+    deadline = time.monotonic() + timeout_s
+    body: dict = {}
+    while time.monotonic() < deadline:
+        body = httpx.get(
+            f"{app}/api/v1/forecast/{symbol}", params={"horizon": 2}, timeout=30
+        ).json()
+        if until(body):
+            return body
+        time.sleep(0.2)
+    raise AssertionError(f"forecast never changed: {body}")
+
+
+def test_changes_made_outside_the_api_reach_forecasts_served_from_the_gateway_cache(app, db):
+    """New bars and promotions committed by another process (a CLI, a sync job) are seen:
+    the gateway's hot cache is invalidated by PostgreSQL notifications, never pinned stale."""
+    import pandas as pd
+
+    from kitrade.data.bars import ingest_bars, latest_bars
+    from kitrade.training.registry import list_versions, promote
+
+    for _ in range(3):  # warm: the next answers come from the gateway's cache
+        first = httpx.get(f"{app}/api/v1/forecast/EURUSD", params={"horizon": 2}, timeout=30)
+    assert first.json()["cached"] is True
+    hot = httpx.get(f"{app}/health", timeout=30).json()["components"]["forecast"]
+    assert hot["gateway_cache"]["live"] is True and hot["gateway_cache"]["hits"] >= 1
+    with db.connection() as conn:
+        last = latest_bars(conn, symbol="EURUSD", n=1)
+    bar = last.assign(ts=last["ts"] + pd.Timedelta(hours=1), close=last["close"] * 1.01)
+    with db.connection() as conn:
+        ingest_bars(conn, symbol="EURUSD", bars=bar)
+    new_ts = bar["ts"].iloc[0].strftime("%Y-%m-%dT%H:%M")
+    body = _poll_forecast(app, "EURUSD", lambda b: b["last_bar"].startswith(new_ts))
+    assert body["cached"] is False or body["last_bar"].startswith(new_ts)
+
+    with db.connection() as conn:
+        versions = list_versions(conn, symbol="GOOG")
+    active = next(v for v in versions if v.status == "active")
+    other = next(v for v in versions if v.status != "active")
+    for _ in range(3):
+        httpx.get(f"{app}/api/v1/forecast/GOOG", params={"horizon": 2}, timeout=30)
+    with db.connection() as conn:
+        promote(conn, symbol="GOOG", version=other.version)
+    _poll_forecast(app, "GOOG", lambda b: b["version"] == other.version)
+    with db.connection() as conn:
+        promote(conn, symbol="GOOG", version=active.version)
+    _poll_forecast(app, "GOOG", lambda b: b["version"] == active.version)
+
+
 def test_old_system_readme_curl_lines_work(app):
     """The compatibility table's curl examples, run as the old README showed them."""
     import json as _json
