@@ -139,6 +139,20 @@ class Settings(BaseSettings):
         None, description="Bearer key for state-changing routes. Unset: they refuse (403)."
     )
     read_auth: bool = Field(False, description="`1`: reads need the key too.")
+    max_body_bytes: int = Field(
+        2_000_000, ge=1024, le=1_000_000_000, description="Larger request bodies get 413."
+    )
+    rate_limit_per_s: float = Field(
+        10.0,
+        ge=0,
+        le=100_000,
+        description="Non-GET requests per second per API key (or client address); "
+        "over it: 429 with Retry-After. `0` turns it off.",
+    )
+    rate_limit_burst: int = Field(30, ge=1, le=1_000_000, description="Rate-limit bucket size.")
+    read_rate_limit_per_s: float = Field(
+        0.0, ge=0, le=100_000, description="The same for GET requests; `0` (default) is off."
+    )
 
     # --- training (old system's names) ---------------------------------------
     nhits_auto_retrain_days: int = Field(

@@ -17,6 +17,7 @@ __all__ = [
     "UpstreamError",
     "SourceDataError",
     "TooShortError",
+    "PayloadTooLargeError",
 ]
 
 
@@ -79,3 +80,10 @@ class SourceDataError(InvalidInputError):
 
 class TooShortError(InvalidInputError):
     """A series is too short for the model configuration asked of it."""
+
+
+class PayloadTooLargeError(KitradeError):
+    """A request body is larger than ``KITRADE_MAX_BODY_BYTES``."""
+
+    http_status = 413
+    exit_code = 2

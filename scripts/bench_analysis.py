@@ -90,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
                 "TIMESCALE_DB": "bench",
                 "KITRADE_DATA_DIR": tmp,
                 "KITRADE_LLM_BASE_URL": "",
+                "KITRADE_RATE_LIMIT_PER_S": "0",  # measure latency, not the limiter
             }
             connect(num_cpus=2)
             serve.start(http_options={"host": "127.0.0.1", "port": port})
@@ -110,8 +111,12 @@ def main(argv: list[str] | None = None) -> int:
                     r = http.get("/api/v1/knowledge/search", params={"q": q, "k": 5})
                     search.append(time.perf_counter() - t0)
                     assert r.status_code == 200, r.text
-            serve.shutdown()
-            ray.shutdown()
+                floor = []  # the Serve proxy + gateway hop alone: a static page
+                for _ in range(args.n):
+                    t0 = time.perf_counter()
+                    http.get("/docs")
+                    floor.append(time.perf_counter() - t0)
+            # The bare query runs now, with the platform up and idle, like the API calls.
 
             import chromadb
             from chromadb.config import Settings as ChromaSettings
@@ -132,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
                 t0 = time.perf_counter()
                 col.query(query_embeddings=emb.embed([q]), n_results=5)
                 bare.append(time.perf_counter() - t0)
+            serve.shutdown()
+            ray.shutdown()
         finally:
             server.stop(mode="immediate")
 
@@ -142,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         "search_p99_ms": _pct(search, 99),
         "bare_query_p50_ms": _pct(bare, 50),
         "bare_query_p99_ms": _pct(bare, 99),
+        "gateway_floor_p50_ms": _pct(floor, 50),
     }
     figures["search_ratio"] = figures["search_p50_ms"] / figures["bare_query_p50_ms"]
     print(f"{'what':<44} {'p50 ms':>8} {'p99 ms':>8}")
@@ -156,6 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{'bare chromadb query (same embeddings)':<44} {figures['bare_query_p50_ms']:>8.1f} "
         f"{figures['bare_query_p99_ms']:>8.1f}"
+    )
+    print(
+        f"{'GET /docs (Serve proxy + gateway floor)':<44} {figures['gateway_floor_p50_ms']:>8.1f}"
     )
     print(f"search / bare query p50: {figures['search_ratio']:.2f}x (target <= 1.5x)")
     if args.json:

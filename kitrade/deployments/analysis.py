@@ -39,6 +39,27 @@ def actor_call(ref: Any, timeout_s: float = 60.0) -> Any:
         raise UpstreamError("knowledge store is restarting; try again") from None
 
 
+async def actor_await(ref: Any, timeout_s: float = 60.0) -> Any:
+    """``await ref`` with the error mapping of ``actor_call`` (for async callers)."""
+    import asyncio
+
+    import ray
+
+    from kitrade.errors import KitradeError, UpstreamError
+
+    try:
+        return await asyncio.wait_for(ref, timeout_s)
+    except ray.exceptions.RayTaskError as exc:
+        cause = getattr(exc, "cause", None)
+        if isinstance(cause, KitradeError):
+            raise type(cause)(cause.message) from None
+        raise UpstreamError(f"knowledge store failed: {type(cause or exc).__name__}") from None
+    except TimeoutError:
+        raise UpstreamError(f"knowledge store did not answer within {timeout_s:g}s") from None
+    except ray.exceptions.RayActorError:
+        raise UpstreamError("knowledge store is restarting; try again") from None
+
+
 class AnalysisDeployment:
     """``analyze``, ``history`` and knowledge base operations."""
 

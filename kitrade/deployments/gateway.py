@@ -25,6 +25,7 @@ from kitrade import errors
 from kitrade.analysis.models import AnalyzeRequest
 from kitrade.dashboard import mount as mount_dashboard
 from kitrade.deployments.common import AppArgs, unwrap
+from kitrade.deployments.guard import RequestGuard
 from kitrade.schemas import SYMBOL_PATTERN, StrategySpec, StrategyUpdate, SymbolIn, SymbolUpdate
 
 __all__ = ["Gateway", "api", "build_app"]
@@ -37,6 +38,7 @@ api = FastAPI(
     description="Market bars, NHITS forecasts with prediction intervals, training and "
     "grounded trading analysis. State-changing routes need `Authorization: Bearer <KITRADE_API_KEY>`.",
 )
+api.add_middleware(RequestGuard)  # 413 for oversized bodies, 429 over the rate limits
 mount_dashboard(api)  # `/`, `/dashboard`, `/static/…`: added before `serve.ingress` captures `api`
 
 
@@ -174,13 +176,12 @@ class Gateway:
         self._data = data
         self._analysis = analysis
         self._started = time.time()
-        from kitrade.data.db import conninfo_for
-        from kitrade.data.notify import ChangeListener
-        from kitrade.deployments.hot_cache import HotForecastCache
-
+        self._kb: Any = None
         # Repeated forecasts are answered here, without a hop to the forecast deployment,
         # from a cache that PostgreSQL change notifications keep exact (see hot_cache).
-        from kitrade.data.db import Database
+        from kitrade.data.db import Database, conninfo_for
+        from kitrade.data.notify import ChangeListener
+        from kitrade.deployments.hot_cache import HotForecastCache
 
         self._db = Database(conninfo_for(settings), min_size=1, max_size=2)
         self._listener = ChangeListener(conninfo_for(settings), lambda s: self._hot.invalidate(s))
@@ -523,7 +524,12 @@ class Gateway:
         as_of: str | None = Query(None, pattern=r"^\d{4}-\d{2}-\d{2}$"),
     ) -> Any:
         """Nearest passages (optionally only documents dated on or before ``as_of``)."""
-        return await self._call(self._analysis, "kb_search", q, k, symbol, as_of)
+        from kitrade.analysis.actors import get_knowledge_actor
+        from kitrade.deployments.analysis import actor_await
+
+        if self._kb is None:  # straight to the store's owner: one hop fewer than via analysis
+            self._kb = get_knowledge_actor(self._settings)
+        return await actor_await(self._kb.search.remote(q, k, symbol, as_of))
 
     @api.delete(
         "/api/v1/knowledge/{doc_id}", tags=["knowledge"], dependencies=[Depends(write_access)]

@@ -285,3 +285,21 @@ def test_old_system_readme_curl_lines_work(app):
     assert {s["state"] for s in progress["symbols"]} <= {"done", "skipped", "failed"}
     code, body = curl(f"{base}/api/v1/forecast/training/progress")
     assert code == 200
+
+
+def test_guards_apply_through_serve(app):
+    big = httpx.post(
+        f"{app}/api/v1/knowledge",
+        content=b'{"text": "' + b"x" * 2_100_000 + b'", "source": "big.md"}',
+        headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"},
+        timeout=30,
+    )
+    assert big.status_code == 413 and "expected at most" in big.json()["message"]
+    bogus = {"Authorization": "Bearer someone-else-0123456789"}
+    with httpx.Client(base_url=app, timeout=30) as c:
+        codes = [c.post("/api/v1/symbols", json={}, headers=bogus).status_code for _ in range(45)]
+        limited = c.post("/api/v1/symbols", json={}, headers=bogus)
+        mine = c.post("/api/v1/symbols", json={}, headers={"Authorization": f"Bearer {KEY}"})
+    assert 429 in codes and set(codes) <= {401, 429}, codes
+    assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
+    assert mine.status_code == 422  # another key's bucket is untouched

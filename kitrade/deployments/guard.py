@@ -1,0 +1,177 @@
+"""Request guards in front of every gateway route: body size and rate limits.
+
+* A body larger than ``KITRADE_MAX_BODY_BYTES`` is refused with 413: by its
+  ``Content-Length`` before it is read, or, for a chunked body, as soon as the
+  bytes received pass the limit (such a body is buffered here, up to the limit).
+* A token bucket per client (the bearer key when one is sent, its SHA-256 only;
+  else the client address) limits non-GET requests to
+  ``KITRADE_RATE_LIMIT_PER_S`` with bursts of ``KITRADE_RATE_LIMIT_BURST``, and
+  GET requests to ``KITRADE_READ_RATE_LIMIT_PER_S`` when that is set. Over the
+  limit: 429 with ``Retry-After`` in whole seconds. Buckets live in each gateway
+  replica, so with N replicas a client may get up to N times the rate.
+
+Pure ASGI middleware: responses (streams included) pass through untouched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import threading
+import time
+from collections import OrderedDict
+from typing import Any
+
+__all__ = ["TokenBuckets", "RequestGuard"]
+
+
+class TokenBuckets:
+    """Token buckets keyed by client, at most ``max_clients`` remembered (LRU)."""
+
+    def __init__(self, rate: float, burst: int, max_clients: int = 10_000) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._b: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        self._lock = threading.Lock()
+        self._max = max_clients
+
+    def take(self, key: str, now: float | None = None) -> float:
+        """Take one token: 0.0 when allowed, else the seconds until one is available."""
+        if self.rate <= 0:
+            return 0.0
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            tokens, last = self._b.pop(key, (float(self.burst), now))
+            tokens = min(float(self.burst), tokens + (now - last) * self.rate)
+            wait = 0.0
+            if tokens >= 1.0:
+                tokens -= 1.0
+            else:
+                wait = (1.0 - tokens) / self.rate
+            self._b[key] = (tokens, now)
+            while len(self._b) > self._max:
+                self._b.popitem(last=False)
+            return wait
+
+
+def _client_key(scope: dict[str, Any]) -> str:
+    for name, value in scope.get("headers") or []:
+        if name == b"authorization" and value[:7].lower() == b"bearer ":
+            return "key:" + hashlib.sha256(value[7:].strip()).hexdigest()[:32]
+    client = scope.get("client") or ("?", 0)
+    return f"addr:{client[0]}"
+
+
+async def _send_error(send: Any, status: int, cls: str, message: str, headers=()) -> None:
+    body = json.dumps({"error": cls, "message": message}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class RequestGuard:
+    """ASGI middleware: 413 for oversized bodies, 429 over the rate limits.
+
+    Args:
+        app: the wrapped ASGI app.
+        settings: kitrade settings (``max_body_bytes``, ``rate_limit_*``); when None
+            they are read (``load_settings``) on the first request, inside the replica.
+    """
+
+    def __init__(self, app: Any, settings: Any = None) -> None:
+        self.app = app
+        self._settings = settings
+        self._writes: TokenBuckets | None = None
+        self._reads: TokenBuckets | None = None
+
+    def _configure(self) -> None:
+        if self._settings is None:
+            from kitrade.config import load_settings
+
+            self._settings = load_settings()
+        s = self._settings
+        self.max_body = s.max_body_bytes
+        self._writes = TokenBuckets(s.rate_limit_per_s, s.rate_limit_burst)
+        self._reads = TokenBuckets(s.read_rate_limit_per_s, s.rate_limit_burst)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if self._writes is None:
+            self._configure()
+        method = scope.get("method", "GET")
+        buckets = self._reads if method in ("GET", "HEAD", "OPTIONS") else self._writes
+        wait = buckets.take(_client_key(scope))  # type: ignore[union-attr]
+        if wait > 0:
+            secs = max(1, math.ceil(wait))
+            await _send_error(
+                send,
+                429,
+                "RateLimited",
+                f"rate limit: expected at most {buckets.rate:g} {method} requests/s "  # type: ignore[union-attr]
+                f"(burst {buckets.burst}) per client; retry after {secs}s",  # type: ignore[union-attr]
+                [(b"retry-after", str(secs).encode())],
+            )
+            return
+        limit = self.max_body
+        has_length = False
+        for name, value in scope.get("headers") or []:
+            if name == b"content-length":
+                has_length = True
+                try:
+                    size = int(value)
+                except ValueError:
+                    await _send_error(send, 400, "InvalidInputError", "bad Content-Length")
+                    return
+                if size > limit:
+                    await _send_error(
+                        send,
+                        413,
+                        "PayloadTooLargeError",
+                        f"request body: expected at most {limit} bytes, was {size}",
+                    )
+                    return
+        if not has_length and method not in ("GET", "HEAD", "OPTIONS"):
+            # A body without Content-Length (chunked): read it here, up to the limit.
+            chunks: list[bytes] = []
+            received = 0
+            while True:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return  # the client went away
+                chunk = message.get("body", b"")
+                received += len(chunk)
+                if received > limit:
+                    await _send_error(
+                        send,
+                        413,
+                        "PayloadTooLargeError",
+                        f"request body: expected at most {limit} bytes, was more",
+                    )
+                    return
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    break
+            replayed = False
+
+            async def replay() -> Any:
+                nonlocal replayed
+                if not replayed:
+                    replayed = True
+                    return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+                return await receive()
+
+            await self.app(scope, replay, send)
+            return
+        await self.app(scope, receive, send)
