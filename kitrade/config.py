@@ -149,6 +149,12 @@ class Settings(BaseSettings):
         description="Non-GET requests per second per API key (or client address); "
         "over it: 429 with Retry-After. `0` turns it off.",
     )
+    fetch_allow: str = Field(
+        "",
+        description="Comma-separated `host:port` pairs that knowledge-from-URL may fetch "
+        "even though they are not public (an intranet wiki). Everything else non-public "
+        "is refused.",
+    )
     rate_limit_burst: int = Field(30, ge=1, le=1_000_000, description="Rate-limit bucket size.")
     read_rate_limit_per_s: float = Field(
         0.0, ge=0, le=100_000, description="The same for GET requests; `0` (default) is off."

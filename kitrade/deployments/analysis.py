@@ -74,6 +74,7 @@ class AnalysisDeployment:
         from kitrade.data.db import Database
 
         settings = load_settings()
+        self._settings = settings
         self._db = Database.from_settings(settings)
         self._kb = get_knowledge_actor(settings)
         self._forecast = forecast
@@ -144,6 +145,23 @@ class AnalysisDeployment:
     ) -> Any:
         """Add a knowledge document."""
         return actor_call(self._kb.add_document.remote(text, source, title, symbols, date_))
+
+    @envelope
+    def kb_add_url(
+        self, url: str, title: str | None, symbols: list[str] | None, date_: str | None
+    ) -> Any:
+        """Fetch a public URL (see ``kitrade.analysis.fetch``) and add it."""
+        from kitrade.analysis.fetch import fetch_document
+
+        allow = frozenset(a.strip() for a in self._settings.fetch_allow.split(",") if a.strip())
+        doc = fetch_document(url, allow=allow)
+        if not doc.text.strip():
+            from kitrade.errors import InvalidInputError
+
+            raise InvalidInputError(f"url: {url} has no text")
+        return actor_call(
+            self._kb.add_document.remote(doc.text, doc.url, title or doc.title, symbols, date_)
+        )
 
     @envelope
     def kb_list(self) -> Any:

@@ -138,6 +138,17 @@ class KnowledgeDoc(BaseModel):
     date: str | None = Field(None, pattern=r"^\d{4}-\d{2}-\d{2}$")
 
 
+class KnowledgeUrl(BaseModel):
+    """A document to fetch from a public URL and add to the knowledge base."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(..., min_length=8, max_length=2000)
+    title: str | None = Field(None, max_length=300)
+    symbols: list[str] | None = Field(None, max_length=50)
+    date: str | None = Field(None, pattern=r"^\d{4}-\d{2}-\d{2}$")
+
+
 class RollbackBody(BaseModel):
     """Optional target of a rollback."""
 
@@ -508,6 +519,22 @@ class Gateway:
         """Add a text or Markdown document (chunked and embedded)."""
         return await self._call(
             self._analysis, "kb_add", doc.text, doc.source, doc.title, doc.symbols, doc.date
+        )
+
+    @api.post(
+        "/api/v1/knowledge/url",
+        tags=["knowledge"],
+        status_code=201,
+        dependencies=[Depends(write_access)],
+    )
+    async def knowledge_add_url(self, doc: KnowledgeUrl = Body(...)) -> Any:
+        """Fetch a text, Markdown or HTML document from a public URL and add it.
+
+        Loopback, private, link-local (cloud metadata) and other non-public
+        addresses are refused, redirects included.
+        """
+        return await self._call(
+            self._analysis, "kb_add_url", doc.url, doc.title, doc.symbols, doc.date
         )
 
     @api.get("/api/v1/knowledge", tags=["knowledge"], dependencies=[Depends(read_access)])

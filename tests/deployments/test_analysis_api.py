@@ -218,6 +218,27 @@ def test_as_of_uses_only_what_was_known_then_and_scoring_closes_the_loop(platfor
     assert unknown.status_code == 404
 
 
+def test_knowledge_from_url_refuses_internal_targets(platform):
+    from tests.analysis.test_fetch import _Server
+
+    _, base, _ = platform
+    auth = {"Authorization": f"Bearer {KEY}"}
+    canary = _Server({"/": (200, {"Content-Type": "text/plain"}, b"internal")})
+    try:
+        for url in (
+            f"http://{canary.hostport}/",
+            "http://169.254.169.254/latest/meta-data/",
+            "http://[::1]:8265/",
+        ):
+            r = httpx.post(
+                f"{base}/api/v1/knowledge/url", json={"url": url}, headers=auth, timeout=30
+            )
+            assert r.status_code == 422 and "refused" in r.json()["message"], r.text
+    finally:
+        canary.close()
+    assert canary.hits == []
+
+
 # Last: it leaves the app deployed against an LLM server that is gone.
 def test_openai_compatible_server_is_used_then_falls_back_when_it_fails(platform):
     settings, _, port = platform
