@@ -303,3 +303,35 @@ def test_guards_apply_through_serve(app):
     assert 429 in codes and set(codes) <= {401, 429}, codes
     assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
     assert mine.status_code == 422  # another key's bucket is untouched
+
+
+def test_secrets_never_reach_logs_or_error_messages(app):
+    """The API key (sent right and wrong) never shows in answers or in any Ray/Serve log."""
+    import ray
+
+    wrong = "wrong-key-ABCDEFGHIJKLMNOP"
+    answers = [
+        httpx.post(f"{app}/api/v1/sync", headers={"Authorization": f"Bearer {wrong}"}, timeout=30),
+        httpx.post(f"{app}/api/v1/symbols", json={}, headers={"Authorization": wrong}, timeout=30),
+        httpx.post(
+            f"{app}/api/v1/models/EURUSD/promote",
+            json={"version": "EURUSD-20200101T000000-abcdef"},
+            headers={"Authorization": f"Bearer {KEY}"},
+            timeout=30,
+        ),
+        httpx.get(f"{app}/health", timeout=30),
+    ]
+    for r in answers:
+        assert KEY not in r.text and wrong not in r.text, r.text
+    time.sleep(1.0)  # let the replicas flush their logs
+    from pathlib import Path
+
+    logs = Path(ray._private.worker._global_node.get_session_dir_path()) / "logs"
+    leaked = [
+        str(p)
+        for p in logs.rglob("*")
+        if p.is_file()
+        and p.stat().st_size < 50_000_000
+        and (KEY.encode() in p.read_bytes() or wrong.encode() in p.read_bytes())
+    ]
+    assert leaked == []
