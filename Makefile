@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+CHROMIUM ?= /usr/bin/chromium
 
 .PHONY: install run test test-fast lint format bench clean browser-deps
 
@@ -18,11 +19,23 @@ install: $(STAMP)  ## create or update .venv with kitrade and its test dependenc
 run: $(STAMP)  ## start the whole platform on its embedded defaults
 	$(BIN)/kitrade up
 
-test: $(STAMP)  ## the whole test suite
+test: $(STAMP) browser-deps  ## the whole test suite
 	$(BIN)/python -m pytest
 
 test-fast: $(STAMP)  ## skip the slow suites
 	$(BIN)/python -m pytest -m "not slow"
+
+# The dashboard's browser tests drive Debian's chromium with Playwright (`playwright install`
+# downloads browsers from a CDN; the Debian package needs only apt).
+browser-deps:  ## install Debian's chromium for the browser tests when it is missing
+	@if [ -x "$(CHROMIUM)" ] || [ "$$KITRADE_SKIP_BROWSER" = "1" ]; then :; \
+	elif [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
+		apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium; \
+	else \
+		echo "browser-deps: $(CHROMIUM) is missing and this is not root with apt-get:" \
+			"install Debian's chromium, or set KITRADE_SKIP_BROWSER=1 to skip the browser tests" >&2; \
+	fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check kitrade tests scripts
