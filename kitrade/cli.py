@@ -809,6 +809,34 @@ def up_cmd(
 ) -> None:
     """Start the platform: database, sample data, Ray, missing models, the HTTP API."""
     settings = _settings()
+    state = {"ray": False}
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops it as cleanly as Ctrl-C
+    try:
+        _up(settings, detach=detach, train=train, max_steps=max_steps, state=state)
+        if detach:
+            out.print("running in the background; stop with `kitrade down`")
+            return
+        out.print("kitrade is up. Press Ctrl-C to stop.")
+        while True:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    except BaseException:
+        err.print("start-up failed: stopping what was started")
+        _shutdown(settings, stop_cluster=state["ray"])
+        raise
+    out.print("shutting down…")
+    _shutdown(settings, stop_cluster=state["ray"])
+    out.print("stopped")
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _up(
+    settings: Settings, *, detach: bool, train: bool, max_steps: int | None, state: dict
+) -> None:
     from kitrade.cluster import connect
     from kitrade.platform import DASHBOARD_PORT, deploy, start_ray
 
@@ -825,7 +853,7 @@ def up_cmd(
         db.close()
     _print_store_status(settings)
     out.print("starting Ray…")
-    started_ray = start_ray(settings)
+    state["ray"] = start_ray(settings, state=state)
     connect(address="auto" if not os.environ.get("RAY_ADDRESS") else None)
     if train:
         _train_live(
@@ -852,14 +880,6 @@ def up_cmd(
     out.print(f"Ray        http://127.0.0.1:{DASHBOARD_PORT}")
     if settings.api_key is None:
         out.print("[yellow]KITRADE_API_KEY is unset: state-changing routes answer 403[/]")
-    if detach:
-        out.print("running in the background; stop with `kitrade down`")
-        return
-    out.print("kitrade is up. Press Ctrl-C to stop.")
-    _wait_for_signal()
-    out.print("shutting down…")
-    _shutdown(settings, stop_cluster=started_ray)
-    out.print("stopped")
 
 
 def _shutdown(settings: Settings, *, stop_cluster: bool) -> None:
@@ -888,18 +908,6 @@ def down_cmd() -> None:
     out.print(
         "embedded PostgreSQL stopped" if stop_database(settings) else "database: nothing to stop"
     )
-
-
-def _wait_for_signal() -> None:
-    stop = {"flag": False}
-
-    def handler(signum: int, frame: object) -> None:
-        stop["flag"] = True
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
-    while not stop["flag"]:
-        time.sleep(0.2)
 
 
 # -------------------------------------------------------------------------- main

@@ -59,9 +59,17 @@ def _ray_bin() -> str:
 
 
 def start_ray(
-    settings: Settings, *, num_cpus: int | None = None, num_gpus: float | None = None
+    settings: Settings,
+    *,
+    num_cpus: int | None = None,
+    num_gpus: float | None = None,
+    state: dict | None = None,
 ) -> bool:
-    """Start a local head node unless one runs or ``RAY_ADDRESS`` is set; True if started."""
+    """Start a local head node unless one runs or ``RAY_ADDRESS`` is set; True if started.
+
+    ``state["ray"]`` is set just before ``ray start`` runs, so a caller interrupted
+    mid-start knows it owns the cluster and stops it.
+    """
     if os.environ.get("RAY_ADDRESS"):
         return False
     status = subprocess.run([_ray_bin(), "status"], capture_output=True, text=True, timeout=60)
@@ -82,6 +90,8 @@ def start_ray(
     if num_gpus is not None:
         cmd.append(f"--num-gpus={num_gpus}")
     env = dict(os.environ) | settings_env(settings)
+    if state is not None:
+        state["ray"] = True
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
     if res.returncode != 0:
         raise ConfigError(f"ray start failed: {res.stderr.strip()[-1000:]}")

@@ -94,6 +94,38 @@ def test_up_detach_runs_the_whole_platform_then_down_stops_it(tmp_path):
     assert after.returncode == 69 and "running" in after.stdout and "no" in after.stdout
 
 
+@pytest.mark.slow
+def test_up_stopped_by_sigterm_during_start_up_leaves_nothing_running(tmp_path):
+    import signal
+
+    env = base_env(tmp_path)
+    env.update(KITRADE_EMBEDDED_PG_PORT=str(free_port()), KITRADE_PORT=str(free_port()))
+    proc = subprocess.Popen(
+        [*KITRADE, "up", "--max-steps", "5"],
+        env=env,
+        cwd=env["KITRADE_DATA_DIR"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    seen = []
+    try:
+        for line in proc.stdout:  # type: ignore[union-attr]
+            seen.append(line)
+            if "starting Ray" in line:
+                proc.send_signal(signal.SIGTERM)  # mid start-up: PostgreSQL up, Ray starting
+                break
+        rest, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = "".join(seen) + rest
+    assert proc.returncode == 0, text[-3000:]
+    assert "shutting down" in text and "stopped" in text
+    after = run(env, "status")
+    assert after.returncode == 69, after.stdout  # the embedded PostgreSQL was stopped too
+
+
 def test_symbols_and_strategies_commands(external_env, tmp_path):
     env = external_env
     assert run(env, "db", "up").returncode == 0
