@@ -107,10 +107,21 @@ def main(argv: list[str] | None = None) -> int:
                     r = http.post("/api/v1/analyze", json={"symbol": "EURUSD", "question": q})
                     analyze.append(time.perf_counter() - t0)
                     assert r.status_code == 200, r.text
+                for i in range(args.n):  # each kind on its own, like the bare query below
+                    q = QUESTIONS[i % len(QUESTIONS)]
                     t0 = time.perf_counter()
                     r = http.get("/api/v1/knowledge/search", params={"q": q, "k": 5})
                     search.append(time.perf_counter() - t0)
                     assert r.status_code == 200, r.text
+                from kitrade.analysis.actors import get_knowledge_actor
+
+                kb_actor = get_knowledge_actor(settings)
+                direct = []  # the knowledge actor called straight from this driver
+                for i in range(args.n):
+                    q = QUESTIONS[i % len(QUESTIONS)]
+                    t0 = time.perf_counter()
+                    ray.get(kb_actor.search.remote(q, 5, None, None))
+                    direct.append(time.perf_counter() - t0)
                 floor = []  # the Serve proxy + gateway hop alone: a static page
                 for _ in range(args.n):
                     t0 = time.perf_counter()
@@ -150,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         "bare_query_p50_ms": _pct(bare, 50),
         "bare_query_p99_ms": _pct(bare, 99),
         "gateway_floor_p50_ms": _pct(floor, 50),
+        "actor_direct_p50_ms": _pct(direct, 50),
     }
     figures["search_ratio"] = figures["search_p50_ms"] / figures["bare_query_p50_ms"]
     print(f"{'what':<44} {'p50 ms':>8} {'p99 ms':>8}")
@@ -168,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{'GET /docs (Serve proxy + gateway floor)':<44} {figures['gateway_floor_p50_ms']:>8.1f}"
     )
+    print(f"{'knowledge actor called directly':<44} {figures['actor_direct_p50_ms']:>8.1f}")
     print(f"search / bare query p50: {figures['search_ratio']:.2f}x (target <= 1.5x)")
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))

@@ -107,12 +107,12 @@ class _Forbidden(errors.KitradeError):
         )
 
 
-def write_access(request: Request) -> None:
-    """Dependency of every state-changing route."""
+async def write_access(request: Request) -> None:
+    """Dependency of every state-changing route (async: no thread-pool hop per request)."""
     _Auth.check(request, write=True)
 
 
-def read_access(request: Request) -> None:
+async def read_access(request: Request) -> None:
     """Dependency of every read route (open unless KITRADE_READ_AUTH=1)."""
     if _Auth.read_auth and _Auth.key is None:
         raise _Forbidden("KITRADE_READ_AUTH=1 but no KITRADE_API_KEY is configured")
@@ -556,7 +556,7 @@ class Gateway:
 
         if self._kb is None:  # straight to the store's owner: one hop fewer than via analysis
             self._kb = get_knowledge_actor(self._settings)
-        return await actor_await(self._kb.search.remote(q, k, symbol, as_of))
+        return JSONResponse(content=await actor_await(self._kb.search.remote(q, k, symbol, as_of)))
 
     @api.delete(
         "/api/v1/knowledge/{doc_id}", tags=["knowledge"], dependencies=[Depends(write_access)]
