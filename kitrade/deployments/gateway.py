@@ -17,7 +17,7 @@ from typing import Any
 
 from fastapi import Body, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 
@@ -320,9 +320,9 @@ class Gateway:
         from kitrade.schemas import validate_symbol
 
         validate_symbol(symbol)
-        hit = self._hot.get(symbol, horizon)
-        if hit is not None:
-            return JSONResponse(content=hit)
+        body = self._hot.get_json(symbol, horizon)
+        if body is not None:
+            return Response(content=body, media_type="application/json")
         token = self._hot.token(symbol)
         full = await self._call(self._forecast, "forecast", symbol, None)
         if await asyncio.to_thread(self._is_current, symbol, full):

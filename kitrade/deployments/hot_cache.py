@@ -12,6 +12,7 @@ answered but not stored.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -31,6 +32,7 @@ class HotForecastCache:
     def __init__(self, is_live: Callable[[], bool], max_entries: int = 4096) -> None:
         self._is_live = is_live
         self._entries: dict[str, dict[str, Any]] = {}
+        self._rendered: dict[tuple[str, int | None], bytes] = {}  # JSON answers, per horizon
         self._gen: dict[str, int] = {}
         self._epoch = 0
         self._lock = threading.Lock()
@@ -43,9 +45,12 @@ class HotForecastCache:
         with self._lock:
             if symbol is None:
                 self._entries.clear()
+                self._rendered.clear()
                 self._epoch += 1
             else:
                 self._entries.pop(symbol, None)
+                for key in [k for k in self._rendered if k[0] == symbol]:
+                    del self._rendered[key]
                 self._gen[symbol] = self._gen.get(symbol, 0) + 1
 
     def token(self, symbol: str) -> tuple[int, int]:
@@ -65,6 +70,28 @@ class HotForecastCache:
         self.hits += 1
         return cut(full, horizon, cached=True)
 
+    def get_json(self, symbol: str, horizon: int | None) -> bytes | None:
+        """``get`` as the JSON body, rendered once per (symbol, horizon) until invalidated."""
+        if not self._is_live():
+            return None
+        key = (symbol, horizon)
+        body = self._rendered.get(key)
+        if body is not None:
+            self.hits += 1
+            return body
+        with self._lock:
+            entry = self._entries.get(symbol)
+        if entry is None or (horizon is not None and horizon > entry["max_horizon"]):
+            self.misses += 1
+            return None
+        self.hits += 1
+        body = json.dumps(cut(entry, horizon, cached=True), separators=(",", ":")).encode()
+        with self._lock:
+            # Stored only if no change replaced or dropped the entry meanwhile.
+            if self._entries.get(symbol) is entry and len(self._rendered) < 8 * self._max:
+                self._rendered[key] = body
+        return body
+
     def put(self, symbol: str, full: dict[str, Any], token: tuple[int, int]) -> None:
         """Store ``full`` unless a change arrived since ``token`` was taken."""
         if not self._is_live() or full.get("horizon") != full.get("max_horizon"):
@@ -81,6 +108,7 @@ class HotForecastCache:
         return {
             "live": self._is_live(),
             "entries": len(self._entries),
+            "rendered": len(self._rendered),
             "hits": self.hits,
             "misses": self.misses,
         }

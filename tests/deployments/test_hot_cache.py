@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -31,15 +32,18 @@ def test_cache_cuts_horizons_and_refuses_stale_or_untrusted_entries():
     hit = c.get("EURUSD", 2)
     assert hit["horizon"] == 2 and len(hit["points"]) == 2 and hit["cached"] is True
     assert c.get("EURUSD", None)["horizon"] == 4
+    body = c.get_json("EURUSD", 3)
+    assert json.loads(body)["horizon"] == 3 and c.get_json("EURUSD", 3) is body  # rendered once
     assert c.get("EURUSD", 5) is None  # above the model's horizon: the deployment answers 422
     t = c.token("EURUSD")
     c.invalidate("EURUSD")  # a change arrived while the miss was in flight
     c.put("EURUSD", _full("V2"), t)
-    assert c.get("EURUSD", 1) is None
+    assert c.get("EURUSD", 1) is None and c.get_json("EURUSD", 3) is None
     c.put("EURUSD", _full("V2"), c.token("EURUSD"))
     assert c.get("EURUSD", 1)["version"] == "V2"
+    assert json.loads(c.get_json("EURUSD", 3))["version"] == "V2"
     live[0] = False  # listener down: nothing is served from memory
-    assert c.get("EURUSD", 1) is None
+    assert c.get("EURUSD", 1) is None and c.get_json("EURUSD", 3) is None
     c.put("GOOG", _full(), c.token("GOOG"))
     live[0] = True
     assert c.get("GOOG", 1) is None
