@@ -76,3 +76,41 @@ def clean_db(db: object) -> object:
     with db.connection() as conn:  # type: ignore[attr-defined]
         conn.execute("TRUNCATE bars, symbols, strategies, sync_state, events RESTART IDENTITY")
     return db
+
+
+def app_env(settings: object, api_key: str, **extra: str) -> dict[str, str]:
+    """The replica environment of a test Serve app on the module's database."""
+    s = settings
+    return {
+        "TIMESCALE_HOST": "127.0.0.1",
+        "TIMESCALE_PORT": str(s.timescale_port),  # type: ignore[attr-defined]
+        "TIMESCALE_DB": s.timescale_db,  # type: ignore[attr-defined]
+        "TIMESCALE_USER": "postgres",
+        "KITRADE_DATA_DIR": str(s.data_dir),  # type: ignore[attr-defined]
+        "KITRADE_API_KEY": api_key,
+        **extra,
+    }
+
+
+def deploy_kitrade(env: dict[str, str], port: int, timeout_s: float = 120) -> str:
+    """``serve.run`` the kitrade app (Serve already started on ``port``); its base URL once
+    ``/health`` answers 200."""
+    import time
+
+    import httpx
+    from ray import serve
+
+    from kitrade.deployments.common import AppArgs
+    from kitrade.deployments.gateway import build_app
+
+    serve.run(build_app(AppArgs(env=env, model_refresh_s=1.0)), name="kitrade", route_prefix="/")
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/health", timeout=10).status_code == 200:
+                return base
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"the Serve application did not become healthy within {timeout_s:g} s")

@@ -11,15 +11,13 @@ end of the module.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import app_env, deploy_kitrade, free_port
 
 KEY = "dashboard-test-key-0123456789"
 TINY = {"max_steps": 30, "mlp_units": 32, "val_check_steps": 10, "windows_batch_size": 64}
@@ -77,40 +75,22 @@ def app(module_settings: Any, db: Any) -> Iterator[str]:
     from kitrade.cluster import connect
     from kitrade.data.sources.sample import SampleSource
     from kitrade.data.sync import sync_symbols
-    from kitrade.deployments.common import AppArgs
-    from kitrade.deployments.gateway import build_app
     from kitrade.training.tasks import new_run_id, train_symbol
 
     with db.connection() as conn:
         conn.execute("TRUNCATE bars, symbols, model_versions, training_runs CASCADE")
     sync_symbols(db, SampleSource())
     train_symbol(module_settings, "EURUSD", run_id=new_run_id(), overrides=TINY)
-    s = module_settings
-    env = {
-        "TIMESCALE_HOST": "127.0.0.1",
-        "TIMESCALE_PORT": str(s.timescale_port),
-        "TIMESCALE_DB": s.timescale_db,
-        "TIMESCALE_USER": "postgres",
-        "KITRADE_DATA_DIR": str(s.data_dir),
-        "KITRADE_API_KEY": KEY,
-        "KITRADE_TRAIN_MAX_STEPS": str(PAGE_TRAIN_STEPS),
-        "NHITS_USE_GPU": "0",
-    }
+    env = app_env(
+        module_settings,
+        KEY,
+        KITRADE_TRAIN_MAX_STEPS=str(PAGE_TRAIN_STEPS),
+        NHITS_USE_GPU="0",
+    )
     port = free_port()
     connect(num_cpus=4)
     serve.start(http_options={"host": "127.0.0.1", "port": port})
-    serve.run(build_app(AppArgs(env=env, model_refresh_s=1.0)), name="kitrade", route_prefix="/")
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/health", timeout=5).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    else:
-        pytest.fail("the Serve application did not become healthy within 90 s")
+    base = deploy_kitrade(env, port, timeout_s=90)
     yield base
     serve.shutdown()
     ray.shutdown()

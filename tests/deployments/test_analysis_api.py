@@ -11,7 +11,7 @@ import pytest
 
 from kitrade.data.sources.sample import SampleSource
 from kitrade.data.sync import sync_symbols
-from tests.conftest import free_port
+from tests.conftest import app_env, deploy_kitrade, free_port
 from tests.fakes.llm import FakeOpenAI
 
 pytestmark = pytest.mark.slow
@@ -20,32 +20,8 @@ TINY = {"max_steps": 20, "mlp_units": 32, "val_check_steps": 10, "windows_batch_
 
 
 def _deploy(settings, extra_env: dict[str, str], port: int) -> str:
-    from ray import serve
-
-    from kitrade.deployments.common import AppArgs
-    from kitrade.deployments.gateway import build_app
-
-    env = {
-        "TIMESCALE_HOST": "127.0.0.1",
-        "TIMESCALE_PORT": str(settings.timescale_port),
-        "TIMESCALE_DB": settings.timescale_db,
-        "TIMESCALE_USER": "postgres",
-        "KITRADE_DATA_DIR": str(settings.data_dir),
-        "KITRADE_API_KEY": KEY,
-        "KITRADE_LLM_BASE_URL": "",
-        **extra_env,
-    }
-    serve.run(build_app(AppArgs(env=env, model_refresh_s=1.0)), name="kitrade", route_prefix="/")
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/health", timeout=10).status_code == 200:
-                return base
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise AssertionError("app did not become healthy")
+    env = app_env(settings, KEY, **{"KITRADE_LLM_BASE_URL": "", **extra_env})
+    return deploy_kitrade(env, port)
 
 
 @pytest.fixture(scope="module")

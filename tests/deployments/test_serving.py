@@ -13,7 +13,7 @@ from kitrade.data.sources.sample import SampleSource
 from kitrade.data.sync import sync_symbols
 from kitrade.schemas import StrategySpec, SymbolIn
 from kitrade.training.registry import active_version
-from tests.conftest import free_port
+from tests.conftest import app_env, deploy_kitrade, free_port
 
 pytestmark = pytest.mark.slow
 KEY = "test-key-0123456789"
@@ -26,8 +26,6 @@ def app(module_settings, db):
     from ray import serve
 
     from kitrade.cluster import connect
-    from kitrade.deployments.common import AppArgs
-    from kitrade.deployments.gateway import build_app
     from kitrade.training.tasks import new_run_id, train_symbol
 
     with db.connection() as conn:
@@ -35,28 +33,10 @@ def app(module_settings, db):
     sync_symbols(db, SampleSource())
     for sym in ("EURUSD", "GOOG"):
         train_symbol(module_settings, sym, run_id=new_run_id(), overrides=TINY)
-    s = module_settings
-    env = {
-        "TIMESCALE_HOST": "127.0.0.1",
-        "TIMESCALE_PORT": str(s.timescale_port),
-        "TIMESCALE_DB": s.timescale_db,
-        "TIMESCALE_USER": "postgres",
-        "KITRADE_DATA_DIR": str(s.data_dir),
-        "KITRADE_API_KEY": KEY,
-    }
     port = free_port()
     connect(num_cpus=4)
     serve.start(http_options={"host": "127.0.0.1", "port": port})
-    serve.run(build_app(AppArgs(env=env, model_refresh_s=1.0)), name="kitrade", route_prefix="/")
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/health", timeout=5).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
+    base = deploy_kitrade(app_env(module_settings, KEY), port, timeout_s=60)
     yield base
     serve.shutdown()
     ray.shutdown()
