@@ -114,3 +114,27 @@ def deploy_kitrade(env: dict[str, str], port: int, timeout_s: float = 120) -> st
             pass
         time.sleep(0.5)
     raise AssertionError(f"the Serve application did not become healthy within {timeout_s:g} s")
+
+
+@pytest.fixture
+def record():
+    """Record a reliability row (case, survived, requests lost, recovery seconds): printed,
+    and appended as a JSON line to ``$KITRADE_RELIABILITY_OUT`` when set
+    (``scripts/reliability_report.py`` collects them)."""
+    import json
+    import os
+
+    def write(case: str, survived: bool, requests_lost: int, recovery_s: float | None) -> None:
+        row = {
+            "case": case,
+            "survived": bool(survived),
+            "requests_lost": int(requests_lost),
+            "recovery_s": None if recovery_s is None else round(float(recovery_s), 2),
+        }
+        print(f"\nRELIABILITY {json.dumps(row)}")
+        out = os.environ.get("KITRADE_RELIABILITY_OUT")
+        if out:
+            with open(out, "a", encoding="utf-8") as f:
+                f.write(json.dumps(row) + "\n")
+
+    return write

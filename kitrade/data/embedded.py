@@ -154,7 +154,10 @@ class EmbeddedPostgres:
         return True
 
     def _port_taken(self) -> bool:
+        """True when something listens on the port (connections in TIME_WAIT after a
+        restart do not count: PostgreSQL binds with SO_REUSEADDR too)."""
         with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 s.bind(("127.0.0.1", self.port))
             except OSError:

@@ -31,6 +31,9 @@ class AppArgs(BaseModel):
     forecast_num_gpus: float = Field(0.0, ge=0, le=1, description="GPU share of a forecast replica")
     model_refresh_s: float = Field(5.0, gt=0, le=3600, description="poll for promoted versions")
     request_timeout_s: float = Field(30.0, gt=0, le=3600)
+    health_check_period_s: float = Field(10.0, gt=0, le=3600, description="Serve health checks")
+    health_check_timeout_s: float = Field(30.0, gt=0, le=3600)
+    gateway_cache: bool = Field(True, description="answer repeated forecasts in the gateway")
     env: dict[str, str] = Field(default_factory=dict, description="settings for the replicas")
 
 

@@ -196,7 +196,8 @@ class Gateway:
 
         self._db = Database(conninfo_for(settings), min_size=1, max_size=2)
         self._listener = ChangeListener(conninfo_for(settings), lambda s: self._hot.invalidate(s))
-        self._hot = HotForecastCache(lambda: self._listener.live)
+        use_cache = args.gateway_cache
+        self._hot = HotForecastCache(lambda: use_cache and self._listener.live)
         self._listener.start().wait_live(5.0)
 
     def _is_current(self, symbol: str, full: dict[str, Any]) -> bool:
@@ -592,9 +593,14 @@ def build_app(args: dict[str, Any] | AppArgs) -> Any:
     from kitrade.deployments.forecast import ForecastDeployment
 
     a = args if isinstance(args, AppArgs) else AppArgs(**args)
+    checks = {
+        "health_check_period_s": a.health_check_period_s,
+        "health_check_timeout_s": a.health_check_timeout_s,
+    }
     forecast = serve.deployment(
         ForecastDeployment,
         name="forecast",
+        **checks,
         num_replicas=a.forecast_replicas,
         max_ongoing_requests=a.forecast_max_ongoing_requests,
         ray_actor_options={"num_cpus": 0.5, "num_gpus": a.forecast_num_gpus},
@@ -603,18 +609,21 @@ def build_app(args: dict[str, Any] | AppArgs) -> Any:
     data = serve.deployment(
         DataDeployment,
         name="data",
+        **checks,
         num_replicas=a.data_replicas,
         ray_actor_options={"num_cpus": 0.25},
     ).bind(a)
     analysis = serve.deployment(
         AnalysisDeployment,
         name="analysis",
+        **checks,
         num_replicas=1,
         ray_actor_options={"num_cpus": 0.25},
     ).bind(forecast, a)
     return serve.deployment(
         Gateway,
         name="gateway",
+        **checks,
         num_replicas=a.gateway_replicas,
         max_ongoing_requests=a.gateway_max_ongoing_requests,
         ray_actor_options={"num_cpus": 0.25},

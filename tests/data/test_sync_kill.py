@@ -17,7 +17,7 @@ from tests.conftest import make_settings
 from tests.fakes.upstream import FakeUpstream, synthetic_bars
 
 
-def test_sync_killed_mid_way_then_resumed(pg_server, tmp_path):
+def test_sync_killed_mid_way_then_resumed(pg_server, tmp_path, record):
     dbname = "kill_" + uuid.uuid4().hex[:8]
     settings = make_settings(tmp_path, pg_server, dbname)
     db = open_store(settings, start=False)
@@ -49,7 +49,9 @@ def test_sync_killed_mid_way_then_resumed(pg_server, tmp_path):
             at_kill = conn.execute("SELECT count(*) FROM bars").fetchone()[0]
         assert 0 < at_kill < len(truth), f"kill came too late or too early: {at_kill}"
 
+        t_resume = time.monotonic()
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+        resumed_s = time.monotonic() - t_resume
         assert done.returncode == 0, done.stderr
     with db.connection() as conn:
         rows = conn.execute(
@@ -70,3 +72,6 @@ def test_sync_killed_mid_way_then_resumed(pg_server, tmp_path):
     # the bars the killed run committed are announced by the next run's event
     assert sum(e.payload["count"] for e in events) == len(truth)
     assert state[0] == "ok" and state[1] == truth["ts"].iloc[-1]
+    record(
+        "sync killed mid-way (SIGKILL), then resumed", True, len(truth) - len(got) + dups, resumed_s
+    )

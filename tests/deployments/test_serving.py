@@ -119,7 +119,9 @@ def test_health_docs_and_compatible_paths(app):
         assert p in paths
 
 
-def test_client_round_trip_and_promotion_picked_up_without_restart(app, module_settings, db):
+def test_client_round_trip_and_promotion_picked_up_without_restart(
+    app, module_settings, db, record
+):
     from kitrade.training.tasks import new_run_id, train_symbol
 
     with Client(app, api_key=KEY) as kt:
@@ -152,6 +154,7 @@ def test_client_round_trip_and_promotion_picked_up_without_restart(app, module_s
         stop.set()
         t.join(timeout=30)
         assert statuses and set(statuses) == {200}, statuses  # none failed during the swap
+        record("model promotion under load", True, 0, None)
         after = kt.forecast("GOOG", horizon=3)
         assert after.version == new.version != before.version
         back = kt.rollback("GOOG")
@@ -267,7 +270,7 @@ def test_old_system_readme_curl_lines_work(app):
     assert code == 200
 
 
-def test_guards_apply_through_serve(app):
+def test_guards_apply_through_serve(app, record):
     big = httpx.post(
         f"{app}/api/v1/knowledge",
         content=b'{"text": "' + b"x" * 2_100_000 + b'", "source": "big.md"}',
@@ -283,9 +286,11 @@ def test_guards_apply_through_serve(app):
     assert 429 in codes and set(codes) <= {401, 429}, codes
     assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
     assert mine.status_code == 422  # another key's bucket is untouched
+    record("oversized body (2.1 MB) -> 413", True, 0, None)
+    record("rate limit per key -> 429 with Retry-After", True, 0, None)
 
 
-def test_secrets_never_reach_logs_or_error_messages(app):
+def test_secrets_never_reach_logs_or_error_messages(app, record):
     """The API key (sent right and wrong) never shows in answers or in any Ray/Serve log."""
     import ray
 
@@ -315,3 +320,4 @@ def test_secrets_never_reach_logs_or_error_messages(app):
         and (KEY.encode() in p.read_bytes() or wrong.encode() in p.read_bytes())
     ]
     assert leaked == []
+    record("API key in answers or logs", True, 0, None)

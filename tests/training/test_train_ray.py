@@ -145,7 +145,7 @@ def _wait_running(db, run_id: str, symbol: str, timeout: float = 60) -> int:
     raise AssertionError(f"{symbol} never ran")
 
 
-def test_killed_training_worker_is_retried_and_progress_survives_actor_kill(seeded, db):
+def test_killed_training_worker_is_retried_and_progress_survives_actor_kill(seeded, db, record):
     import ray
 
     from kitrade.training.actors import PROGRESS_ACTOR
@@ -165,7 +165,9 @@ def test_killed_training_worker_is_retried_and_progress_survives_actor_kill(seed
         before = {s.symbol: s for s in load_run(conn, run_id=run_id).symbols}
     ray.kill(ray.get_actor(PROGRESS_ACTOR, namespace="kitrade"), no_restart=False)
     os.kill(pid, signal.SIGKILL)
+    t_kill = time.monotonic()
     t.join(timeout=240)
+    finished_s = time.monotonic() - t_kill
     assert not t.is_alive()
     report = result["r"]
     by = {r.symbol: r for r in report.results}
@@ -177,6 +179,7 @@ def test_killed_training_worker_is_retried_and_progress_survives_actor_kill(seed
     assert after["SYNB"].attempt == 2 and after["SYNB"].state == "done"
     assert after["SYNC"].step >= before["SYNC"].step  # nothing went backwards
     assert len({v.version for v in versions}) == len(versions)  # no duplicate rows
+    record("training task and progress actor killed mid-training", True, 0, finished_s)
 
 
 def test_tune_sweep_records_trials_and_best_goes_through_the_gate(seeded, db):
