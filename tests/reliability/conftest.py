@@ -19,6 +19,7 @@ import pytest
 from tests.conftest import free_port
 
 KEY = "reliability-key-0123456789"
+REQUEST_TIMEOUT_S = 5.0  # Serve's end-to-end HTTP timeout on this platform
 TINY = {"max_steps": 20, "mlp_units": 32, "val_check_steps": 10, "windows_batch_size": 64}
 
 
@@ -126,7 +127,9 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
     saved = {k: os.environ.get(k) for k in fast}
     os.environ.update(fast)
     connect(num_cpus=4)
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    serve.start(
+        http_options={"host": "127.0.0.1", "port": port, "request_timeout_s": REQUEST_TIMEOUT_S}
+    )
     serve.run(build_app(args), name="kitrade", route_prefix="/")
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120

@@ -8,7 +8,7 @@ import httpx
 import pytest
 import ray
 
-from tests.reliability.conftest import KEY, TINY, Load
+from tests.reliability.conftest import KEY, REQUEST_TIMEOUT_S, TINY, Load
 
 pytestmark = pytest.mark.slow
 PATHS = ["/api/v1/forecast/EURUSD?horizon=6", "/api/v1/forecast/GOOG?horizon=6"]
@@ -153,3 +153,80 @@ def test_corrupt_artifact_only_breaks_its_symbol_and_rollback_repairs(platform, 
     )
     record("corrupt model artifact", True, 0, time.monotonic() - t0)
     assert repaired < 60
+
+
+def test_redeploy_with_changed_config_under_load_loses_nothing(platform, record):
+    from ray import serve
+
+    from kitrade.deployments.gateway import build_app
+
+    base, args = platform["base"], platform["args"]
+    changed = args.model_copy(update={"forecast_max_ongoing_requests": 48, "model_refresh_s": 2.0})
+    with Load(base, PATHS, threads=4) as load:
+        time.sleep(1.0)
+        t0 = time.monotonic()
+        serve.run(build_app(changed), name="kitrade", route_prefix="/")  # `serve deploy`
+        took = time.monotonic() - t0
+        time.sleep(2.0)
+    lost = len(load.failed())
+    record("redeploy with a changed config under load (2 replicas)", lost == 0, lost, took)
+    assert len(load.results) > 50 and lost == 0, load.failed()[:10]
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["' OR '1'='1", "EURUSD'; DROP TABLE bars; --", '"; SELECT pg_sleep(5); --', "%27%3B", "\\x00"],
+)
+def test_sql_metacharacters_in_string_parameters_never_reach_sql(platform, value, record):
+    base, db = platform["base"], platform["db"]
+    with db.connection() as conn:
+        before = conn.execute("SELECT count(*) FROM bars").fetchone()[0]
+    paths = [
+        f"/api/v1/forecast/{value}",
+        f"/api/v1/symbols/{value}",
+        f"/api/v1/symbols/{value}/bars",
+        f"/api/v1/strategies/{value}",
+    ]
+    t0 = time.monotonic()
+    answers = [httpx.get(f"{base}{p}", timeout=30) for p in paths]
+    answers += [
+        httpx.get(f"{base}/api/v1/models", params={"symbol": value}, timeout=30),
+        httpx.get(f"{base}/api/v1/analyze/history", params={"symbol": value}, timeout=30),
+        httpx.get(f"{base}/api/v1/knowledge/search", params={"q": value}, timeout=30),
+        httpx.post(f"{base}/api/v1/analyze", json={"symbol": value, "question": value}, timeout=30),
+    ]
+    assert time.monotonic() - t0 < 5 * len(answers)  # no pg_sleep ran
+    for r in answers:
+        assert r.status_code in (200, 404, 422), (r.request.url, r.status_code, r.text)
+        assert "Traceback" not in r.text and "psycopg" not in r.text
+    with db.connection() as conn:
+        assert conn.execute("SELECT count(*) FROM bars").fetchone()[0] == before
+    record(f"SQL metacharacters {value!r} in string parameters", True, 0, None)
+
+
+def test_request_hanging_past_the_timeout_gets_408_and_others_keep_flowing(platform, record):
+    """Last in this file: it leaves the app pointed at an LLM that hangs."""
+    from ray import serve
+
+    from kitrade.deployments.gateway import build_app
+    from tests.fakes.llm import FakeOpenAI
+
+    base, args = platform["base"], platform["args"]
+    with FakeOpenAI(mode="hang") as llm:
+        llm.hang_s = 60
+        env = dict(args.env, KITRADE_LLM_BASE_URL=llm.url, KITRADE_LLM_TIMEOUT_S="120")
+        serve.run(build_app(args.model_copy(update={"env": env})), name="kitrade", route_prefix="/")
+        with Load(base, PATHS, threads=2) as load:
+            t0 = time.monotonic()
+            r = httpx.post(
+                f"{base}/api/v1/analyze",
+                json={"symbol": "EURUSD", "question": "buy?"},
+                timeout=60,
+            )
+            took = time.monotonic() - t0
+            time.sleep(1.0)
+        assert llm.requests, "the analysis never reached the hanging LLM"
+    lost = len(load.failed(since=t0))
+    record("request hanging past the timeout -> 408", r.status_code == 408, lost, took)
+    assert r.status_code == 408 and took < REQUEST_TIMEOUT_S + 5, (r.status_code, took, r.json().get("backend"), r.json().get("fallback_reason"))
+    assert lost == 0 and len(load.results) > 10
