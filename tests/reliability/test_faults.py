@@ -228,5 +228,10 @@ def test_request_hanging_past_the_timeout_gets_408_and_others_keep_flowing(platf
         assert llm.requests, "the analysis never reached the hanging LLM"
     lost = len(load.failed(since=t0))
     record("request hanging past the timeout -> 408", r.status_code == 408, lost, took)
-    assert r.status_code == 408 and took < REQUEST_TIMEOUT_S + 5, (r.status_code, took, r.json().get("backend"), r.json().get("fallback_reason"))
+    assert r.status_code == 408 and took < REQUEST_TIMEOUT_S + 5, (
+        r.status_code,
+        took,
+        r.json().get("backend"),
+        r.json().get("fallback_reason"),
+    )
     assert lost == 0 and len(load.results) > 10
