@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         out = Path(tmp) / "rows.jsonl"
         junit = Path(tmp) / "junit.xml"
         env = dict(os.environ, KITRADE_RELIABILITY_OUT=str(out))
+        env.setdefault("KITRADE_SATURATION_S", "60")  # `make test` runs it for 20 s
         proc = subprocess.run(
             [sys.executable, "-m", "pytest", "-q", "-p", "no:warnings", f"--junitxml={junit}"]
             + SUITES

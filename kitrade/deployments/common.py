@@ -28,6 +28,10 @@ class AppArgs(BaseModel):
     gateway_replicas: int = Field(1, ge=1, le=64)
     forecast_max_ongoing_requests: int = Field(64, ge=1, le=10_000)
     gateway_max_ongoing_requests: int = Field(256, ge=1, le=10_000)
+    gateway_max_queued_requests: int = Field(
+        1024, ge=-1, le=1_000_000, description="beyond this backlog the proxy answers 503 at once"
+    )
+    forecast_max_queued_requests: int = Field(1024, ge=-1, le=1_000_000)
     forecast_num_gpus: float = Field(0.0, ge=0, le=1, description="GPU share of a forecast replica")
     model_refresh_s: float = Field(5.0, gt=0, le=3600, description="poll for promoted versions")
     request_timeout_s: float = Field(30.0, gt=0, le=3600)

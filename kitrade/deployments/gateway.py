@@ -603,6 +603,7 @@ def build_app(args: dict[str, Any] | AppArgs) -> Any:
         **checks,
         num_replicas=a.forecast_replicas,
         max_ongoing_requests=a.forecast_max_ongoing_requests,
+        max_queued_requests=a.forecast_max_queued_requests,
         ray_actor_options={"num_cpus": 0.5, "num_gpus": a.forecast_num_gpus},
         user_config={"model_refresh_s": a.model_refresh_s},
     ).bind(a)
@@ -626,5 +627,6 @@ def build_app(args: dict[str, Any] | AppArgs) -> Any:
         **checks,
         num_replicas=a.gateway_replicas,
         max_ongoing_requests=a.gateway_max_ongoing_requests,
+        max_queued_requests=a.gateway_max_queued_requests,
         ray_actor_options={"num_cpus": 0.25},
     ).bind(forecast, data, analysis, a)

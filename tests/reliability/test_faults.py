@@ -204,6 +204,77 @@ def test_sql_metacharacters_in_string_parameters_never_reach_sql(platform, value
     record(f"SQL metacharacters {value!r} in string parameters", True, 0, None)
 
 
+def _replica_rss_mib() -> float:
+    import psutil
+
+    total = 0
+    for proc in psutil.process_iter(["cmdline", "memory_info"]):
+        cmd = " ".join(proc.info["cmdline"] or [])
+        if cmd.startswith(("ray::ServeReplica", "ray::ProxyActor")) and proc.info["memory_info"]:
+            total += proc.info["memory_info"].rss
+    return total / 2**20
+
+
+def test_forecast_at_saturation_keeps_memory_flat(platform, record):
+    import os
+
+    seconds = float(os.environ.get("KITRADE_SATURATION_S", "20"))
+    base = platform["base"]
+    for _ in range(20):  # warm every path first
+        httpx.get(f"{base}{PATHS[0]}", timeout=30)
+    before = _replica_rss_mib()
+    with Load(base, PATHS, threads=8) as load:
+        time.sleep(seconds)
+    after = _replica_rss_mib()
+    lost = len(load.failed())
+    print(
+        f"\nsaturation {seconds:.0f}s: {len(load.results)} requests, "
+        f"{len(load.results) / seconds:.0f} req/s, replica RSS {before:.0f} -> {after:.0f} MiB"
+    )
+    stable = after <= before * 1.15 + 64
+    record(
+        f"forecast at saturation for {seconds:.0f} s (RSS {before:.0f}->{after:.0f} MiB)",
+        lost == 0 and stable,
+        lost,
+        None,
+    )
+    assert lost == 0 and stable, (lost, before, after)
+
+
+def test_backpressure_answers_503_quickly(platform, record):
+    import concurrent.futures as cf
+
+    from ray import serve
+
+    from kitrade.deployments.gateway import build_app
+
+    base, args = platform["base"], platform["args"]
+    small = args.model_copy(
+        update={"gateway_max_ongoing_requests": 2, "gateway_max_queued_requests": 2}
+    )
+    serve.run(build_app(small), name="kitrade", route_prefix="/")
+
+    def ask(i: int) -> tuple[int, float]:
+        t0 = time.monotonic()
+        r = httpx.post(
+            f"{base}/api/v1/analyze", json={"symbol": "EURUSD", "question": f"q{i}"}, timeout=60
+        )
+        return r.status_code, time.monotonic() - t0
+
+    with cf.ThreadPoolExecutor(32) as pool:
+        results = list(pool.map(ask, range(64)))
+    shed = [t for s, t in results if s == 503]
+    served = [t for s, t in results if s == 200]
+    assert {s for s, _ in results} <= {200, 503}, results
+    assert shed and served
+    fast = max(shed) < 2.0
+    record(
+        f"backpressure: {len(shed)} of 64 shed with 503 (slowest {max(shed):.2f} s)", fast, 0, None
+    )
+    assert fast
+    serve.run(build_app(args), name="kitrade", route_prefix="/")
+
+
 def test_request_hanging_past_the_timeout_gets_408_and_others_keep_flowing(platform, record):
     """Last in this file: it leaves the app pointed at an LLM that hangs."""
     from ray import serve
