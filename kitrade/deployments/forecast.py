@@ -48,8 +48,12 @@ class ForecastDeployment:
             except Exception as exc:  # noqa: BLE001 - keep serving the loaded models
                 _log.warning("model refresh failed: %s", exc)
 
-    def _ensure_poller(self) -> None:
+    async def _ensure_poller(self) -> None:
         if self._task is None or self._task.done():
+            if self._task is None:
+                # The first request may come long after __init__ loaded the models (a
+                # replica that got no traffic yet): catch up before answering it.
+                await asyncio.get_running_loop().run_in_executor(None, self._engine.refresh)
             self._task = asyncio.get_running_loop().create_task(self._poll())
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)
@@ -61,7 +65,7 @@ class ForecastDeployment:
     @envelope
     async def forecast(self, symbol: str, horizon: int | None = None) -> Any:
         """One forecast (batched with concurrent ones)."""
-        self._ensure_poller()
+        await self._ensure_poller()
         result = await self._batched((symbol, horizon))
         if isinstance(result, Exception):
             raise result

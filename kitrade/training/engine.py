@@ -107,6 +107,17 @@ class ForecastEngine:
         if broken is not None:
             from kitrade.training.registry import CorruptArtifactError
 
+            row = conn.execute(
+                "SELECT version FROM model_versions WHERE symbol = %s AND status = 'active'",
+                (symbol,),
+            ).fetchone()
+            if row is not None and row[0] != broken[0]:  # rolled back since: load it now
+                self.refresh()
+                with self._lock:
+                    loaded = self._models.get(symbol)
+                if loaded is not None:
+                    return loaded
+
             raise CorruptArtifactError(
                 f"{symbol}: active version {broken[0]} cannot be served ({broken[1]}); "
                 f"roll back with POST /api/v1/models/{symbol}/rollback"

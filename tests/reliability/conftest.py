@@ -19,7 +19,7 @@ import pytest
 from tests.conftest import free_port
 
 KEY = "reliability-key-0123456789"
-REQUEST_TIMEOUT_S = 5.0  # Serve's end-to-end HTTP timeout on this platform
+REQUEST_TIMEOUT_S = 10.0  # Serve's end-to-end HTTP timeout on this platform
 TINY = {"max_steps": 20, "mlp_units": 32, "val_check_steps": 10, "windows_batch_size": 64}
 
 
@@ -31,6 +31,7 @@ class Load:
     paths: list[str]
     threads: int = 4
     results: list[tuple[float, int]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # the first failures, for the report
     _stop: threading.Event = field(default_factory=threading.Event)
     _workers: list[threading.Thread] = field(default_factory=list)
 
@@ -41,9 +42,14 @@ class Load:
                 path = self.paths[(i + n) % len(self.paths)]
                 n += 1
                 try:
-                    status = c.get(path).status_code
-                except httpx.HTTPError:
+                    r = c.get(path)
+                    status = r.status_code
+                    if status != 200 and len(self.errors) < 20:
+                        self.errors.append(f"{status} {path}: {r.text[:200]}")
+                except httpx.HTTPError as exc:
                     status = 0
+                    if len(self.errors) < 20:
+                        self.errors.append(f"{type(exc).__name__} {path}")
                 self.results.append((time.monotonic(), status))
                 if status == 0:
                     time.sleep(0.05)  # a client backs off from a refused connection

@@ -93,8 +93,10 @@ def test_postgres_stopped_during_requests_then_back(platform, record):
         assert health.status_code == 503
         assert health.json()["components"]["database"]["status"] == "down"
         for path in ("/api/v1/symbols", "/api/v1/forecast/EURUSD?horizon=3"):
+            t = time.monotonic()
             r = httpx.get(f"{base}{path}", timeout=30)
             assert r.status_code == 503, (path, r.text)
+            assert time.monotonic() - t < 8  # the pool gives up within its 5 s timeout
             assert "database unavailable" in r.json()["message"]
             assert "Traceback" not in r.text
     finally:
@@ -151,6 +153,8 @@ def test_corrupt_artifact_only_breaks_its_symbol_and_rollback_repairs(platform, 
         lambda: _status(f"{base}/api/v1/forecast/GOOG") == 200,
         timeout_s=60,
     )
+    with db.connection() as conn:
+        assert active_version(conn, symbol="GOOG").version == old
     record("corrupt model artifact", True, 0, time.monotonic() - t0)
     assert repaired < 60
 
@@ -170,7 +174,7 @@ def test_redeploy_with_changed_config_under_load_loses_nothing(platform, record)
         time.sleep(2.0)
     lost = len(load.failed())
     record("redeploy with a changed config under load (2 replicas)", lost == 0, lost, took)
-    assert len(load.results) > 50 and lost == 0, load.failed()[:10]
+    assert len(load.results) > 50 and lost == 0, load.errors
 
 
 @pytest.mark.parametrize(
