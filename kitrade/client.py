@@ -39,6 +39,18 @@ class ApiError(Exception):
         self.error = error
 
 
+def _transient(resp: httpx.Response) -> bool:
+    """A 503 worth retrying: Serve shedding load or restarting, or the database away
+    (not a permanent condition such as a model artifact that fails its checksum)."""
+    if resp.status_code != 503:
+        return False
+    try:
+        error = resp.json().get("error")
+    except ValueError:
+        return True
+    return error in (None, "DatabaseUnavailableError")
+
+
 class Client:
     """A typed method per route."""
 
@@ -48,8 +60,10 @@ class Client:
         api_key: str | None = None,
         *,
         timeout_s: float = 30.0,
+        retry_s: float = 10.0,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
+        self._retry_s = retry_s
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx.Client(
             base_url=base_url.rstrip("/"), headers=headers, timeout=timeout_s, transport=transport
@@ -65,8 +79,30 @@ class Client:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """One request; reads (GET) are retried with backoff for up to ``retry_s`` while
+        the server cannot be reached or answers a transient 503 (a proxy or replica being
+        replaced, load shed, the database coming back). Writes are never retried."""
+        import time
+
+        deadline = time.monotonic() + self._retry_s
+        delay = 0.1
+        while True:
+            try:
+                resp = self._http.request(method, path, **kwargs)
+                if not (method == "GET" and _transient(resp)):
+                    return resp
+            except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError):
+                if method != "GET" or time.monotonic() + delay > deadline:
+                    raise
+            else:
+                if time.monotonic() + delay > deadline:
+                    return resp
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
     def _req(self, method: str, path: str, **kwargs: Any) -> Any:
-        resp = self._http.request(method, path, **kwargs)
+        resp = self._send(method, path, **kwargs)
         if resp.status_code >= 400:
             try:
                 body = resp.json()
