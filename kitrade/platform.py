@@ -58,6 +58,9 @@ def _ray_bin() -> str:
     return found
 
 
+SERVE_CPU_RESERVE = 2  # logical CPUs added for the Serve replicas' reservations
+
+
 def start_ray(
     settings: Settings,
     *,
@@ -85,8 +88,12 @@ def start_ray(
         "--include-dashboard=true",
         "--disable-usage-stats",
     ]
-    if num_cpus is not None:
-        cmd.append(f"--num-cpus={num_cpus}")
+    if num_cpus is None:
+        # The Serve replicas reserve about 1.25 CPUs (gateway, data, analysis 0.25 each,
+        # forecast 0.5) but mostly wait; without these extra logical CPUs a 2-core
+        # machine could not schedule a 1-CPU training task while the API is up.
+        num_cpus = (os.cpu_count() or 1) + SERVE_CPU_RESERVE
+    cmd.append(f"--num-cpus={num_cpus}")
     if num_gpus is not None:
         cmd.append(f"--num-gpus={num_gpus}")
     env = dict(os.environ) | settings_env(settings)
