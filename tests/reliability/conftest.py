@@ -75,7 +75,7 @@ class Load:
         return 0.0 if last_bad is None else last_bad - t0
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """Its own PostgreSQL (so stopping it disturbs no other suite), sample bars, tiny
     EURUSD and GOOG models, a local Ray cluster and the Serve app with two forecast

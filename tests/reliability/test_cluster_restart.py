@@ -1,5 +1,8 @@
 """The whole cluster stopped hard (``ray stop --force``) mid-training and mid-serving, then
-started the normal way: endpoints back, progress not behind, no duplicate rows."""
+started the normal way: endpoints back, progress not behind, no duplicate rows.
+
+``ray stop --force`` stops every Ray process on the machine: the other suites'
+clusters are module-scoped, so none is alive while this module runs."""
 
 from __future__ import annotations
 

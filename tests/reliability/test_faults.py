@@ -306,6 +306,39 @@ def test_backpressure_answers_503_quickly(platform, record):
     serve.run(build_app(args), name="kitrade", route_prefix="/")
 
 
+TRAVERSALS = [
+    "../../etc/passwd",
+    "..%2F..%2Fetc%2Fpasswd",
+    "%2e%2e%2f%2e%2e%2fetc",
+    "..\\..\\win.ini",
+]
+
+
+@pytest.mark.parametrize("evil", TRAVERSALS)
+def test_path_traversal_in_ids_and_names(platform, evil, record):
+    base = platform["base"]
+    auth = {"Authorization": f"Bearer {KEY}"}
+    answers = [
+        httpx.post(
+            f"{base}/api/v1/models/GOOG/promote", json={"version": evil}, headers=auth, timeout=30
+        ),
+        httpx.post(
+            f"{base}/api/v1/models/GOOG/rollback",
+            json={"to_version": evil},
+            headers=auth,
+            timeout=30,
+        ),
+        httpx.delete(f"{base}/api/v1/knowledge/{evil}", headers=auth, timeout=30),
+        httpx.get(f"{base}/static/{evil}", timeout=30),
+        httpx.get(f"{base}/api/v1/symbols/{evil}/bars", timeout=30),
+        httpx.get(f"{base}/api/v1/forecast/{evil}", timeout=30),
+    ]
+    for r in answers:
+        assert r.status_code in (404, 405, 422), (r.request.method, r.request.url, r.status_code)
+        assert "root:" not in r.text and "Traceback" not in r.text
+    record(f"path traversal {evil!r} in version ids, doc ids, static files", True, 0, None)
+
+
 def test_request_hanging_past_the_timeout_gets_408_and_others_keep_flowing(platform, record):
     """Last in this file: it leaves the app pointed at an LLM that hangs."""
     from ray import serve
