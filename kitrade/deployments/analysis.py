@@ -20,23 +20,30 @@ __all__ = ["AnalysisDeployment", "actor_call"]
 _log = logging.getLogger(__name__)
 
 
-def actor_call(ref: Any, timeout_s: float = 60.0) -> Any:
-    """``ray.get`` that re-raises a ``KitradeError`` raised inside the actor as itself."""
+def _actor_error(exc: BaseException, timeout_s: float) -> Exception:
+    """The ``KitradeError`` to raise for a failed knowledge-actor call."""
     import ray
 
     from kitrade.errors import KitradeError, UpstreamError
 
-    try:
-        return ray.get(ref, timeout=timeout_s)
-    except ray.exceptions.RayTaskError as exc:
+    if isinstance(exc, ray.exceptions.RayTaskError):
         cause = getattr(exc, "cause", None)
         if isinstance(cause, KitradeError):
-            raise type(cause)(cause.message) from None
-        raise UpstreamError(f"knowledge store failed: {type(cause or exc).__name__}") from None
-    except ray.exceptions.GetTimeoutError:
-        raise UpstreamError(f"knowledge store did not answer within {timeout_s:g}s") from None
-    except ray.exceptions.RayActorError:
-        raise UpstreamError("knowledge store is restarting; try again") from None
+            return type(cause)(cause.message)
+        return UpstreamError(f"knowledge store failed: {type(cause or exc).__name__}")
+    if isinstance(exc, TimeoutError):  # ray's GetTimeoutError is one too
+        return UpstreamError(f"knowledge store did not answer within {timeout_s:g}s")
+    return UpstreamError("knowledge store is restarting; try again")
+
+
+def actor_call(ref: Any, timeout_s: float = 60.0) -> Any:
+    """``ray.get`` that re-raises a ``KitradeError`` raised inside the actor as itself."""
+    import ray
+
+    try:
+        return ray.get(ref, timeout=timeout_s)
+    except (ray.exceptions.RayTaskError, TimeoutError, ray.exceptions.RayActorError) as exc:
+        raise _actor_error(exc, timeout_s) from None
 
 
 async def actor_await(ref: Any, timeout_s: float = 60.0) -> Any:
@@ -45,19 +52,10 @@ async def actor_await(ref: Any, timeout_s: float = 60.0) -> Any:
 
     import ray
 
-    from kitrade.errors import KitradeError, UpstreamError
-
     try:
         return await asyncio.wait_for(ref, timeout_s)
-    except ray.exceptions.RayTaskError as exc:
-        cause = getattr(exc, "cause", None)
-        if isinstance(cause, KitradeError):
-            raise type(cause)(cause.message) from None
-        raise UpstreamError(f"knowledge store failed: {type(cause or exc).__name__}") from None
-    except TimeoutError:
-        raise UpstreamError(f"knowledge store did not answer within {timeout_s:g}s") from None
-    except ray.exceptions.RayActorError:
-        raise UpstreamError("knowledge store is restarting; try again") from None
+    except (ray.exceptions.RayTaskError, TimeoutError, ray.exceptions.RayActorError) as exc:
+        raise _actor_error(exc, timeout_s) from None
 
 
 class AnalysisDeployment:

@@ -58,17 +58,22 @@ class HotForecastCache:
         with self._lock:
             return (self._epoch, self._gen.get(symbol, 0))
 
-    def get(self, symbol: str, horizon: int | None) -> dict[str, Any] | None:
-        """The cached forecast cut to ``horizon``; None on a miss or a horizon above the max."""
-        if not self._is_live():
-            return None
+    def _entry(self, symbol: str, horizon: int | None) -> dict[str, Any] | None:
+        """The full entry that can answer ``horizon`` (counted as a hit), or None."""
         with self._lock:
             full = self._entries.get(symbol)
         if full is None or (horizon is not None and horizon > full["max_horizon"]):
             self.misses += 1
             return None
         self.hits += 1
-        return cut(full, horizon, cached=True)
+        return full
+
+    def get(self, symbol: str, horizon: int | None) -> dict[str, Any] | None:
+        """The cached forecast cut to ``horizon``; None on a miss or a horizon above the max."""
+        if not self._is_live():
+            return None
+        full = self._entry(symbol, horizon)
+        return None if full is None else cut(full, horizon, cached=True)
 
     def get_json(self, symbol: str, horizon: int | None) -> bytes | None:
         """``get`` as the JSON body, rendered once per (symbol, horizon) until invalidated."""
@@ -79,12 +84,9 @@ class HotForecastCache:
         if body is not None:
             self.hits += 1
             return body
-        with self._lock:
-            entry = self._entries.get(symbol)
-        if entry is None or (horizon is not None and horizon > entry["max_horizon"]):
-            self.misses += 1
+        entry = self._entry(symbol, horizon)
+        if entry is None:
             return None
-        self.hits += 1
         body = json.dumps(cut(entry, horizon, cached=True), separators=(",", ":")).encode()
         with self._lock:
             # Stored only if no change replaced or dropped the entry meanwhile.
