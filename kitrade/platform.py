@@ -1,12 +1,13 @@
 """Bringing the whole platform up and down: database, Ray cluster, Serve application.
 
-A local cluster is started with ``ray start --head`` bound to 127.0.0.1 (GCS,
-dashboard and job API on localhost; Ray's token auth stays as Ray sets it),
-so it outlives the CLI for ``kitrade up --detach`` and serves ``ray job
-submit``. The settings are exported into the cluster's environment, so
-replicas and tasks read the same configuration without secrets travelling in
-the Serve config. With ``RAY_ADDRESS`` set, kitrade joins that cluster and
-starts none.
+A local cluster is started with ``ray start --head``: the dashboard and job API
+listen on 127.0.0.1 only, and Ray's token auth is on (``RAY_AUTH_MODE=token``)
+for them and for the GCS and raylet ports, which Ray binds on every interface
+and offers no option to narrow. The cluster outlives the CLI for
+``kitrade up --detach`` and serves ``ray job submit``. The settings are
+exported into the cluster's environment, so replicas and tasks read the same
+configuration without secrets travelling in the Serve config. With
+``RAY_ADDRESS`` set, kitrade joins that cluster and starts none.
 """
 
 from __future__ import annotations
@@ -100,6 +101,14 @@ def start_ray(
     # A dead HTTP proxy is replaced after 3 failed health checks: 2 s apart, not 10 s.
     env.setdefault("RAY_SERVE_PROXY_HEALTH_CHECK_PERIOD_S", "2")
     env.setdefault("RAY_SERVE_PROXY_HEALTH_CHECK_TIMEOUT_S", "2")
+    # Token auth on for every RPC and HTTP entry point (GCS, raylet, dashboard, job API),
+    # whatever Ray's default for this version; the token lives in ~/.ray/auth_token.
+    if env.get("RAY_AUTH_MODE", "token") != "token":
+        _log.warning(
+            "RAY_AUTH_MODE=%s: the local Ray cluster starts without token authentication",
+            env["RAY_AUTH_MODE"],
+        )
+    env.setdefault("RAY_AUTH_MODE", "token")
     if state is not None:
         state["ray"] = True
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)

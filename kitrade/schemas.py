@@ -111,7 +111,9 @@ class StrategySpec(_In):
 
     @field_validator("parameters")
     @classmethod
-    def _param_names(cls, value: dict[str, Any]) -> dict[str, Any]:
+    def _param_names(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is None:  # an update that leaves the parameters alone
+            return value
         if len(value) > 100:
             raise ValueError(f"expected at most 100 parameters, was {len(value)}")
         for key in value:

@@ -142,6 +142,10 @@ class KnowledgeBase:
                 _date_ts(date_)
             except ValueError:
                 raise InvalidInputError(f"date: expected ISO 8601, was {date_!r}") from None
+        from kitrade.schemas import validate_symbol
+
+        for sym in symbols or []:
+            validate_symbol(sym)
         title = title or _title_of(text) or source
         doc_id = doc_id or "doc-" + hashlib.sha256(f"{source}\n{text}".encode()).hexdigest()[:16]
         if not re.fullmatch(r"[A-Za-z0-9._-]{1,80}", doc_id):
@@ -204,7 +208,10 @@ class KnowledgeBase:
             raise InvalidInputError(f"k: expected 1..50, was {k}")
         where: dict[str, Any] | None = None
         if as_of:
-            where = {"date_ts": {"$lte": _date_ts(as_of)}}
+            try:
+                where = {"date_ts": {"$lte": _date_ts(as_of)}}
+            except ValueError:
+                raise InvalidInputError(f"as_of: expected ISO 8601, was {as_of!r}") from None
         res = self._col.query(
             query_embeddings=self._embedder.embed([query]),
             n_results=k,

@@ -13,12 +13,12 @@ import hmac
 import logging
 import time
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import Body, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 from ray import serve
 
 from kitrade import errors
@@ -26,7 +26,14 @@ from kitrade.analysis.models import AnalyzeRequest
 from kitrade.dashboard import mount as mount_dashboard
 from kitrade.deployments.common import AppArgs, unwrap
 from kitrade.deployments.guard import RequestGuard
-from kitrade.schemas import SYMBOL_PATTERN, StrategySpec, StrategyUpdate, SymbolIn, SymbolUpdate
+from kitrade.schemas import (
+    SYMBOL_PATTERN,
+    StrategySpec,
+    StrategyUpdate,
+    SymbolIn,
+    SymbolName,
+    SymbolUpdate,
+)
 
 __all__ = ["Gateway", "api", "build_app"]
 
@@ -67,6 +74,18 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
         loc = ".".join(str(p) for p in e.get("loc", ()) if p not in ("body", "query", "path"))
         parts.append(f"{loc}: {e.get('msg')}")
     return _error(422, "InvalidInputError", "; ".join(parts) or "invalid request")
+
+
+def _valid_date(name: str, value: str) -> None:
+    """InvalidInputError unless ``value`` is a real calendar date (the pattern allows 2024-13-45)."""
+    from datetime import date
+
+    try:
+        date.fromisoformat(value)
+    except ValueError:
+        raise errors.InvalidInputError(
+            f"{name}: expected a date YYYY-MM-DD, was {value!r}"
+        ) from None
 
 
 # -------------------------------------------------------------------------- auth
@@ -120,6 +139,18 @@ async def read_access(request: Request) -> None:
 
 
 # ------------------------------------------------------------------------ bodies
+def _calendar_date(value: str) -> str:
+    from datetime import date
+
+    date.fromisoformat(value)  # ValueError -> 422 with pydantic's message
+    return value
+
+
+CalendarDate = Annotated[
+    str, StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}$"), AfterValidator(_calendar_date)
+]
+
+
 class PromoteBody(BaseModel):
     """Which version to activate."""
 
@@ -134,8 +165,8 @@ class KnowledgeDoc(BaseModel):
     text: str = Field(..., min_length=1, max_length=200_000)
     source: str = Field(..., min_length=1, max_length=300)
     title: str | None = Field(None, max_length=300)
-    symbols: list[str] | None = Field(None, max_length=50)
-    date: str | None = Field(None, pattern=r"^\d{4}-\d{2}-\d{2}$")
+    symbols: list[SymbolName] | None = Field(None, max_length=50)
+    date: CalendarDate | None = None
 
 
 class KnowledgeUrl(BaseModel):
@@ -145,8 +176,8 @@ class KnowledgeUrl(BaseModel):
 
     url: str = Field(..., min_length=8, max_length=2000)
     title: str | None = Field(None, max_length=300)
-    symbols: list[str] | None = Field(None, max_length=50)
-    date: str | None = Field(None, pattern=r"^\d{4}-\d{2}-\d{2}$")
+    symbols: list[SymbolName] | None = Field(None, max_length=50)
+    date: CalendarDate | None = None
 
 
 class RollbackBody(BaseModel):
@@ -555,6 +586,8 @@ class Gateway:
         from kitrade.analysis.actors import get_knowledge_actor
         from kitrade.deployments.analysis import actor_await
 
+        if as_of:
+            _valid_date("as_of", as_of)
         if self._kb is None:  # straight to the store's owner: one hop fewer than via analysis
             self._kb = get_knowledge_actor(self._settings)
         return JSONResponse(content=await actor_await(self._kb.search.remote(q, k, symbol, as_of)))

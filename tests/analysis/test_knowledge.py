@@ -61,6 +61,10 @@ def test_add_search_list_delete_with_metadata(kb):
     assert [h.id.split("#")[0] for h in kb.search("stop loss risk", k=5, as_of="2024-12-31")] == [
         a["doc_id"]
     ]
+    with pytest.raises(InvalidInputError, match="as_of"):
+        kb.search("stop loss", as_of="0000-00-00")
+    with pytest.raises(InvalidInputError, match="symbol"):
+        kb.add_document("text", source="s", symbols=["not a symbol"])
     docs = {d["doc_id"]: d for d in kb.list_documents()}
     assert docs[b["doc_id"]]["symbols"] == ["EURUSD"] and docs[b["doc_id"]]["date"] == "2025-06-01"
     assert kb.delete_document(b["doc_id"]) == 1

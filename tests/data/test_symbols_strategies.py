@@ -130,3 +130,9 @@ def test_strategy_crud_and_validation(clean_db):
 def test_strategy_spec_rejects_bad_json(payload):
     with pytest.raises(pydantic.ValidationError):
         StrategySpec.model_validate(payload)
+
+
+def test_strategy_update_with_explicit_nulls_changes_nothing_it_names():
+    # found by the schemathesis run: a JSON null for parameters crashed the validator (500)
+    upd = StrategyUpdate.model_validate({"parameters": None, "symbols": None})
+    assert upd.model_dump(exclude_none=True) == {}

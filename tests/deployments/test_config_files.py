@@ -39,3 +39,17 @@ def test_cluster_yaml_keeps_dashboard_on_localhost_and_installs_kitrade():
     assert any("pip install -e ~/kitrade" in c for c in conf["setup_commands"])
     gpu = conf["available_node_types"]["gpu_worker"]["resources"]
     assert gpu["GPU"] >= 1
+
+
+def test_cluster_yaml_starts_every_node_with_token_auth():
+    conf = yaml.safe_load((ROOT / "cluster.yaml").read_text())
+    starts = [
+        c
+        for c in conf["head_start_ray_commands"] + conf["worker_start_ray_commands"]
+        if "ray start" in c
+    ]
+    assert len(starts) == 2
+    assert all(c.lstrip().startswith("RAY_AUTH_MODE=token ") for c in starts), starts
+    assert "disabled" not in (ROOT / "cluster.yaml").read_text()
+    # the workers get the head's token
+    assert any(k.endswith(".ray/auth_token") for k in conf["file_mounts"])

@@ -76,10 +76,12 @@ class Load:
 
 
 @pytest.fixture(scope="module")
-def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+def platform(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Any]]:
     """Its own PostgreSQL (so stopping it disturbs no other suite), sample bars, tiny
     EURUSD and GOOG models, a local Ray cluster and the Serve app with two forecast
-    replicas and fast health checks."""
+    replicas and fast health checks. A module's ``PLATFORM_ENV`` dict adds settings."""
     import ray
     from ray import serve
 
@@ -115,6 +117,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
         "KITRADE_DATA_DIR": str(root),
         "KITRADE_API_KEY": KEY,
         "KITRADE_LLM_BASE_URL": "",
+        **getattr(request.module, "PLATFORM_ENV", {}),
     }
     args = AppArgs(
         env=env,

@@ -34,6 +34,66 @@ def _poll(fn, timeout_s: float) -> object:
     raise AssertionError("timed out")
 
 
+def _ray_listeners() -> dict[int, set[str]]:
+    """Listening TCP port -> addresses, for every Ray process on this machine."""
+    import psutil
+
+    out: dict[int, set[str]] = {}
+    for conn in psutil.net_connections(kind="inet"):
+        if conn.status != psutil.CONN_LISTEN or conn.pid is None:
+            continue
+        try:
+            cmd = " ".join(psutil.Process(conn.pid).cmdline())
+        except psutil.Error:
+            continue
+        if "ray" in cmd:
+            out.setdefault(conn.laddr.port, set()).add(conn.laddr.ip)
+    return out
+
+
+def _check_posture(api_port: int, record) -> None:
+    """The dashboard, job API and Serve port on loopback only; token auth on the
+    dashboard, the job API and the GCS (which Ray binds on every interface)."""
+    from kitrade.platform import DASHBOARD_PORT
+
+    loopback = {"127.0.0.1", "::1", "::ffff:127.0.0.1"}
+    listeners = _ray_listeners()
+    for port in (DASHBOARD_PORT, api_port):
+        assert listeners.get(port), f"nothing listens on {port}: {listeners}"
+        assert listeners[port] <= loopback, f"port {port} listens on {listeners[port]}"
+    dash = f"http://127.0.0.1:{DASHBOARD_PORT}"
+    token = (Path.home() / ".ray" / "auth_token").read_text().strip()
+    no_token = httpx.get(f"{dash}/api/jobs/", timeout=10)
+    wrong = httpx.get(
+        f"{dash}/api/jobs/", headers={"Authorization": "Bearer " + "x" * 64}, timeout=10
+    )
+    right = httpx.get(f"{dash}/api/jobs/", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    assert no_token.status_code == 401 and wrong.status_code in (401, 403), (
+        no_token.status_code,
+        wrong.status_code,
+    )
+    assert right.status_code == 200, right.text[:300]
+    # A driver holding the wrong token cannot join the cluster through the GCS port.
+    intruder = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import ray; ray.init(address='127.0.0.1:6379', log_to_driver=False); print('JOINED')",
+        ],
+        env={
+            **base_env(Path("/tmp")),
+            "RAY_AUTH_MODE": "token",
+            "RAY_AUTH_TOKEN": "0" * 64,
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "JOINED" not in intruder.stdout and intruder.returncode != 0
+    record("Ray dashboard and job API: loopback only, 401 without the token", True, 0, None)
+    record("GCS port: a driver with a wrong token cannot join", True, 0, None)
+
+
 def test_cluster_restart_mid_training_and_serving(tmp_path, record):
     import psycopg
 
@@ -51,6 +111,7 @@ def test_cluster_restart_mid_training_and_serving(tmp_path, record):
     try:
         up = run(env, "up", "--detach", "--max-steps", "5", timeout=400)
         assert up.returncode == 0, up.stderr[-3000:]
+        _check_posture(port, record)
         started = httpx.post(
             f"{base}/api/v1/forecast/train-all",
             params={"force": "true", "background": "true"},
