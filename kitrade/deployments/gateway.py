@@ -262,6 +262,22 @@ class Gateway:
     async def _call(self, handle: Any, method: str, *args: Any, **kwargs: Any) -> Any:
         return unwrap(await getattr(handle, method).remote(*args, **kwargs))
 
+    async def _read(self, handle: Any, method: str, *args: Any) -> Any:
+        """``_call`` for idempotent reads: a replica that dies while answering is
+        retried on another one (twice at most), so a killed replica loses no read."""
+        import ray
+
+        died = (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError)
+        for attempt in range(3):
+            try:
+                return await self._call(handle, method, *args)
+            except died:
+                if attempt == 2:
+                    raise
+                _log.warning("%s.%s: replica died mid-request, retrying", handle, method)
+                await asyncio.sleep(0.05 * (attempt + 1))
+        raise AssertionError("unreachable")
+
     # ---------------------------------------------------------------- health
     @api.get("/health", tags=["health"])
     async def health(self) -> JSONResponse:
@@ -313,7 +329,7 @@ class Gateway:
     )
     async def training_progress(self, run_id: str | None = Query(None, max_length=64)) -> Any:
         """Progress of the latest (or given) training run."""
-        return await self._call(self._data, "progress", run_id)
+        return await self._read(self._data, "progress", run_id)
 
     @api.post("/api/v1/forecast/train-all", tags=["training"], dependencies=[Depends(write_access)])
     async def train_all(
@@ -356,7 +372,7 @@ class Gateway:
         if body is not None:
             return Response(content=body, media_type="application/json")
         token = self._hot.token(symbol)
-        full = await self._call(self._forecast, "forecast", symbol, None)
+        full = await self._read(self._forecast, "forecast", symbol, None)
         if await asyncio.to_thread(self._is_current, symbol, full):
             self._hot.put(symbol, full, token)
         if horizon is not None and horizon > full["max_horizon"]:
@@ -370,7 +386,7 @@ class Gateway:
     @api.get("/api/v1/models", tags=["models"], dependencies=[Depends(read_access)])
     async def models(self, symbol: str | None = Query(None, pattern=SYMBOL_PATTERN)) -> Any:
         """Model versions with metrics (newest first)."""
-        return await self._call(self._data, "versions", symbol)
+        return await self._read(self._data, "versions", symbol)
 
     @api.post(
         "/api/v1/models/{symbol}/promote", tags=["models"], dependencies=[Depends(write_access)]
@@ -394,7 +410,7 @@ class Gateway:
     @api.get("/api/v1/symbols", tags=["symbols"], dependencies=[Depends(read_access)])
     async def list_symbols(self, active_only: bool = False) -> Any:
         """Symbols with last bar, last close and bar count."""
-        return await self._call(self._data, "list_symbols", active_only)
+        return await self._read(self._data, "list_symbols", active_only)
 
     @api.post(
         "/api/v1/symbols", tags=["symbols"], status_code=201, dependencies=[Depends(write_access)]
@@ -406,7 +422,7 @@ class Gateway:
     @api.get("/api/v1/symbols/{symbol}", tags=["symbols"], dependencies=[Depends(read_access)])
     async def get_symbol(self, symbol: str) -> Any:
         """One symbol."""
-        return await self._call(self._data, "get_symbol", symbol)
+        return await self._read(self._data, "get_symbol", symbol)
 
     @api.patch("/api/v1/symbols/{symbol}", tags=["symbols"], dependencies=[Depends(write_access)])
     async def update_symbol(self, symbol: str, changes: SymbolUpdate = Body(...)) -> Any:
@@ -430,7 +446,7 @@ class Gateway:
         timeframe: str | None = Query(None, pattern="^(M1|M5|M15|M30|H1|H4|D1|W1|MN1)$"),
     ) -> Any:
         """Bars: the latest ``last``, a ``start``/``end`` range, optionally resampled."""
-        return await self._call(self._data, "bars", symbol, last, start, end, timeframe)
+        return await self._read(self._data, "bars", symbol, last, start, end, timeframe)
 
     # ------------------------------------------------------------ strategies
     @api.get("/api/v1/strategies", tags=["strategies"], dependencies=[Depends(read_access)])
@@ -438,7 +454,7 @@ class Gateway:
         self, symbol: str | None = Query(None, pattern=SYMBOL_PATTERN)
     ) -> Any:
         """Strategies (of one symbol)."""
-        return await self._call(self._data, "list_strategies", symbol)
+        return await self._read(self._data, "list_strategies", symbol)
 
     @api.post(
         "/api/v1/strategies",
@@ -453,7 +469,7 @@ class Gateway:
     @api.get("/api/v1/strategies/{name}", tags=["strategies"], dependencies=[Depends(read_access)])
     async def get_strategy(self, name: str) -> Any:
         """One strategy."""
-        return await self._call(self._data, "get_strategy", name)
+        return await self._read(self._data, "get_strategy", name)
 
     @api.patch(
         "/api/v1/strategies/{name}", tags=["strategies"], dependencies=[Depends(write_access)]
@@ -616,7 +632,7 @@ class Gateway:
     @api.get("/api/v1/sync/status", tags=["sync"], dependencies=[Depends(read_access)])
     async def sync_status(self) -> Any:
         """Per-symbol sync state."""
-        return await self._call(self._data, "sync_status")
+        return await self._read(self._data, "sync_status")
 
 
 def build_app(args: dict[str, Any] | AppArgs) -> Any:

@@ -47,12 +47,14 @@ class Load:
                     if status != 200 and len(self.errors) < 20:
                         self.errors.append(f"{status} {path}: {r.text[:200]}")
                 except httpx.HTTPError as exc:
-                    status = 0
+                    # 0: refused at connect (never accepted, nothing ran: safe to retry);
+                    # -1: accepted, then the connection broke or timed out (lost)
+                    status = 0 if isinstance(exc, httpx.ConnectError) else -1
                     if len(self.errors) < 20:
                         self.errors.append(f"{type(exc).__name__} {path}")
                 self.results.append((time.monotonic(), status))
-                if status == 0:
-                    time.sleep(0.05)  # a client backs off from a refused connection
+                if status <= 0:
+                    time.sleep(0.05)  # a client backs off from a broken connection
 
     def __enter__(self) -> Load:
         for i in range(self.threads):
@@ -68,6 +70,14 @@ class Load:
 
     def failed(self, since: float = 0.0) -> list[tuple[float, int]]:
         return [(t, s) for t, s in self.results if t >= since and s != 200]
+
+    def refused(self, since: float = 0.0) -> int:
+        """Connection attempts refused since ``since`` (the request never reached us)."""
+        return sum(1 for t, s in self.results if t >= since and s == 0)
+
+    def lost(self, since: float = 0.0) -> int:
+        """Requests accepted since ``since`` that got no good answer."""
+        return sum(1 for t, s in self.results if t >= since and s not in (0, 200))
 
     def recovery_s(self, t0: float) -> float:
         """Seconds from ``t0`` to the last failed request (0 when none failed)."""
