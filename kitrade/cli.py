@@ -201,16 +201,12 @@ def _validated(model: str, **fields: object) -> object:
     import pydantic
 
     from kitrade import schemas
-    from kitrade.errors import InvalidInputError
+    from kitrade.errors import InvalidInputError, describe_validation_errors
 
     try:
         return getattr(schemas, model)(**fields)
     except pydantic.ValidationError as exc:
-        msgs = "; ".join(
-            f"{'.'.join(map(str, e['loc']))}: {e['msg']} (was {e.get('input')!r})"
-            for e in exc.errors()
-        )
-        raise InvalidInputError(msgs) from None
+        raise InvalidInputError(describe_validation_errors(exc.errors(), show_input=True)) from None
 
 
 # ---------------------------------------------------------------------- strategies
@@ -747,13 +743,12 @@ def _score_cmd(settings: Any, symbol: str | None) -> None:
 def _validated_model(cls: type, **fields: object) -> Any:
     import pydantic
 
-    from kitrade.errors import InvalidInputError
+    from kitrade.errors import InvalidInputError, describe_validation_errors
 
     try:
         return cls(**fields)
     except pydantic.ValidationError as exc:
-        msgs = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise InvalidInputError(msgs) from None
+        raise InvalidInputError(describe_validation_errors(exc.errors())) from None
 
 
 # ------------------------------------------------------------------ backup/restore

@@ -7,6 +7,9 @@ codes and only the CLI turns them into exit codes (see ``http_status`` and
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from typing import Any
+
 __all__ = [
     "KitradeError",
     "ConfigError",
@@ -18,7 +21,34 @@ __all__ = [
     "SourceDataError",
     "TooShortError",
     "PayloadTooLargeError",
+    "describe_validation_errors",
 ]
+
+_TRANSPORT_PARTS = ("body", "query", "path", "header")
+
+
+def describe_validation_errors(
+    errors: Iterable[Mapping[str, Any]], *, show_input: bool = False
+) -> str:
+    """One line naming each field that failed and why: ``"loc: msg; loc: msg"``.
+
+    The one formatter of pydantic / FastAPI validation errors (``exc.errors()``), shared by
+    the gateway, the CLI, configuration and the sources. Location parts that only say where
+    in the HTTP request a field came from (``body``, ``query``…) are dropped.
+
+    Args:
+        errors: the ``errors()`` of a ``pydantic.ValidationError`` or a FastAPI
+            ``RequestValidationError``.
+        show_input: add ``(was <input>)``; off where the input may be large or secret.
+    """
+    parts = []
+    for e in errors:
+        loc = ".".join(str(p) for p in e.get("loc", ()) if p not in _TRANSPORT_PARTS)
+        text = f"{loc or '<root>'}: {e.get('msg')}"
+        if show_input and "input" in e:
+            text += f" (was {e['input']!r})"
+        parts.append(text)
+    return "; ".join(parts) or "invalid input"
 
 
 class KitradeError(Exception):

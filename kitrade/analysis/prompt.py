@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from kitrade.analysis.models import AnalysisContext, LLMAnswer
-from kitrade.errors import UpstreamError
+from kitrade.errors import UpstreamError, describe_validation_errors
 
 __all__ = [
     "DATA_OPEN",
@@ -155,10 +155,7 @@ def parse_answer(text: str, ctx: AnalysisContext) -> LLMAnswer:
     try:
         raw = LLMAnswer.model_validate(obj)
     except ValidationError as e:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
-            for err in e.errors()
-        )
+        problems = describe_validation_errors(e.errors())
         raise UpstreamError(f"invalid LLM answer: does not match the schema ({problems})") from None
 
     known = {p.id for p in ctx.passages}

@@ -69,11 +69,7 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 
 @api.exception_handler(RequestValidationError)
 async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-    parts = []
-    for e in exc.errors():
-        loc = ".".join(str(p) for p in e.get("loc", ()) if p not in ("body", "query", "path"))
-        parts.append(f"{loc}: {e.get('msg')}")
-    return _error(422, "InvalidInputError", "; ".join(parts) or "invalid request")
+    return _error(422, "InvalidInputError", errors.describe_validation_errors(exc.errors()))
 
 
 # -------------------------------------------------------------------------- auth

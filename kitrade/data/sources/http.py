@@ -31,7 +31,7 @@ import pandas as pd
 from pydantic import ValidationError
 
 from kitrade.data.sources.base import MarketDataSource, RawFrame
-from kitrade.errors import ConfigError, NotFoundError, UpstreamError
+from kitrade.errors import ConfigError, NotFoundError, UpstreamError, describe_validation_errors
 from kitrade.schemas import SymbolIn
 
 __all__ = ["HttpSource", "MAX_DELAY_S"]
@@ -209,9 +209,7 @@ class HttpSource(MarketDataSource):
                     )
                 )
             except ValidationError as exc:
-                what = "; ".join(
-                    f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()
-                )
+                what = describe_validation_errors(exc.errors())
                 raise UpstreamError(f"{where}: symbol {i} {item!r}: {what}") from None
         return out
 
