@@ -19,20 +19,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from kitrade.errors import ConfigError
 
-__all__ = ["Settings", "load_settings", "TIMEFRAMES", "env_var_name"]
-
-#: Timeframes a symbol may have, shortest first, with their length in seconds.
-TIMEFRAMES: dict[str, int] = {
-    "M1": 60,
-    "M5": 300,
-    "M15": 900,
-    "M30": 1800,
-    "H1": 3600,
-    "H4": 14400,
-    "D1": 86400,
-    "W1": 604800,
-    "MN1": 2_592_000,  # nominal 30 days; resampling uses calendar months
-}
+__all__ = ["Settings", "env_var_name", "load_settings"]
 
 _PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "password", "admin", "test"}
 

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from kitrade.config import TIMEFRAMES
+from kitrade.timeframes import Timeframe
 
 __all__ = [
     "SYMBOL_PATTERN",
@@ -37,11 +37,8 @@ __all__ = [
 SYMBOL_PATTERN = r"^[A-Z0-9._-]{1,20}$"
 _SYMBOL_RE = re.compile(SYMBOL_PATTERN)
 SymbolName = Annotated[str, StringConstraints(pattern=SYMBOL_PATTERN)]
-Timeframe = Literal["M1", "M5", "M15", "M30", "H1", "H4", "D1", "W1", "MN1"]
 AssetClass = Literal["fx", "stock", "crypto", "index", "commodity", "other"]
 _PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
-
-assert set(Timeframe.__args__) == set(TIMEFRAMES)  # type: ignore[attr-defined]  # noqa: S101
 
 
 def validate_symbol(symbol: str) -> str:

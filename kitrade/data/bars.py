@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from kitrade.config import TIMEFRAMES
 from kitrade.errors import InvalidInputError, SourceDataError
+from kitrade.timeframes import TIMEFRAMES
 
 if TYPE_CHECKING:
     import psycopg

@@ -9,6 +9,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from kitrade.timeframes import TIMEFRAME_NAMES as TIMEFRAMES
+from kitrade.timeframes import pandas_freq
+
 __all__ = [
     "NHITSConfig",
     "default_config",
@@ -76,22 +79,6 @@ def min_bars(config: NHITSConfig, *, evaluate: bool = True) -> int:
     return train + config.test_size if evaluate else train
 
 
-#: The timeframes kitrade knows, shortest first.
-TIMEFRAMES: tuple[str, ...] = ("M1", "M5", "M15", "M30", "H1", "H4", "D1", "W1", "MN1")
-
-_FREQ = {
-    "M1": "min",
-    "M5": "5min",
-    "M15": "15min",
-    "M30": "30min",
-    "H1": "h",
-    "H4": "4h",
-    "D1": "D",
-    "W1": "W",
-    "MN1": "ME",
-}
-
-
 def freq_for(timeframe: str) -> str:
     """The nominal pandas frequency alias of ``timeframe`` (``H1`` -> ``"h"``).
 
@@ -102,11 +89,11 @@ def freq_for(timeframe: str) -> str:
     from the series' own spacing and trading slots (``nhits.future_timestamps``).
     Use this alias for resampling and display.
     """
-    if timeframe not in _FREQ:
+    if timeframe not in TIMEFRAMES:
         from kitrade.errors import InvalidInputError
 
-        raise InvalidInputError(f"timeframe: expected one of {list(_FREQ)}, was {timeframe!r}")
-    return _FREQ[timeframe]
+        raise InvalidInputError(f"timeframe: expected one of {list(TIMEFRAMES)}, was {timeframe!r}")
+    return pandas_freq(timeframe)
 
 
 #: per timeframe: horizon, input size, season, step between evaluation cutoffs.

@@ -43,10 +43,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from kitrade.config import TIMEFRAMES
 from kitrade.data.sources.base import MarketDataSource, RawFrame
 from kitrade.errors import NotFoundError, SourceDataError
 from kitrade.schemas import SYMBOL_PATTERN, SymbolIn
+from kitrade.timeframes import TIMEFRAMES
 
 __all__ = ["FilesSource", "infer_timeframe"]
 
