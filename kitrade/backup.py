@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import tarfile
 import tempfile
@@ -19,6 +20,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from kitrade.data.db import connect, conninfo_for, ensure_database, start_database
+from kitrade.data.embedded import _bin_dir
 from kitrade.errors import ConflictError, InvalidInputError, KitradeError
 
 if TYPE_CHECKING:
@@ -43,7 +46,6 @@ def _pg_args(settings: Settings) -> list[str]:
 
 
 def _tool(name: str) -> str:
-    from kitrade.data.embedded import _bin_dir
 
     return str(_bin_dir() / name)
 
@@ -100,9 +102,6 @@ def _skip_temp(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
 
 def restore(settings: Settings, path: Path) -> dict[str, object]:
     """Bring an empty data dir and database to the archive's state; returns its manifest."""
-    import psycopg
-
-    from kitrade.data.db import conninfo_for, ensure_database, start_database
 
     path = Path(path)
     if not path.is_file():
@@ -122,7 +121,7 @@ def restore(settings: Settings, path: Path) -> dict[str, object]:
             )
         start_database(settings)
         ensure_database(settings)
-        with psycopg.connect(conninfo_for(settings), autocommit=True) as conn:
+        with connect(conninfo_for(settings), autocommit=True) as conn:
             tables = conn.execute(
                 "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'"
             ).fetchone()[0]
@@ -160,7 +159,7 @@ def restore(settings: Settings, path: Path) -> dict[str, object]:
                     target.rmdir()
                 os.replace(src, target) if _same_fs(src, target.parent) else _copy(src, target)
         old, new = str(manifest["models_dir"]), str(models_dir.resolve())
-        with psycopg.connect(conninfo_for(settings), autocommit=True) as conn:
+        with connect(conninfo_for(settings), autocommit=True) as conn:
             conn.execute(
                 "UPDATE model_versions SET artifact_path = %s || substr(artifact_path, %s)"
                 " WHERE artifact_path LIKE %s",
@@ -174,6 +173,5 @@ def _same_fs(a: Path, b: Path) -> bool:
 
 
 def _copy(src: Path, dst: Path) -> None:
-    import shutil
 
     shutil.copytree(src, dst)

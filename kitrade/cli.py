@@ -671,7 +671,7 @@ def analyze_cmd(
     if question is None:
         raise InvalidInputError("question: expected a question after the symbol")
     from kitrade.analysis.llm import backend_from_settings
-    from kitrade.analysis.models import AnalyzeRequest, Passage
+    from kitrade.analysis.schemas import AnalyzeRequest, Passage
     from kitrade.analysis.service import Analyst
     from kitrade.deployments.analysis import actor_call
     from kitrade.training.engine import ForecastEngine
@@ -856,7 +856,7 @@ def _up(
         )
     out.print("deploying the HTTP API…")
     deploy(settings)
-    from kitrade.training.actors import get_retrain_scheduler
+    from kitrade.training.retrain import get_retrain_scheduler
 
     get_retrain_scheduler(settings).start.remote()
     try:

@@ -12,6 +12,7 @@ pydantic only.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import httpx
@@ -83,7 +84,6 @@ class Client:
         """One request; reads (GET) are retried with backoff for up to ``retry_s`` while
         the server cannot be reached or answers a transient 503 (a proxy or replica being
         replaced, load shed, the database coming back). Writes are never retried."""
-        import time
 
         deadline = time.monotonic() + self._retry_s
         delay = 0.1

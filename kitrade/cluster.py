@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["NAMESPACE", "connect", "cluster_gpus"]
+if TYPE_CHECKING:
+    from ray.actor import ActorClass, ActorHandle
+
+__all__ = ["NAMESPACE", "cluster_gpus", "connect", "detached_actor"]
 
 NAMESPACE = "kitrade"
 _log = logging.getLogger(__name__)
@@ -65,3 +68,20 @@ def cluster_gpus() -> float:
     import ray
 
     return float(ray.cluster_resources().get("GPU", 0.0))
+
+
+def detached_actor(actor_cls: ActorClass[Any], name: str, *args: Any) -> ActorHandle[Any]:
+    """The named, detached actor in namespace ``kitrade``, created from ``args`` if missing.
+
+    Every long-lived actor (progress, retrain scheduler, knowledge) is reached
+    this way, so a second caller gets the running actor instead of a duplicate
+    and the actor outlives the driver that created it.
+
+    Args:
+        actor_cls: the ``@ray.remote`` class.
+        name: the actor's name in the namespace.
+        *args: constructor arguments, used only when the actor is created.
+    """
+    return actor_cls.options(
+        name=name, namespace=NAMESPACE, lifetime="detached", get_if_exists=True
+    ).remote(*args)

@@ -20,6 +20,9 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pydantic import SecretStr
+
+from kitrade.config import env_var_name
 from kitrade.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -34,9 +37,6 @@ APP_NAME = "kitrade"
 
 def settings_env(settings: Settings) -> dict[str, str]:
     """Environment variables reproducing ``settings`` (set fields only)."""
-    from pydantic import SecretStr
-
-    from kitrade.config import env_var_name
 
     env: dict[str, str] = {}
     for name in type(settings).model_fields:

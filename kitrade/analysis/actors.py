@@ -11,7 +11,9 @@ from typing import TYPE_CHECKING, Any
 
 import ray
 
-from kitrade.cluster import NAMESPACE
+from kitrade.analysis.knowledge import Embedder, KnowledgeBase, open_client
+from kitrade.analysis.notes import notes_for
+from kitrade.cluster import detached_actor
 
 if TYPE_CHECKING:
     from kitrade.config import Settings
@@ -28,8 +30,6 @@ class KnowledgeActor:
     def __init__(self, settings: Settings, seed: bool = True) -> None:
 
         import torch
-
-        from kitrade.analysis.knowledge import Embedder, KnowledgeBase, open_client
 
         # One intra-op thread: a query embedding is too small to gain from more, and
         # OpenMP threads that share the cores with the proxy and gateway replicas
@@ -75,17 +75,11 @@ class KnowledgeActor:
 
 def get_knowledge_actor(settings: Settings, *, seed: bool = True) -> ray.actor.ActorHandle:
     """The knowledge actor, created (detached) if missing."""
-    return KnowledgeActor.options(  # type: ignore[attr-defined]
-        name=KNOWLEDGE_ACTOR,
-        namespace=NAMESPACE,
-        lifetime="detached",
-        get_if_exists=True,
-    ).remote(settings, seed)
+    return detached_actor(KnowledgeActor, KNOWLEDGE_ACTOR, settings, seed)
 
 
 def publish_notes(settings: Settings, db: Any, symbols: list[str] | None = None) -> int:
     """Write fresh market notes for ``symbols`` into the knowledge base; returns how many."""
-    from kitrade.analysis.notes import notes_for
 
     with db.connection() as conn:
         notes = notes_for(conn, symbols)

@@ -17,6 +17,7 @@ server on 127.0.0.1, an intranet wiki); ``KITRADE_FETCH_ALLOW`` sets it.
 
 from __future__ import annotations
 
+import html as htmllib
 import ipaddress
 import re
 import socket
@@ -102,7 +103,6 @@ _TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 
 
 def _html_text(html: str) -> tuple[str, str | None]:
-    import html as htmllib
 
     m = _TITLE.search(html)
     title = htmllib.unescape(m.group(1)).strip() if m else None

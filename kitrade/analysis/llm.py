@@ -15,9 +15,10 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import httpx
+import ollama
 
-from kitrade.analysis.models import AnalysisContext, LLMAnswer
 from kitrade.analysis.prompt import build_messages, parse_answer
+from kitrade.analysis.schemas import AnalysisContext, LLMAnswer
 from kitrade.errors import UpstreamError
 
 if TYPE_CHECKING:
@@ -242,14 +243,12 @@ class OllamaBackend(LLMBackend):
         )
 
     def _map(self, e: BaseException) -> UpstreamError:
-        import ollama
 
         if isinstance(e, ollama.ResponseError):
             return self._fail(f"expected HTTP 2xx, was {e.status_code}: {str(e.error)[:200]}")
         return self._fail(_describe(e))
 
     def _complete(self, ctx: AnalysisContext) -> str:
-        import ollama
 
         try:
             with ollama.Client(host=self.host, timeout=self.timeout_s) as client:
@@ -277,7 +276,6 @@ class OllamaBackend(LLMBackend):
         Raises:
             UpstreamError: Transport error, timeout, non-2xx answer or a malformed part.
         """
-        import ollama
 
         try:
             with ollama.Client(host=self.host, timeout=self.timeout_s) as client:

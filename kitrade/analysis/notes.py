@@ -12,6 +12,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from kitrade.data.bars import latest_bars
+from kitrade.data.symbols import list_symbols
+
 if TYPE_CHECKING:
     import psycopg
 
@@ -71,8 +74,6 @@ def market_note(symbol: str, timeframe: str, bars: pd.DataFrame) -> dict[str, An
 
 def notes_for(conn: psycopg.Connection, symbols: list[str] | None = None) -> list[dict[str, Any]]:
     """Notes for ``symbols`` (default all active ones) from their latest bars."""
-    from kitrade.data.bars import latest_bars
-    from kitrade.data.symbols import list_symbols
 
     out = []
     for sym in list_symbols(conn, active_only=True):

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from kitrade.analysis.models import AnalysisAnswer, AnalysisContext, Passage
+from kitrade.analysis.schemas import AnalysisAnswer, AnalysisContext, Passage
 
 __all__ = ["offline_answer", "MODEL_NAME"]
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from kitrade.analysis.models import AnalysisContext, LLMAnswer
+from kitrade.analysis.schemas import AnalysisContext, LLMAnswer
 from kitrade.errors import UpstreamError, describe_validation_errors
 
 __all__ = [

@@ -16,6 +16,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from psycopg.types.json import Jsonb
 from pydantic import BaseModel
 
 from kitrade.schemas import validate_symbol
@@ -60,7 +61,6 @@ def score_answers(db: Database, *, symbol: str | None = None, limit: int = 10_00
         symbol: Only this symbol's answers.
         limit: At most this many answers per call.
     """
-    from psycopg.types.json import Jsonb
 
     sql = (
         "SELECT id, symbol, last_bar, last_close, horizon_bars, recommendation, forecast_end"

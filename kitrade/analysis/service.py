@@ -15,12 +15,22 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kitrade.analysis.models import AnalysisAnswer, AnalysisContext, Passage
+from psycopg.types.json import Jsonb
+
+from kitrade.analysis.indicators import compute_indicators, summarize_bars
+from kitrade.analysis.offline import offline_answer
 from kitrade.analysis.prompt import parse_answer
+from kitrade.analysis.schemas import AnalysisAnswer, AnalysisContext, Passage
+from kitrade.data.bars import BAR_COLUMNS, _frame, latest_bars, to_training_frame
+from kitrade.data.symbols import get_symbol
 from kitrade.errors import ConflictError, KitradeError, NotFoundError, UpstreamError
-from kitrade.schemas import validate_symbol
+from kitrade.schemas import ForecastPoint, validate_symbol
+from kitrade.training.nhits import FittedModel
+from kitrade.training.registry import active_version, get_version, verify_artifact
+from kitrade.training.spec import TIMEFRAME_DEFAULTS
 
 if TYPE_CHECKING:
     from kitrade.data.db import Database
@@ -51,10 +61,6 @@ class Analyst:
         knowledge documents dated on or before that day, and the newest model
         version whose data ended by then (no forecast when there is none).
         """
-        from kitrade.analysis.indicators import compute_indicators, summarize_bars
-        from kitrade.data.bars import latest_bars
-        from kitrade.data.symbols import get_symbol
-        from kitrade.training.registry import active_version
 
         validate_symbol(symbol)
         with self._db.connection() as conn:
@@ -121,7 +127,6 @@ class Analyst:
 
     def analyze(self, symbol: str, question: str, as_of: datetime | None = None) -> AnalysisAnswer:
         """Answer, falling back to the offline analyst when the LLM fails; stored for audit."""
-        from kitrade.analysis.offline import offline_answer
 
         question = question.strip()
         ctx = self.context(symbol, question, as_of)
@@ -145,7 +150,6 @@ class Analyst:
         analyst's answer with its ``fallback_reason``. Errors about the request
         itself (unknown symbol, no bars) are raised before the first event.
         """
-        from kitrade.analysis.offline import offline_answer
 
         question = question.strip()
         ctx = self.context(symbol, question, as_of)
@@ -183,9 +187,6 @@ class Analyst:
     def _store(
         self, ctx: AnalysisContext, answer: AnalysisAnswer, as_of: datetime | None = None
     ) -> AnalysisAnswer:
-        from psycopg.types.json import Jsonb
-
-        from kitrade.training.spec import TIMEFRAME_DEFAULTS
 
         points = (ctx.forecast or {}).get("points") or []
         horizon = len(points) or TIMEFRAME_DEFAULTS.get(ctx.timeframe, {}).get("horizon", 24)
@@ -267,7 +268,6 @@ class Analyst:
 
 def _bars_until(conn: Any, symbol: str, as_of: datetime, n: int) -> Any:
     """The last ``n`` bars with ``ts <= as_of``, oldest first."""
-    from kitrade.data.bars import BAR_COLUMNS, _frame
 
     rows = conn.execute(
         "SELECT * FROM (SELECT ts, open, high, low, close, volume FROM bars WHERE symbol = %s"
@@ -279,7 +279,6 @@ def _bars_until(conn: Any, symbol: str, as_of: datetime, n: int) -> Any:
 
 def _version_as_of(conn: Any, symbol: str, as_of: datetime) -> Any:
     """The newest usable model version whose training data ended by ``as_of`` (or None)."""
-    from kitrade.training.registry import get_version
 
     row = conn.execute(
         "SELECT version FROM model_versions WHERE symbol = %s AND data_end <= %s"
@@ -291,12 +290,6 @@ def _version_as_of(conn: Any, symbol: str, as_of: datetime) -> Any:
 
 def _forecast_from(version: Any, symbol: str, bars: Any) -> dict[str, Any]:
     """A forecast by ``version`` from ``bars`` (for questions asked "as of" a past date)."""
-    from pathlib import Path
-
-    from kitrade.data.bars import to_training_frame
-    from kitrade.schemas import ForecastPoint
-    from kitrade.training.nhits import FittedModel
-    from kitrade.training.registry import verify_artifact
 
     path = Path(version.artifact_path)
     try:

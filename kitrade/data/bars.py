@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from kitrade.data.notify import notify
 from kitrade.errors import InvalidInputError, SourceDataError
 from kitrade.timeframes import TIMEFRAMES
 
@@ -309,8 +310,6 @@ def ingest_bars(
         with conn.transaction():
             res = _ingest_batch(conn, symbol, batch)
             if res.changed:
-                from kitrade.data.notify import notify
-
                 notify(conn, "bars", symbol)  # delivered on commit (forecast caches)
             if on_batch is not None:
                 on_batch(conn, res)

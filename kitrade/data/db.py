@@ -11,23 +11,31 @@ import logging
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from kitrade.data.embedded import EmbeddedPostgres
 from kitrade.errors import DatabaseUnavailableError
 
 if TYPE_CHECKING:
-    import psycopg
-    from psycopg_pool import ConnectionPool
-
     from kitrade.config import Settings
 
-__all__ = ["Database", "conninfo_for", "ensure_database", "start_database", "stop_database"]
+__all__ = [
+    "Database",
+    "connect",
+    "conninfo_for",
+    "ensure_database",
+    "start_database",
+    "stop_database",
+]
 
 _log = logging.getLogger(__name__)
 
 
 def conninfo_for(settings: Settings, *, dbname: str | None = None) -> str:
     """libpq connection string for the configured (or embedded) server."""
-    from psycopg.conninfo import make_conninfo
-
     if settings.embedded_db:
         host, port = "127.0.0.1", settings.embedded_pg_port
         password = None
@@ -55,32 +63,57 @@ def _unavailable(exc: Exception, where: str) -> DatabaseUnavailableError:
     return DatabaseUnavailableError(f"database unavailable ({where}): {first}")
 
 
+@contextlib.contextmanager
+def connect(
+    conninfo: str,
+    *,
+    autocommit: bool = False,
+    connect_timeout: int | None = None,
+    where: str = "query",
+) -> Iterator[psycopg.Connection]:
+    """One unpooled connection, closed on exit; connection failures become our error.
+
+    Use it wherever a pool does not fit (a one-off command, a training task, an
+    actor's occasional query). Without ``autocommit`` the block is one
+    transaction, committed on success and rolled back on error.
+
+    Args:
+        conninfo: libpq connection string (``conninfo_for(settings)``).
+        autocommit: run each statement in its own transaction.
+        connect_timeout: seconds to wait for the server (default: the conninfo's).
+        where: what the connection is for, named in the error message.
+
+    Raises:
+        DatabaseUnavailableError: the server cannot be reached or the
+            connection broke (``psycopg.OperationalError``), as on the pool path.
+    """
+    kwargs: dict[str, int] = {}
+    if connect_timeout is not None:
+        kwargs["connect_timeout"] = connect_timeout
+    try:
+        with psycopg.connect(conninfo, autocommit=autocommit, **kwargs) as conn:
+            yield conn
+    except psycopg.OperationalError as exc:
+        raise _unavailable(exc, where) from None
+
+
 def ensure_database(settings: Settings) -> bool:
     """Create ``TIMESCALE_DB`` when missing (connecting to ``postgres``); True if created."""
-    import psycopg
-    from psycopg import sql
-
-    try:
-        with psycopg.connect(conninfo_for(settings, dbname="postgres"), autocommit=True) as conn:
-            exists = conn.execute(
-                "SELECT 1 FROM pg_database WHERE datname = %s", (settings.timescale_db,)
-            ).fetchone()
-            if exists:
-                return False
-            conn.execute(
-                sql.SQL("CREATE DATABASE {}").format(sql.Identifier(settings.timescale_db))
-            )
-            return True
-    except psycopg.OperationalError as exc:
-        raise _unavailable(exc, "creating database") from None
+    dsn = conninfo_for(settings, dbname="postgres")
+    with connect(dsn, autocommit=True, where="creating database") as conn:
+        exists = conn.execute(
+            "SELECT 1 FROM pg_database WHERE datname = %s", (settings.timescale_db,)
+        ).fetchone()
+        if exists:
+            return False
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(settings.timescale_db)))
+        return True
 
 
 def start_database(settings: Settings) -> bool:
     """Start the embedded server when configured to; returns True if this call started it."""
     if not settings.embedded_db:
         return False
-    from kitrade.data.embedded import EmbeddedPostgres
-
     server = EmbeddedPostgres(settings.pg_dir, settings.embedded_pg_port, settings.timescale_user)
     return server.start()
 
@@ -89,8 +122,6 @@ def stop_database(settings: Settings) -> bool:
     """Stop the embedded server (never an external one); True if it was running."""
     if not settings.embedded_db:
         return False
-    from kitrade.data.embedded import EmbeddedPostgres
-
     server = EmbeddedPostgres(settings.pg_dir, settings.embedded_pg_port, settings.timescale_user)
     return server.stop()
 
@@ -122,8 +153,6 @@ class Database:
 
     def _get_pool(self) -> ConnectionPool:
         if self._pool is None:
-            from psycopg_pool import ConnectionPool
-
             self._pool = ConnectionPool(
                 self.conninfo,
                 min_size=self._min_size,
@@ -143,9 +172,6 @@ class Database:
         Raises:
             DatabaseUnavailableError: the server cannot be reached.
         """
-        import psycopg
-        from psycopg_pool import PoolTimeout
-
         try:
             with self._get_pool().connection() as conn:
                 yield conn

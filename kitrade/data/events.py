@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from psycopg.types.json import Jsonb
+
 from kitrade.schemas import Event
 
 if TYPE_CHECKING:
@@ -18,7 +20,6 @@ def record_event(
     conn: psycopg.Connection, *, kind: str, symbol: str | None, payload: dict[str, Any]
 ) -> int:
     """Append an event; returns its id."""
-    from psycopg.types.json import Jsonb
 
     row = conn.execute(
         "INSERT INTO events (kind, symbol, payload) VALUES (%s, %s, %s) RETURNING id",

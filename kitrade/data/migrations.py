@@ -10,6 +10,7 @@ data 1–99, training 100–199, analysis 200–299.
 
 from __future__ import annotations
 
+import importlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -206,9 +207,8 @@ def migrate(conn: psycopg.Connection) -> list[int]:
 
 
 def _load_plugins() -> None:
-    import importlib
 
-    for mod in ("kitrade.training.schema", "kitrade.analysis.schema"):
+    for mod in ("kitrade.training.migrations", "kitrade.analysis.migrations"):
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as exc:

@@ -14,10 +14,10 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    import psycopg
+import psycopg
+
+from kitrade.data.db import connect
 
 __all__ = ["CHANNEL", "notify", "ChangeListener"]
 
@@ -74,11 +74,10 @@ class ChangeListener:
         self._thread.join(timeout=5)
 
     def _run(self) -> None:
-        import psycopg
 
         while not self._stop.is_set():
             try:
-                with psycopg.connect(self._conninfo, autocommit=True, connect_timeout=5) as conn:
+                with connect(self._conninfo, autocommit=True, connect_timeout=5) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
                     self._on_change(None)  # changes while we were away are unknown
                     self._live.set()

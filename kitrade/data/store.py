@@ -6,7 +6,11 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from kitrade.data.db import Database, conninfo_for, ensure_database, start_database
+import psycopg
+
+from kitrade.data.db import Database, connect, conninfo_for, ensure_database, start_database
+from kitrade.data.migrations import applied_versions, get_meta
+from kitrade.data.migrations import migrate as run_migrations
 
 if TYPE_CHECKING:
     from kitrade.config import Settings
@@ -28,11 +32,7 @@ def open_store(settings: Settings, *, start: bool = True, migrate: bool = True) 
         start_database(settings)
     ensure_database(settings)
     if migrate:
-        import psycopg
-
-        from kitrade.data.migrations import migrate as run_migrations
-
-        with psycopg.connect(conninfo_for(settings), autocommit=True) as conn:
+        with connect(conninfo_for(settings), autocommit=True) as conn:
             applied = run_migrations(conn)
         if applied:
             _log.info("applied migrations %s", applied)
@@ -56,9 +56,6 @@ class StoreStatus:
 
 def store_status(settings: Settings) -> StoreStatus:
     """Probe the configured database without starting anything."""
-    import psycopg
-
-    from kitrade.data.migrations import applied_versions, get_meta
 
     mode = "embedded" if settings.embedded_db else "external"
     where = (
@@ -67,7 +64,7 @@ def store_status(settings: Settings) -> StoreStatus:
         else f"{settings.timescale_host}:{settings.timescale_port}"
     ) + f"/{settings.timescale_db}"
     try:
-        with psycopg.connect(conninfo_for(settings), autocommit=True, connect_timeout=3) as conn:
+        with connect(conninfo_for(settings), autocommit=True, connect_timeout=3) as conn:
             version = conn.execute("SHOW server_version").fetchone()[0]
             versions = tuple(applied_versions(conn))
             storage = get_meta(conn, "bars_storage") if versions else None

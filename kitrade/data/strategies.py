@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from psycopg.types.json import Jsonb
+
 from kitrade.errors import ConflictError, NotFoundError
 from kitrade.schemas import Strategy, StrategySpec, StrategyUpdate
 
@@ -49,7 +51,6 @@ def _check_symbols(conn: psycopg.Connection, symbols: list[str]) -> None:
 
 def create_strategy(conn: psycopg.Connection, *, spec: StrategySpec) -> Strategy:
     """Insert a strategy; its symbols must exist; ConflictError on a duplicate name."""
-    from psycopg.types.json import Jsonb
 
     _check_symbols(conn, spec.symbols)
     row = conn.execute(
@@ -83,7 +84,6 @@ def list_strategies(conn: psycopg.Connection, *, symbol: str | None = None) -> l
 
 def update_strategy(conn: psycopg.Connection, *, name: str, changes: StrategyUpdate) -> Strategy:
     """Apply the set fields of ``changes``."""
-    from psycopg.types.json import Jsonb
 
     current = get_strategy(conn, name=name)
     merged = current.model_dump() | changes.model_dump(exclude_none=True)

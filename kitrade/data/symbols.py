@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from psycopg import sql
+
+from kitrade.data.notify import notify
 from kitrade.errors import ConflictError, NotFoundError
 from kitrade.schemas import Symbol, SymbolIn, SymbolUpdate, validate_symbol
 
@@ -93,8 +96,6 @@ def update_symbol(conn: psycopg.Connection, *, symbol: str, changes: SymbolUpdat
     validate_symbol(symbol)
     fields = changes.model_dump(exclude_none=True)
     if fields:
-        from psycopg import sql
-
         assignments = sql.SQL(", ").join(
             sql.SQL("{} = {}").format(sql.Identifier(k), sql.Placeholder(k)) for k in fields
         )
@@ -127,7 +128,6 @@ def delete_symbol(conn: psycopg.Connection, *, symbol: str, delete_bars: bool = 
             "to delete them with it"
         )
     conn.execute("DELETE FROM bars WHERE symbol = %s", (symbol,))
-    from kitrade.data.notify import notify
 
     notify(conn, "bars", symbol)
     conn.execute("DELETE FROM sync_state WHERE symbol = %s", (symbol,))

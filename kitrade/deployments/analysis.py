@@ -66,7 +66,7 @@ class AnalysisDeployment:
 
         os.environ.update(args.env)
         from kitrade.analysis.actors import get_knowledge_actor
-        from kitrade.analysis.models import Passage
+        from kitrade.analysis.schemas import Passage
         from kitrade.analysis.service import Analyst
         from kitrade.config import load_settings
         from kitrade.data.db import Database

@@ -22,7 +22,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 from ray import serve
 
 from kitrade import errors
-from kitrade.analysis.models import AnalyzeRequest
+from kitrade.analysis.schemas import AnalyzeRequest
 from kitrade.dashboard import mount as mount_dashboard
 from kitrade.deployments.common import AppArgs, unwrap
 from kitrade.deployments.guard import RequestGuard

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -217,7 +218,6 @@ def _quiet() -> None:
 
     Runs after Lightning is imported: importing it resets its loggers to INFO.
     """
-    import warnings
 
     # Lightning's deprecation chatter about its own internals says nothing to our users.
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
@@ -234,7 +234,6 @@ def _nf(
     devices: int | list[int] | str | None = None,
     trainer_kwargs: dict[str, Any] | None = None,
 ) -> Any:
-    import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -439,7 +438,6 @@ class FittedModel:
             accelerator: Where neuralforecast's own predict runs; a model
                 trained on a GPU loads onto a CPU-only replica by default.
         """
-        import warnings
 
         path = Path(path)
         with warnings.catch_warnings():

@@ -14,7 +14,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
+from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ConfigDict, Field
+
+from kitrade.errors import NotFoundError
 
 if TYPE_CHECKING:
     import psycopg
@@ -141,7 +144,6 @@ def start_run(
     params: dict[str, Any] | None = None,
 ) -> None:
     """Record a run (idempotent)."""
-    from psycopg.types.json import Jsonb
 
     conn.execute(
         "INSERT INTO training_runs (run_id, kind, trigger, params) VALUES (%s, %s, %s, %s)"
@@ -184,8 +186,6 @@ def load_run(
         (run_id,),
     ).fetchone()
     if run is None:
-        from kitrade.errors import NotFoundError
-
         raise NotFoundError(f"training run {run_id} not found")
     rows = conn.execute(
         f"SELECT {_SYM_COLS} FROM training_progress WHERE run_id = %s ORDER BY symbol", (run_id,)

@@ -22,8 +22,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from psycopg.types.json import Jsonb
 from pydantic import BaseModel
 
+from kitrade.data.notify import notify
 from kitrade.errors import ConflictError, InvalidInputError, NotFoundError
 from kitrade.schemas import validate_symbol
 
@@ -200,7 +202,6 @@ def register_version(
     run_id: str | None = None,
 ) -> ModelVersion:
     """Insert a candidate version row (its artifact is already in place)."""
-    from psycopg.types.json import Jsonb
 
     validate_version(version)
     row = conn.execute(
@@ -278,7 +279,6 @@ def _activate(conn: psycopg.Connection, symbol: str, version: str, reason: str) 
         " WHERE version = %s",
         (reason, version),
     )
-    from kitrade.data.notify import notify
 
     notify(conn, "model", symbol)  # delivered on commit (forecast caches)
 

@@ -18,21 +18,45 @@ Each trigger is recorded in ``retrain_triggers`` with its run id.
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+import psycopg
+import ray
+from psycopg.types.json import Jsonb
+
+from kitrade.cluster import detached_actor
+from kitrade.data.bars import get_bars
+from kitrade.data.db import connect, conninfo_for
+from kitrade.data.events import BARS_INGESTED
+from kitrade.data.symbols import list_symbols
+from kitrade.training.nhits import FittedModel
+from kitrade.training.registry import active_version
+from kitrade.training.tasks import new_run_id, train_all
 
 if TYPE_CHECKING:
-    import psycopg
-
     from kitrade.config import Settings
     from kitrade.training.registry import ModelVersion
 
-__all__ = ["Trigger", "find_triggers", "drift_check", "record_triggers", "list_triggers"]
+__all__ = [
+    "RETRAIN_SCHEDULER",
+    "RetrainScheduler",
+    "Trigger",
+    "drift_check",
+    "find_triggers",
+    "get_retrain_scheduler",
+    "list_triggers",
+    "record_triggers",
+]
+
+_log = logging.getLogger(__name__)
 
 #: forecaster(version) -> frame with ds, mean, lo_80, hi_80 from the version's data end
 Forecaster = Callable[["ModelVersion"], pd.DataFrame]
@@ -99,10 +123,6 @@ def find_triggers(
     forecaster: Forecaster | None = None,
 ) -> list[Trigger]:
     """Symbols that need retraining, one trigger each (the first reason that applies)."""
-    from kitrade.data.bars import get_bars
-    from kitrade.data.events import BARS_INGESTED
-    from kitrade.data.symbols import list_symbols
-    from kitrade.training.registry import active_version
 
     now = now or datetime.now(UTC)
     out: list[Trigger] = []
@@ -168,7 +188,6 @@ def record_triggers(
     conn: psycopg.Connection, triggers: list[Trigger], *, run_id: str | None
 ) -> None:
     """Store triggers with the run that answers them."""
-    from psycopg.types.json import Jsonb
 
     for t in triggers:
         conn.execute(
@@ -190,3 +209,99 @@ def list_triggers(
     params.append(limit)
     keys = ("id", "symbol", "reason", "detail", "run_id", "created_at")
     return [dict(zip(keys, r, strict=True)) for r in conn.execute(sql, params).fetchall()]
+
+
+RETRAIN_SCHEDULER = "kitrade-retrain"
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_concurrency=4)
+class RetrainScheduler:
+    """Checks retraining triggers every ``KITRADE_RETRAIN_CHECK_INTERVAL_S`` and trains.
+
+    Threaded (``max_concurrency``) so ``status`` answers while a check trains.
+    Triggers and the run that answers them are recorded in PostgreSQL and the
+    run carries the reasons as its trigger, so ``kitrade progress`` shows why.
+    """
+
+    def __init__(self, settings: Settings, overrides: dict[str, Any] | None = None) -> None:
+
+        self._settings = settings
+        self._overrides = overrides
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last: dict[str, Any] = {"checked_at": None, "triggers": [], "run_id": None}
+
+    def check_now(self, use_drift: bool = True) -> dict[str, Any]:
+        """Find triggers, record them, train the triggered symbols; returns what happened."""
+
+        with self._lock:  # one check at a time
+            forecaster = _version_forecaster(self._settings) if use_drift else None
+            with connect(conninfo_for(self._settings), autocommit=True) as conn:
+                triggers = find_triggers(conn, settings=self._settings, forecaster=forecaster)
+            run_id = new_run_id() if triggers else None
+            if triggers:
+                with connect(conninfo_for(self._settings)) as conn:
+                    record_triggers(conn, triggers, run_id=run_id)
+                reasons = ",".join(sorted({t.reason for t in triggers}))
+                train_all(
+                    self._settings,
+                    [t.symbol for t in triggers],
+                    force=True,
+                    overrides=self._overrides,
+                    run_id=run_id,
+                    trigger=reasons,
+                )
+            self._last = {
+                "checked_at": datetime.now(UTC).isoformat(),
+                "triggers": [
+                    {"symbol": t.symbol, "reason": t.reason, "detail": t.detail} for t in triggers
+                ],
+                "run_id": run_id,
+            }
+            return self._last
+
+    def start(self, interval_s: float | None = None) -> bool:
+        """Start the periodic loop (idempotent); True if it was started now."""
+
+        if self._thread is not None and self._thread.is_alive():
+            return False
+        interval = interval_s or self._settings.retrain_check_interval_s
+        self._stop.clear()
+
+        def loop() -> None:
+            while not self._stop.wait(interval):
+                try:
+                    self.check_now()
+                except Exception as exc:  # noqa: BLE001 - keep the loop alive, log the cause
+                    _log.error("retrain check failed: %s", exc)
+
+        self._thread = threading.Thread(target=loop, name="retrain-loop", daemon=True)
+        self._thread.start()
+        return True
+
+    def stop(self) -> None:
+        """Stop the periodic loop."""
+        self._stop.set()
+
+    def status(self) -> dict[str, Any]:
+        """The last check and whether the loop runs."""
+        return self._last | {"running": self._thread is not None and self._thread.is_alive()}
+
+
+def _version_forecaster(settings: Settings) -> Any:
+    """forecaster(version) for drift checks: load the artifact, forecast from its data end."""
+
+    def forecast(version: Any) -> Any:
+
+        model = FittedModel.load(Path(version.artifact_path))
+        return model.predict()
+
+    return forecast
+
+
+def get_retrain_scheduler(
+    settings: Settings, overrides: dict[str, Any] | None = None
+) -> ray.actor.ActorHandle:
+    """The retrain scheduler actor, created (detached) if missing."""
+    return detached_actor(RetrainScheduler, RETRAIN_SCHEDULER, settings, overrides)

@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from kitrade.errors import InvalidInputError
 from kitrade.timeframes import TIMEFRAME_NAMES as TIMEFRAMES
 from kitrade.timeframes import pandas_freq
 
@@ -90,8 +91,6 @@ def freq_for(timeframe: str) -> str:
     Use this alias for resampling and display.
     """
     if timeframe not in TIMEFRAMES:
-        from kitrade.errors import InvalidInputError
-
         raise InvalidInputError(f"timeframe: expected one of {list(TIMEFRAMES)}, was {timeframe!r}")
     return pandas_freq(timeframe)
 
@@ -143,8 +142,6 @@ def default_config(timeframe: str, n_bars: int | None = None, **overrides: Any) 
         pydantic.ValidationError: An override is out of range or unknown.
     """
     if timeframe not in TIMEFRAME_DEFAULTS:
-        from kitrade.errors import InvalidInputError
-
         raise InvalidInputError(
             f"timeframe: expected one of {list(TIMEFRAME_DEFAULTS)}, was {timeframe!r}"
         )

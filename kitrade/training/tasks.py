@@ -20,7 +20,20 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
+from kitrade.cluster import cluster_gpus
+from kitrade.data.bars import get_bars, to_training_frame
+from kitrade.data.db import connect, conninfo_for
+from kitrade.data.symbols import get_symbol, list_symbols
 from kitrade.errors import InvalidInputError, KitradeError
+from kitrade.training import nhits
+from kitrade.training.registry import (
+    active_version,
+    apply_gate,
+    new_version_id,
+    register_version,
+    write_artifact,
+)
+from kitrade.training.spec import default_config
 
 if TYPE_CHECKING:
     from kitrade.config import Settings
@@ -147,19 +160,6 @@ def train_symbol(
         TooShortError: the series is too short for its configuration (not retried).
         KitradeError: database or data problems.
     """
-    import psycopg
-
-    from kitrade.data.bars import get_bars, to_training_frame
-    from kitrade.data.db import conninfo_for
-    from kitrade.data.symbols import get_symbol
-    from kitrade.training import nhits
-    from kitrade.training.registry import (
-        apply_gate,
-        new_version_id,
-        register_version,
-        write_artifact,
-    )
-    from kitrade.training.spec import default_config
 
     started = time.monotonic()
 
@@ -173,7 +173,7 @@ def train_symbol(
         except Exception as exc:  # noqa: BLE001 - progress must never fail a training
             _log.warning("progress report for %s failed: %s", symbol, exc)
 
-    with psycopg.connect(conninfo_for(settings), autocommit=True) as conn:
+    with connect(conninfo_for(settings), autocommit=True) as conn:
         sym = get_symbol(conn, symbol=symbol)
         bars = get_bars(conn, symbol=symbol)
     frame = to_training_frame(symbol, bars)
@@ -202,7 +202,7 @@ def train_symbol(
     metrics = evaluation.model_dump(mode="json")
     version = new_version_id(symbol)
     path = write_artifact(settings.resolved_models_dir, symbol, version, fitted.save)
-    with psycopg.connect(conninfo_for(settings)) as conn:
+    with connect(conninfo_for(settings)) as conn:
         register_version(
             conn,
             version=version,
@@ -237,7 +237,6 @@ def train_symbol(
 # ------------------------------------------------------------------------- Ray wiring
 def task_resources(settings: Settings) -> dict[str, float]:
     """Resources one training task asks Ray for."""
-    from kitrade.cluster import cluster_gpus
 
     if settings.nhits_use_gpu and cluster_gpus() > 0:
         return {"num_cpus": 1, "num_gpus": settings.train_gpu_fraction}
@@ -272,7 +271,6 @@ def should_skip(
     conn: Any, *, symbol: str, retrain_days: int, now: datetime | None = None
 ) -> str | None:
     """Why ``symbol`` needs no training now (its active model is fresh), or None."""
-    from kitrade.training.registry import active_version
 
     now = now or datetime.now(UTC)
     active = active_version(conn, symbol=symbol)
@@ -326,17 +324,14 @@ def train_all(
         trigger: recorded with the run (``manual``, ``age``, ``new_bars``, ``drift``, ``api``).
         on_update: called while waiting (the CLI redraws its table).
     """
-    import psycopg
     import ray
 
-    from kitrade.data.db import conninfo_for
-    from kitrade.data.symbols import get_symbol, list_symbols
     from kitrade.training.actors import get_progress_actor
 
     t0 = time.monotonic()
     run_id = run_id or new_run_id()
     actor = get_progress_actor(settings)
-    with psycopg.connect(conninfo_for(settings), autocommit=True) as conn:
+    with connect(conninfo_for(settings), autocommit=True) as conn:
         if symbols is None:
             names = [s.symbol for s in list_symbols(conn, active_only=True)]
         else:

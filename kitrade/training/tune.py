@@ -15,7 +15,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from psycopg.types.json import Jsonb
 from pydantic import BaseModel
+
+from kitrade.cluster import cluster_gpus
+from kitrade.data.bars import get_bars, to_training_frame
+from kitrade.data.db import connect, conninfo_for
+from kitrade.data.symbols import get_symbol
+from kitrade.errors import ConflictError
+from kitrade.training.nhits import check_length, fit
+from kitrade.training.spec import SEARCH_SPACE, default_config
+from kitrade.training.tasks import train_all
 
 if TYPE_CHECKING:
     from kitrade.config import Settings
@@ -58,7 +68,6 @@ def config_from_sample(
     timeframe: str, n_bars: int, sample: dict[str, Any], base: dict[str, Any] | None = None
 ) -> Any:
     """An ``NHITSConfig`` from a sampled point (input size = multiplier x horizon)."""
-    from kitrade.training.spec import default_config
 
     over = dict(base or {})
     for key, value in sample.items():
@@ -75,8 +84,6 @@ def config_from_sample(
 def _trainable(config: dict[str, Any], *, frame: Any, timeframe: str, base: dict[str, Any]) -> None:
     import pytorch_lightning as pl
     from ray import tune
-
-    from kitrade.training.nhits import fit
 
     cfg = config_from_sample(timeframe, len(frame), config, base)
 
@@ -103,19 +110,10 @@ def sweep(
     space: dict[str, dict[str, Any]] | None = None,
 ) -> SweepResult:
     """Run an ASHA sweep for ``symbol`` on the connected Ray cluster and record it."""
-    import psycopg
-    from psycopg.types.json import Jsonb
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
-    from kitrade.cluster import cluster_gpus
-    from kitrade.data.bars import get_bars, to_training_frame
-    from kitrade.data.db import conninfo_for
-    from kitrade.data.symbols import get_symbol
-    from kitrade.training.nhits import check_length
-    from kitrade.training.spec import SEARCH_SPACE
-
-    with psycopg.connect(conninfo_for(settings), autocommit=True) as conn:
+    with connect(conninfo_for(settings), autocommit=True) as conn:
         sym = get_symbol(conn, symbol=symbol)
         frame = to_training_frame(symbol, get_bars(conn, symbol=symbol))
     base = dict(base or {})
@@ -157,7 +155,7 @@ def sweep(
         )
     ok = [r for r in rows if r["val_loss"] is not None]
     best = min(ok, key=lambda r: r["val_loss"]) if ok else None
-    with psycopg.connect(conninfo_for(settings)) as conn:
+    with connect(conninfo_for(settings)) as conn:
         for r in rows:
             conn.execute(
                 "INSERT INTO tune_results (sweep_id, symbol, trial_id, config, val_loss, status)"
@@ -185,17 +183,10 @@ def train_best(
     settings: Settings, result: SweepResult, *, base: dict[str, Any] | None = None
 ) -> Any:
     """Train the sweep's best configuration through ``train_all`` and the promotion gate."""
-    import psycopg
-
-    from kitrade.data.db import conninfo_for
-    from kitrade.data.symbols import get_symbol
-    from kitrade.training.tasks import train_all
 
     if not result.best_config:
-        from kitrade.errors import ConflictError
-
         raise ConflictError(f"sweep {result.sweep_id} has no successful trial to train")
-    with psycopg.connect(conninfo_for(settings), autocommit=True) as conn:
+    with connect(conninfo_for(settings), autocommit=True) as conn:
         sym = get_symbol(conn, symbol=result.symbol)
     bars = sym.bars
     cfg = config_from_sample(sym.timeframe, bars, result.best_config, base)

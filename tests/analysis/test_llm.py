@@ -15,7 +15,7 @@ from kitrade.analysis.llm import (
     OpenAICompatBackend,
     backend_from_settings,
 )
-from kitrade.analysis.models import AnalysisContext, LLMAnswer, Passage
+from kitrade.analysis.schemas import AnalysisContext, LLMAnswer, Passage
 from kitrade.analysis.prompt import (
     DATA_CLOSE,
     DATA_OPEN,

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from kitrade.analysis.indicators import atr, compute_indicators, macd, rsi
-from kitrade.analysis.models import AnalysisContext, Passage
+from kitrade.analysis.schemas import AnalysisContext, Passage
 from kitrade.analysis.offline import offline_answer
 
 

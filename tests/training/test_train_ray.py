@@ -215,7 +215,7 @@ def test_scheduler_retrains_on_new_bars_event_and_records_why(seeded, db):
 
     from kitrade.data.sources.base import MarketDataSource, RawFrame
     from kitrade.data.sync import sync_symbols
-    from kitrade.training.actors import get_retrain_scheduler
+    from kitrade.training.retrain import get_retrain_scheduler
     from kitrade.training.retrain import list_triggers
     from kitrade.training.tasks import train_all
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from kitrade.data.sources.files import FilesSource
+from kitrade.data.sources.http import HttpSource
+from kitrade.data.sources.sample import SampleSource
 from kitrade.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -19,15 +22,12 @@ def build_source(settings: Settings, name: str | None = None) -> MarketDataSourc
     """The source called ``name`` (default: the configured one)."""
     name = name or settings.resolved_source
     if name == "sample":
-        from kitrade.data.sources.sample import SampleSource
-
         return SampleSource()
     if name == "files":
         if settings.files_dir is None:
             raise ConfigError(
                 "KITRADE_FILES_DIR: expected a folder for the files source, was unset"
             )
-        from kitrade.data.sources.files import FilesSource
 
         return FilesSource(settings.files_dir)
     if name == "http":
@@ -35,7 +35,6 @@ def build_source(settings: Settings, name: str | None = None) -> MarketDataSourc
             raise ConfigError(
                 "EASYINSIGHT_API_URL: expected an http(s) URL for the http source, was unset"
             )
-        from kitrade.data.sources.http import HttpSource
 
         return HttpSource(
             settings.easyinsight_api_url,

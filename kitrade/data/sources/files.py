@@ -42,6 +42,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from kitrade.data.sources.base import MarketDataSource, RawFrame
 from kitrade.errors import NotFoundError, SourceDataError
@@ -119,7 +120,6 @@ def _read_parquet(path: Path) -> pd.DataFrame:
 
 
 def _read_parquet_ts_head(path: Path) -> pd.Series | None:
-    import pyarrow.parquet as pq
 
     with pq.ParquetFile(path) as pf:
         by_lower = {n.lower(): n for n in pf.schema_arrow.names}
