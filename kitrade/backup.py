@@ -27,7 +27,7 @@ from kitrade.errors import ConflictError, InvalidInputError, KitradeError
 if TYPE_CHECKING:
     from kitrade.config import Settings
 
-__all__ = ["backup", "restore", "FORMAT"]
+__all__ = ["FORMAT", "backup", "restore"]
 
 FORMAT = "kitrade-backup-1"
 
@@ -73,7 +73,7 @@ def backup(settings: Settings, path: Path) -> dict[str, object]:
         )
         if res.returncode != 0:
             raise KitradeError(f"pg_dump failed: {res.stderr.strip()[-500:]}")
-        manifest = {
+        manifest: dict[str, object] = {
             "format": FORMAT,
             "created_at": datetime.now(UTC).isoformat(),
             "database": settings.timescale_db,

@@ -27,7 +27,7 @@ from kitrade.schemas import (
     SyncState,
 )
 
-__all__ = ["Client", "ApiError"]
+__all__ = ["ApiError", "Client"]
 
 
 class ApiError(Exception):

@@ -11,7 +11,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ray.actor import ActorClass, ActorHandle
+    from ray.actor import ActorHandle
 
 __all__ = ["NAMESPACE", "cluster_gpus", "connect", "detached_actor"]
 
@@ -22,7 +22,7 @@ _log = logging.getLogger(__name__)
 def connect(
     *,
     num_cpus: int | None = None,
-    num_gpus: float | None = None,
+    num_gpus: int | None = None,
     address: str | None = None,
     dashboard: bool = False,
     runtime_env: dict[str, Any] | None = None,
@@ -70,7 +70,7 @@ def cluster_gpus() -> float:
     return float(ray.cluster_resources().get("GPU", 0.0))
 
 
-def detached_actor(actor_cls: ActorClass[Any], name: str, *args: Any) -> ActorHandle[Any]:
+def detached_actor(actor_cls: Any, name: str, *args: Any) -> ActorHandle[Any]:
     """The named, detached actor in namespace ``kitrade``, created from ``args`` if missing.
 
     Every long-lived actor (progress, retrain scheduler, knowledge) is reached
@@ -78,7 +78,7 @@ def detached_actor(actor_cls: ActorClass[Any], name: str, *args: Any) -> ActorHa
     and the actor outlives the driver that created it.
 
     Args:
-        actor_cls: the ``@ray.remote`` class.
+        actor_cls: the ``@ray.remote`` class (typed ``Any``: mypy sees the undecorated class).
         name: the actor's name in the namespace.
         *args: constructor arguments, used only when the actor is created.
     """

@@ -11,16 +11,16 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 __all__ = [
-    "KitradeError",
     "ConfigError",
-    "InvalidInputError",
-    "NotFoundError",
     "ConflictError",
     "DatabaseUnavailableError",
-    "UpstreamError",
+    "InvalidInputError",
+    "KitradeError",
+    "NotFoundError",
+    "PayloadTooLargeError",
     "SourceDataError",
     "TooShortError",
-    "PayloadTooLargeError",
+    "UpstreamError",
     "describe_validation_errors",
 ]
 

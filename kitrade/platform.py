@@ -28,7 +28,7 @@ from kitrade.errors import ConfigError
 if TYPE_CHECKING:
     from kitrade.config import Settings
 
-__all__ = ["settings_env", "start_ray", "stop_ray", "deploy", "undeploy", "DASHBOARD_PORT"]
+__all__ = ["DASHBOARD_PORT", "deploy", "settings_env", "start_ray", "stop_ray", "undeploy"]
 
 _log = logging.getLogger(__name__)
 DASHBOARD_PORT = 8265

@@ -102,7 +102,8 @@ def run(rows: int, n_symbols: int) -> dict[str, float]:
             with psycopg.connect(server.uri, autocommit=True) as conn:
                 stored = conn.execute("SELECT count(*) FROM bars").fetchone()[0]
                 conn.execute("CHECKPOINT")
-            assert stored == total, f"expected {total} rows stored, was {stored}"
+            if stored != total:
+                raise RuntimeError(f"expected {total} rows stored, was {stored}")
 
             # 2a. bare COPY, text rows from to_csv
             with psycopg.connect(server.uri) as conn:
@@ -188,7 +189,8 @@ def run(rows: int, n_symbols: int) -> dict[str, float]:
             with psycopg.connect(server.uri, autocommit=True) as conn:
                 for t in ("bars_text", "bars_rows", "bars_floor"):
                     n = conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
-                    assert n == total, f"{t}: expected {total}, was {n}"
+                    if n != total:
+                        raise RuntimeError(f"{t}: expected {total}, was {n}")
                 conn.execute("CHECKPOINT")
 
             # 3. kitrade's upsert path: the same bars again, all conflicting
@@ -198,7 +200,8 @@ def run(rows: int, n_symbols: int) -> dict[str, float]:
                 for i, sym in enumerate(symbols):
                     changed += ingest_bars(conn, symbol=sym, bars=frames(i, per_symbol)).changed
                 upsert_s = time.perf_counter() - t0
-            assert changed == 0, f"re-ingest changed {changed} rows"
+            if changed != 0:
+                raise RuntimeError(f"re-ingest changed {changed} rows")
         finally:
             server.stop(mode="immediate")
 

@@ -28,7 +28,7 @@ import httpx
 
 from kitrade.errors import InvalidInputError, UpstreamError
 
-__all__ = ["FetchedDocument", "fetch_document", "check_url"]
+__all__ = ["FetchedDocument", "check_url", "fetch_document"]
 
 _TEXT_TYPES = ("text/plain", "text/markdown", "text/x-markdown", "text/html")
 
@@ -85,7 +85,7 @@ def check_url(url: str, allow: frozenset[str] = frozenset()) -> tuple[str, str, 
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
         raise InvalidInputError(f"url: cannot resolve host {host!r} ({exc.strerror})") from None
-    addresses = [info[4][0] for info in infos]
+    addresses = [str(info[4][0]) for info in infos]
     if f"{host}:{port}" in allow:
         return parts.scheme, host, port, addresses[0]
     for addr in addresses:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["sma", "ema", "rsi", "macd", "atr", "compute_indicators", "summarize_bars"]
+__all__ = ["atr", "compute_indicators", "ema", "macd", "rsi", "sma", "summarize_bars"]
 
 
 def sma(close: pd.Series, n: int) -> pd.Series:

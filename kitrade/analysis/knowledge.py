@@ -29,12 +29,12 @@ if TYPE_CHECKING:
     from kitrade.config import Settings
 
 __all__ = [
+    "MAX_DOCUMENT_CHARS",
+    "STARTER_DIR",
     "Embedder",
     "KnowledgeBase",
     "chunk_text",
     "open_client",
-    "STARTER_DIR",
-    "MAX_DOCUMENT_CHARS",
 ]
 
 COLLECTION = "kitrade"

@@ -24,7 +24,7 @@ from kitrade.errors import UpstreamError
 if TYPE_CHECKING:
     from kitrade.config import Settings
 
-__all__ = ["LLMBackend", "OpenAICompatBackend", "OllamaBackend", "backend_from_settings"]
+__all__ = ["LLMBackend", "OllamaBackend", "OpenAICompatBackend", "backend_from_settings"]
 
 
 class LLMBackend(ABC):

@@ -18,11 +18,11 @@ beat naive or there is no forecast.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal
 
 from kitrade.analysis.schemas import AnalysisAnswer, AnalysisContext, Passage
 
-__all__ = ["offline_answer", "MODEL_NAME"]
+__all__ = ["MODEL_NAME", "offline_answer"]
 
 MODEL_NAME = "offline-analyst-v1"
 _WORDS = ("rsi", "macd", "risk", "stop", "interval", "forecast", "naive", "volatility", "trend")
@@ -84,7 +84,9 @@ def offline_answer(ctx: AnalysisContext, *, fallback_reason: str | None = None) 
     r = ind.get("rsi_14")
     rsi_sig = 0.0 if r is None else (-1.0 if r > 70 else 1.0 if r < 30 else 0.0)
     score = 0.6 * f_sig + 0.25 * momentum + 0.15 * rsi_sig
-    rec = "hold" if abs(score) < 0.2 else ("buy" if score > 0 else "sell")
+    rec: Literal["buy", "sell", "hold"] = (
+        "hold" if abs(score) < 0.2 else ("buy" if score > 0 else "sell")
+    )
     beats = (ctx.evaluation or {}).get("beats_naive")
     confidence = min(0.9, abs(score)) if rec != "hold" else max(0.1, 0.5 - abs(score))
     if ctx.forecast is None or beats is False or (f.get("mase") or 0) >= 1.0:

@@ -21,8 +21,8 @@ from kitrade.analysis.schemas import AnalysisContext, LLMAnswer
 from kitrade.errors import UpstreamError, describe_validation_errors
 
 __all__ = [
-    "DATA_OPEN",
     "DATA_CLOSE",
+    "DATA_OPEN",
     "SYSTEM_PROMPT",
     "build_messages",
     "parse_answer",
@@ -143,7 +143,7 @@ def parse_answer(text: str, ctx: AnalysisContext) -> LLMAnswer:
         body = fenced.group("body").strip()
     try:
         obj = json.loads(body)
-    except ValueError as e:
+    except json.JSONDecodeError as e:
         raise UpstreamError(
             f"invalid LLM answer: expected one JSON object, was not JSON ({e.msg} at "
             f"position {e.pos}): {_preview(body)}"

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-__all__ = ["Passage", "AnalysisContext", "LLMAnswer", "AnalysisAnswer", "NOTICE", "AnalyzeRequest"]
+__all__ = ["NOTICE", "AnalysisAnswer", "AnalysisContext", "AnalyzeRequest", "LLMAnswer", "Passage"]
 
 NOTICE = (
     "Not financial advice: kitrade's analysis is generated from models and documents that can be "

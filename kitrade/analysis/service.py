@@ -25,6 +25,7 @@ from kitrade.analysis.offline import offline_answer
 from kitrade.analysis.prompt import parse_answer
 from kitrade.analysis.schemas import AnalysisAnswer, AnalysisContext, Passage
 from kitrade.data.bars import BAR_COLUMNS, _frame, latest_bars, to_training_frame
+from kitrade.data.db import one_row
 from kitrade.data.symbols import get_symbol
 from kitrade.errors import ConflictError, KitradeError, NotFoundError, UpstreamError
 from kitrade.schemas import ForecastPoint, validate_symbol
@@ -216,6 +217,7 @@ class Analyst:
                     forecast_end,
                 ),
             ).fetchone()
+        row = one_row(row, "recording an answer")
         return answer.model_copy(update={"id": row[0], "created_at": row[1]})
 
     def require_symbol(self, symbol: str) -> None:

@@ -23,7 +23,7 @@ from importlib import resources
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
-__all__ = ["ASSETS", "mount", "asset", "page"]
+__all__ = ["ASSETS", "asset", "mount", "page"]
 
 #: name → (package holding it, path inside the package, media type)
 ASSETS: dict[str, tuple[str, str, str]] = {

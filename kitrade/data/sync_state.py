@@ -10,7 +10,7 @@ from kitrade.schemas import SyncState
 if TYPE_CHECKING:
     import psycopg
 
-__all__ = ["get_sync_state", "list_sync_states", "mark_running", "advance", "mark_finished"]
+__all__ = ["advance", "get_sync_state", "list_sync_states", "mark_finished", "mark_running"]
 
 _COLS = "symbol, source, last_bar, last_run, status, error, rows_last_run"
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["mae", "rmse", "mase", "directional_accuracy", "coverage"]
+__all__ = ["coverage", "directional_accuracy", "mae", "mase", "rmse"]
 
 
 def _arr(x: object) -> np.ndarray:

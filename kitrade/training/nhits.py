@@ -46,12 +46,12 @@ import pandas as pd
 from pydantic import BaseModel
 
 from kitrade.errors import InvalidInputError, TooShortError
-from kitrade.training import metrics as M
+from kitrade.training import metrics as fm
 from kitrade.training.spec import NHITSConfig, min_bars
 
 __all__ = [
-    "FittedModel",
     "EvaluationReport",
+    "FittedModel",
     "MethodMetrics",
     "check_length",
     "evaluate",
@@ -507,7 +507,7 @@ def _baseline_intervals(
             if ref is not None:
                 errs.append(y[c + j] - ref)
         e = np.asarray(errs) if errs else np.zeros(1)
-        out[j] = tuple(np.quantile(e, [0.025, 0.10, 0.90, 0.975]))  # type: ignore[assignment]
+        out[j] = tuple(np.quantile(e, [0.025, 0.10, 0.90, 0.975]))
     return out
 
 
@@ -557,12 +557,12 @@ def evaluate_windows(
         fc: np.ndarray, lo80: np.ndarray, hi80: np.ndarray, lo95: np.ndarray, hi95: np.ndarray
     ) -> MethodMetrics:
         return MethodMetrics(
-            mae=M.mae(actual, fc),
-            rmse=M.rmse(actual, fc),
-            mase=M.mase(actual, fc, naive_fc),
-            directional_accuracy=M.directional_accuracy(actual, fc, last),
-            coverage_80=M.coverage(actual, lo80, hi80),
-            coverage_95=M.coverage(actual, lo95, hi95),
+            mae=fm.mae(actual, fc),
+            rmse=fm.rmse(actual, fc),
+            mase=fm.mase(actual, fc, naive_fc),
+            directional_accuracy=fm.directional_accuracy(actual, fc, last),
+            coverage_80=fm.coverage(actual, lo80, hi80),
+            coverage_95=fm.coverage(actual, lo95, hi95),
         )
 
     def q(table: dict, idx: int) -> np.ndarray:
@@ -591,9 +591,9 @@ def evaluate_windows(
         seasonal_naive=snaive,
         beats_naive=model.mase is not None and model.mase < 1.0,
         beats_seasonal_naive=model.mae < snaive.mae,
-        windows=int(len(np.unique(cutoffs))),
+        windows=len(np.unique(cutoffs)),
         horizon=config.horizon,
-        points=int(len(actual)),
+        points=len(actual),
         eval_start=ds.iloc[int(targets.min())].isoformat(),
         eval_end=ds.iloc[int(targets.max())].isoformat(),
     )

@@ -23,16 +23,16 @@ if TYPE_CHECKING:
     import psycopg
 
 __all__ = [
-    "State",
     "STATE_RANK",
     "ProgressUpdate",
-    "SymbolProgress",
     "RunProgress",
+    "State",
+    "SymbolProgress",
+    "finish_run",
+    "latest_run_id",
+    "load_run",
     "persist_update",
     "start_run",
-    "finish_run",
-    "load_run",
-    "latest_run_id",
 ]
 
 State = Literal["queued", "running", "done", "failed", "skipped"]

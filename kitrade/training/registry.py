@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel
 
+from kitrade.data.db import one_row
 from kitrade.data.notify import notify
 from kitrade.errors import ConflictError, InvalidInputError, NotFoundError
 from kitrade.schemas import validate_symbol
@@ -33,22 +34,22 @@ if TYPE_CHECKING:
     import psycopg
 
 __all__ = [
-    "ModelVersion",
-    "GateDecision",
     "VERSION_PATTERN",
-    "new_version_id",
-    "validate_version",
-    "write_artifact",
-    "verify_artifact",
     "CorruptArtifactError",
-    "register_version",
-    "apply_gate",
-    "promote",
-    "rollback",
-    "get_version",
+    "GateDecision",
+    "ModelVersion",
     "active_version",
+    "apply_gate",
+    "get_version",
     "list_versions",
     "model_mase",
+    "new_version_id",
+    "promote",
+    "register_version",
+    "rollback",
+    "validate_version",
+    "verify_artifact",
+    "write_artifact",
 ]
 
 VERSION_PATTERN = r"^[A-Z0-9._-]{1,20}-\d{8}T\d{6}-[0-9a-f]{6}$"
@@ -220,7 +221,7 @@ def register_version(
             run_id,
         ),
     ).fetchone()
-    return _row(row)
+    return _row(one_row(row, "registering a version"))
 
 
 def get_version(conn: psycopg.Connection, *, version: str) -> ModelVersion:

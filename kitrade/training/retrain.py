@@ -214,7 +214,7 @@ def list_triggers(
 RETRAIN_SCHEDULER = "kitrade-retrain"
 
 
-@ray.remote(num_cpus=0, max_restarts=-1, max_concurrency=4)
+@ray.remote(num_cpus=0, max_restarts=-1, max_concurrency=4)  # type: ignore[call-overload]
 class RetrainScheduler:
     """Checks retraining triggers every ``KITRADE_RETRAIN_CHECK_INTERVAL_S`` and trains.
 

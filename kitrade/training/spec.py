@@ -14,13 +14,13 @@ from kitrade.timeframes import TIMEFRAME_NAMES as TIMEFRAMES
 from kitrade.timeframes import pandas_freq
 
 __all__ = [
+    "SEARCH_SPACE",
+    "TIMEFRAMES",
+    "TIMEFRAME_DEFAULTS",
     "NHITSConfig",
     "default_config",
     "freq_for",
     "min_bars",
-    "SEARCH_SPACE",
-    "TIMEFRAME_DEFAULTS",
-    "TIMEFRAMES",
 ]
 
 

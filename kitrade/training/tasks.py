@@ -41,11 +41,11 @@ if TYPE_CHECKING:
 __all__ = [
     "SymbolResult",
     "TrainAllReport",
-    "train_symbol",
-    "train_all",
-    "task_resources",
     "new_run_id",
     "should_skip",
+    "task_resources",
+    "train_all",
+    "train_symbol",
 ]
 
 _log = logging.getLogger(__name__)
@@ -122,8 +122,8 @@ def accelerator_hint(settings: Settings) -> str:
 
         if ray.is_initialized() and ray.get_gpu_ids():
             return f"gpu x{settings.train_gpu_fraction:g}"
-    except Exception:  # noqa: BLE001 - outside Ray
-        pass
+    except Exception as exc:  # noqa: BLE001 - outside Ray
+        _log.debug("no Ray GPU assignment: %s", exc)
     return "cpu"
 
 

@@ -30,7 +30,7 @@ from kitrade.training.tasks import train_all
 if TYPE_CHECKING:
     from kitrade.config import Settings
 
-__all__ = ["SweepResult", "to_tune_space", "config_from_sample", "sweep", "train_best"]
+__all__ = ["SweepResult", "config_from_sample", "sweep", "to_tune_space", "train_best"]
 
 
 class SweepResult(BaseModel):
@@ -143,7 +143,7 @@ def sweep(
     )
     grid = tuner.fit()
     rows = []
-    for res in grid:
+    for res in (grid[i] for i in range(len(grid))):  # ResultGrid declares no __iter__
         loss = (res.metrics or {}).get("val_loss")
         rows.append(
             {

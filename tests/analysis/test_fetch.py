@@ -21,7 +21,7 @@ class _Server:
         outer = self
 
         class H(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 outer.hits.append(self.path)
                 status, headers, body = outer.routes.get(self.path, (404, {}, b"no"))
                 self.send_response(status)

@@ -15,7 +15,6 @@ from kitrade.analysis.llm import (
     OpenAICompatBackend,
     backend_from_settings,
 )
-from kitrade.analysis.schemas import AnalysisContext, LLMAnswer, Passage
 from kitrade.analysis.prompt import (
     DATA_CLOSE,
     DATA_OPEN,
@@ -23,6 +22,7 @@ from kitrade.analysis.prompt import (
     build_messages,
     parse_answer,
 )
+from kitrade.analysis.schemas import AnalysisContext, LLMAnswer, Passage
 from kitrade.errors import UpstreamError
 from tests.fakes.llm import VALID_REPLY, FakeOllama, FakeOpenAI, unused_url
 

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 
 from kitrade.analysis.indicators import atr, compute_indicators, macd, rsi
-from kitrade.analysis.schemas import AnalysisContext, Passage
 from kitrade.analysis.offline import offline_answer
+from kitrade.analysis.schemas import AnalysisContext, Passage
 
 
 def test_indicators_by_hand():
@@ -17,7 +17,7 @@ def test_indicators_by_hand():
     rising = pd.Series(np.arange(1.0, 61.0))
     assert rsi(flat).iloc[-1] != rsi(flat).iloc[-1]  # NaN: no moves at all
     assert rsi(rising).iloc[-1] == 100.0
-    line, sig, hist = macd(flat)
+    line, _sig, hist = macd(flat)
     assert line.iloc[-1] == 0.0 and hist.iloc[-1] == 0.0
     high, low = pd.Series([11.0] * 30), pd.Series([9.0] * 30)
     assert atr(high, low, pd.Series([10.0] * 30)).iloc[-1] == 2.0

@@ -73,7 +73,7 @@ def test_bad_file_names_the_file_and_line(tmp_path, mutate, expect):
 
 
 def test_unknown_symbol_and_missing_folder(tmp_path):
-    with pytest.raises(NotFoundError, match="no NOPE.csv"):
+    with pytest.raises(NotFoundError, match=r"no NOPE\.csv"):
         list(FilesSource(tmp_path).fetch("NOPE"))
     with pytest.raises(NotFoundError, match="does not exist"):
         FilesSource(tmp_path / "absent").list_symbols()
@@ -81,7 +81,7 @@ def test_unknown_symbol_and_missing_folder(tmp_path):
 
 def test_corrupt_parquet_is_a_source_error(tmp_path):
     (tmp_path / "BAD.parquet").write_bytes(b"PAR1 not really")
-    with pytest.raises(SourceDataError, match="BAD.parquet: unreadable"):
+    with pytest.raises(SourceDataError, match=r"BAD\.parquet: unreadable"):
         list(FilesSource(tmp_path).fetch("BAD"))
 
 
@@ -125,7 +125,7 @@ def test_http_slow_upstream_times_out_within_bound(upstream):
     upstream.delay_s = 2.0
     src = HttpSource(upstream.url, timeout_s=0.2, retries=1, backoff_s=0.01)
     t0 = time.monotonic()
-    with pytest.raises(UpstreamError, match="no answer within 0.2s"):
+    with pytest.raises(UpstreamError, match=r"no answer within 0\.2s"):
         list(src.fetch("EURUSD"))
     assert time.monotonic() - t0 < 0.2 * 2 + 1.0
 

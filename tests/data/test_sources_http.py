@@ -128,7 +128,7 @@ def test_always_500_names_upstream_url_status_and_body(upstream):
 def test_other_4xx_fails_at_once(upstream):
     upstream.always_status = (401, '{"error": "bad token"}')
     src = HttpSource(upstream.url, retries=3, **FAST)
-    with pytest.raises(UpstreamError, match="answered 401: .*bad token"):
+    with pytest.raises(UpstreamError, match=r"answered 401: .*bad token"):
         src.list_symbols()
     assert upstream.request_count == 1
 
@@ -177,7 +177,7 @@ def test_malformed_payload_is_an_upstream_error_naming_what_was_wrong(upstream, 
 
 def test_malformed_symbols_list_names_the_entry(upstream):
     upstream.malformed = '{"symbols": [{"symbol": "EURUSD"}, {"symbol": "bad symbol"}]}'
-    with pytest.raises(UpstreamError, match="symbol 2 .*'bad symbol'"):
+    with pytest.raises(UpstreamError, match=r"symbol 2 .*'bad symbol'"):
         HttpSource(upstream.url, **FAST).list_symbols()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 
@@ -223,7 +224,7 @@ def test_old_system_readme_curl_lines_work(app):
 
     def curl(*args: str) -> tuple[int, str]:
         res = subprocess.run(
-            ["curl", "-s", "-m", "60", "-w", "\\n%{http_code}", *args],
+            [shutil.which("curl") or "curl", "-s", "-m", "60", "-w", "\\n%{http_code}", *args],
             capture_output=True,
             text=True,
             timeout=90,

@@ -30,7 +30,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 
-__all__ = ["VALID_REPLY", "FakeOpenAI", "FakeOllama", "unused_url"]
+__all__ = ["VALID_REPLY", "FakeOllama", "FakeOpenAI", "unused_url"]
 
 VALID_REPLY = json.dumps(
     {
@@ -99,7 +99,7 @@ class _FakeLLMServer:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 try:
                     body = json.loads(raw or b"{}")

@@ -46,7 +46,7 @@ from urllib.parse import parse_qs, urlsplit
 import numpy as np
 import pandas as pd
 
-__all__ = ["FakeUpstream", "synthetic_bars", "TIMEFRAME_FREQ", "main"]
+__all__ = ["TIMEFRAME_FREQ", "FakeUpstream", "main", "synthetic_bars"]
 
 #: pandas frequency of each timeframe, for synthetic data
 TIMEFRAME_FREQ = {
@@ -203,7 +203,7 @@ class FakeUpstream:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            def do_GET(self) -> None:
                 status, body, headers = outer._answer(self.path)
                 raw = body.encode() if isinstance(body, str) else json.dumps(body).encode()
                 try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -81,7 +82,7 @@ def _check_posture(api_port: int, record) -> None:
             "import ray; ray.init(address='127.0.0.1:6379', log_to_driver=False); print('JOINED')",
         ],
         env={
-            **base_env(Path("/tmp")),
+            **base_env(Path(tempfile.gettempdir())),
             "RAY_AUTH_MODE": "token",
             "RAY_AUTH_TOKEN": "0" * 64,
         },

@@ -24,17 +24,17 @@ def prog(clean_db):
     return clean_db
 
 
-def U(**kw) -> ProgressUpdate:
+def upd(**kw) -> ProgressUpdate:
     return ProgressUpdate(run_id="r1", symbol="EURUSD", **kw)
 
 
 def test_updates_move_forward_only_and_repeat_is_a_no_op(prog):
     t0 = datetime(2024, 1, 1, tzinfo=UTC)
     with prog.connection() as conn:
-        assert persist_update(conn, U(state="queued", at=t0))
+        assert persist_update(conn, upd(state="queued", at=t0))
         assert persist_update(
             conn,
-            U(
+            upd(
                 state="running",
                 step=10,
                 max_steps=100,
@@ -42,9 +42,11 @@ def test_updates_move_forward_only_and_repeat_is_a_no_op(prog):
                 at=t0 + timedelta(seconds=10),
             ),
         )
-        assert not persist_update(conn, U(state="running", step=10, max_steps=100, train_loss=9.9))
-        assert not persist_update(conn, U(state="running", step=5, max_steps=100))
-        assert not persist_update(conn, U(state="queued"))
+        assert not persist_update(
+            conn, upd(state="running", step=10, max_steps=100, train_loss=9.9)
+        )
+        assert not persist_update(conn, upd(state="running", step=5, max_steps=100))
+        assert not persist_update(conn, upd(state="queued"))
         p = load_run(conn, now=t0 + timedelta(seconds=20)).symbols[0]
         assert (p.state, p.step, p.train_loss) == ("running", 10, 0.5)
         assert p.percent == 10.0
@@ -53,12 +55,12 @@ def test_updates_move_forward_only_and_repeat_is_a_no_op(prog):
 
 def test_retry_attempt_supersedes_failure_and_late_messages_are_ignored(prog):
     with prog.connection() as conn:
-        persist_update(conn, U(state="running", step=50, max_steps=100))
-        persist_update(conn, U(state="failed", step=50, error="worker died"))
-        assert persist_update(conn, U(state="running", attempt=2, step=1, max_steps=100))
-        assert not persist_update(conn, U(state="running", attempt=1, step=99))  # stale attempt
-        assert persist_update(conn, U(state="done", attempt=2, step=100, version="v"))
-        assert not persist_update(conn, U(state="failed", attempt=2, step=100))
+        persist_update(conn, upd(state="running", step=50, max_steps=100))
+        persist_update(conn, upd(state="failed", step=50, error="worker died"))
+        assert persist_update(conn, upd(state="running", attempt=2, step=1, max_steps=100))
+        assert not persist_update(conn, upd(state="running", attempt=1, step=99))  # stale attempt
+        assert persist_update(conn, upd(state="done", attempt=2, step=100, version="v"))
+        assert not persist_update(conn, upd(state="failed", attempt=2, step=100))
         p = load_run(conn).symbols[0]
     assert (p.state, p.attempt, p.version, p.percent, p.error) == ("done", 2, "v", 100.0, None)
 

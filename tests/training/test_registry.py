@@ -75,7 +75,7 @@ def test_atomic_write_leaves_no_version_when_save_crashes(tmp_path):
 def test_corrupted_artifact_is_detected(tmp_path):
     path = write_artifact(tmp_path, "GOOG", new_version_id("GOOG"), _save(b"weights"))
     (path / "model.bin").write_bytes(b"garbage")
-    with pytest.raises(CorruptArtifactError, match="model.bin fails its checksum"):
+    with pytest.raises(CorruptArtifactError, match=r"model\.bin fails its checksum"):
         verify_artifact(path)
     (path / "model.bin").unlink()
     with pytest.raises(CorruptArtifactError, match="missing"):

@@ -204,7 +204,7 @@ def test_tune_sweep_records_trials_and_best_goes_through_the_gate(seeded, db):
     assert r.status == "done" and r.version and r.reason
     with db.connection() as conn:
         run = load_run(conn, run_id=report.run_id)
-        version = [v for v in list_versions(conn, symbol="SYNA") if v.version == r.version][0]
+        version = next(v for v in list_versions(conn, symbol="SYNA") if v.version == r.version)
     assert run.trigger == f"tune:{result.sweep_id}"
     assert version.config["mlp_units"] == result.best_config["mlp_units"]
     assert version.status in ("active", "rejected")
@@ -215,8 +215,7 @@ def test_scheduler_retrains_on_new_bars_event_and_records_why(seeded, db):
 
     from kitrade.data.sources.base import MarketDataSource, RawFrame
     from kitrade.data.sync import sync_symbols
-    from kitrade.training.retrain import get_retrain_scheduler
-    from kitrade.training.retrain import list_triggers
+    from kitrade.training.retrain import get_retrain_scheduler, list_triggers
     from kitrade.training.tasks import train_all
 
     train_all(seeded, ["SYNA", "SYNB", "SYNC"], force=True, overrides=TINY)

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from kitrade.config import Settings
     from kitrade.data.sources.base import MarketDataSource
 
-__all__ = ["build_source", "SOURCE_NAMES"]
+__all__ = ["SOURCE_NAMES", "build_source"]
 
 SOURCE_NAMES = ("sample", "files", "http")
 

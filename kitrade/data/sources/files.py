@@ -205,11 +205,13 @@ class FilesSource(MarketDataSource):
 
     def _list_symbols(self) -> list[SymbolIn]:
         return [
-            SymbolIn(
-                symbol=symbol,
-                timeframe=tf or self._timeframe_of(path),
-                source="files",
-                description=f"from {path.name}",
+            SymbolIn.model_validate(
+                {
+                    "symbol": symbol,
+                    "timeframe": tf or self._timeframe_of(path),
+                    "source": "files",
+                    "description": f"from {path.name}",
+                }
             )
             for symbol, (path, tf) in self._files().items()
         ]

@@ -34,7 +34,7 @@ from kitrade.data.sources.base import MarketDataSource, RawFrame
 from kitrade.errors import ConfigError, NotFoundError, UpstreamError, describe_validation_errors
 from kitrade.schemas import SymbolIn
 
-__all__ = ["HttpSource", "MAX_DELAY_S"]
+__all__ = ["MAX_DELAY_S", "HttpSource"]
 
 _log = logging.getLogger(__name__)
 _RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
@@ -200,12 +200,14 @@ class HttpSource(MarketDataSource):
                 raise UpstreamError(f"{where}: symbol {i}: expected an object, was {_kind(item)}")
             try:
                 out.append(
-                    SymbolIn(
-                        symbol=item.get("symbol"),
-                        timeframe=item.get("timeframe") or "H1",
-                        asset_class=item.get("asset_class") or "other",
-                        description=item.get("description") or "",
-                        source="http",
+                    SymbolIn.model_validate(
+                        {
+                            "symbol": item.get("symbol"),
+                            "timeframe": item.get("timeframe") or "H1",
+                            "asset_class": item.get("asset_class") or "other",
+                            "description": item.get("description") or "",
+                            "source": "http",
+                        }
                     )
                 )
             except ValidationError as exc:
@@ -261,7 +263,7 @@ def _host_port(url: httpx.URL) -> str:
 def _parse_ts(value: object) -> pd.Timestamp | None:
     """A bar's ts as a UTC Timestamp, or None (the validator reports bad ones)."""
     try:
-        ts = pd.Timestamp(value)  # type: ignore[arg-type]
+        ts = pd.Timestamp(value)
     except (TypeError, ValueError):
         return None
     if ts is pd.NaT:

@@ -9,7 +9,7 @@ from kitrade.data.sources.base import MarketDataSource, RawFrame
 from kitrade.errors import NotFoundError
 from kitrade.schemas import SymbolIn
 
-__all__ = ["SampleSource", "SAMPLE_SYMBOLS"]
+__all__ = ["SAMPLE_SYMBOLS", "SampleSource"]
 
 #: symbol -> (timeframe, asset class, description)
 SAMPLE_SYMBOLS: dict[str, tuple[str, str, str]] = {
@@ -26,7 +26,15 @@ class SampleSource(MarketDataSource):
 
     def _list_symbols(self) -> list[SymbolIn]:
         return [
-            SymbolIn(symbol=s, timeframe=tf, asset_class=ac, description=d, source="sample")
+            SymbolIn.model_validate(
+                {
+                    "symbol": s,
+                    "timeframe": tf,
+                    "asset_class": ac,
+                    "description": d,
+                    "source": "sample",
+                }
+            )
             for s, (tf, ac, d) in SAMPLE_SYMBOLS.items()
         ]
 
