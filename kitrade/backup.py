@@ -22,7 +22,9 @@ from typing import TYPE_CHECKING
 
 from kitrade.data.db import connect, conninfo_for, ensure_database, start_database
 from kitrade.data.embedded import _bin_dir
+from kitrade.data.store import count_tables
 from kitrade.errors import ConflictError, InvalidInputError, KitradeError
+from kitrade.training.registry import relocate_artifacts
 
 if TYPE_CHECKING:
     from kitrade.config import Settings
@@ -122,9 +124,7 @@ def restore(settings: Settings, path: Path) -> dict[str, object]:
         start_database(settings)
         ensure_database(settings)
         with connect(conninfo_for(settings), autocommit=True) as conn:
-            tables = conn.execute(
-                "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'"
-            ).fetchone()[0]
+            tables = count_tables(conn)
         if tables:
             raise ConflictError(
                 f"database {settings.timescale_db} is not empty ({tables} tables); "
@@ -160,11 +160,7 @@ def restore(settings: Settings, path: Path) -> dict[str, object]:
                 os.replace(src, target) if _same_fs(src, target.parent) else _copy(src, target)
         old, new = str(manifest["models_dir"]), str(models_dir.resolve())
         with connect(conninfo_for(settings), autocommit=True) as conn:
-            conn.execute(
-                "UPDATE model_versions SET artifact_path = %s || substr(artifact_path, %s)"
-                " WHERE artifact_path LIKE %s",
-                (new, len(old) + 1, old + "%"),
-            )
+            relocate_artifacts(conn, old=old, new=new)
     return manifest
 
 

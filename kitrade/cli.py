@@ -398,7 +398,7 @@ def _progress_table(run: dict) -> Table:
 
 
 def _load_progress(settings: Settings, run_id: str | None = None) -> dict:
-    from kitrade.training.progress import load_run
+    from kitrade.data.progress import load_run
 
     with _store(settings) as db, db.connection() as conn:
         return load_run(conn, run_id=run_id).model_dump(mode="json")

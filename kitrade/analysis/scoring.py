@@ -14,11 +14,12 @@ that saw only what was known then.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from psycopg.types.json import Jsonb
 from pydantic import BaseModel
 
+from kitrade.data.answers import list_outcomes, record_outcome, unscored_answers
+from kitrade.data.bars import close_after
 from kitrade.schemas import validate_symbol
 
 if TYPE_CHECKING:
@@ -61,28 +62,13 @@ def score_answers(db: Database, *, symbol: str | None = None, limit: int = 10_00
         symbol: Only this symbol's answers.
         limit: At most this many answers per call.
     """
-
-    sql = (
-        "SELECT id, symbol, last_bar, last_close, horizon_bars, recommendation, forecast_end"
-        " FROM analysis_answers WHERE scored_at IS NULL AND last_bar IS NOT NULL"
-        " AND last_close IS NOT NULL AND horizon_bars > 0"
-    )
-    params: list[Any] = []
     if symbol is not None:
         validate_symbol(symbol)
-        sql += " AND symbol = %s"
-        params.append(symbol)
-    sql += " ORDER BY id LIMIT %s"
-    params.append(limit)
     done = 0
     with db.connection() as conn:
-        rows = conn.execute(sql, params).fetchall()
+        rows = unscored_answers(conn, symbol=symbol, limit=limit)
         for aid, sym, last_bar, last_close, horizon, rec, forecast_end in rows:
-            exit_row = conn.execute(
-                "SELECT ts, close FROM bars WHERE symbol = %s AND ts > %s ORDER BY ts"
-                " OFFSET %s LIMIT 1",
-                (sym, last_bar, horizon - 1),
-            ).fetchone()
+            exit_row = close_after(conn, symbol=sym, after=last_bar, bars=horizon)
             if exit_row is None:
                 continue  # the horizon has not passed yet
             ret = float(exit_row[1]) / float(last_close) - 1.0
@@ -97,10 +83,7 @@ def score_answers(db: Database, *, symbol: str | None = None, limit: int = 10_00
                 "hit": None if rec == "hold" else _SIGN[rec] * ret > 0,
                 "forecast_direction_return": None if fsign is None else fsign * ret,
             }
-            conn.execute(
-                "UPDATE analysis_answers SET scored_at = %s, outcome = %s WHERE id = %s",
-                (datetime.now(UTC), Jsonb(outcome), aid),
-            )
+            record_outcome(conn, answer_id=aid, scored_at=datetime.now(UTC), outcome=outcome)
             done += 1
     return done
 
@@ -117,16 +100,10 @@ def _score(returns: list[float], positioned: list[bool]) -> StrategyScore:
 
 def score_summary(db: Database, *, symbol: str | None = None) -> ScoreSummary:
     """Aggregate the scored answers (of ``symbol``) against the two baselines."""
-    where, params = "", []
     if symbol is not None:
         validate_symbol(symbol)
-        where, params = " WHERE symbol = %s", [symbol]
     with db.connection() as conn:
-        rows = conn.execute(
-            f"SELECT recommendation, outcome FROM analysis_answers{where}"  # noqa: S608 - fixed text
-            " ORDER BY id",
-            params,
-        ).fetchall()
+        rows = list_outcomes(conn, symbol=symbol)
     scored = [(rec, o) for rec, o in rows if o is not None]
     advice = [o["advice_return"] for _, o in scored]
     fdir = [o["forecast_direction_return"] for _, o in scored]

@@ -18,19 +18,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from psycopg.types.json import Jsonb
-
 from kitrade.analysis.indicators import compute_indicators, summarize_bars
 from kitrade.analysis.offline import offline_answer
 from kitrade.analysis.prompt import parse_answer
 from kitrade.analysis.schemas import AnalysisAnswer, AnalysisContext, Passage
-from kitrade.data.bars import BAR_COLUMNS, _frame, latest_bars, to_training_frame
-from kitrade.data.db import one_row
-from kitrade.data.symbols import get_symbol
+from kitrade.data.answers import insert_answer, list_answers
+from kitrade.data.bars import latest_bars, to_training_frame
+from kitrade.data.symbols import get_symbol, symbol_exists
 from kitrade.errors import ConflictError, KitradeError, NotFoundError, UpstreamError
 from kitrade.schemas import ForecastPoint, validate_symbol
 from kitrade.training.nhits import FittedModel
-from kitrade.training.registry import active_version, get_version, verify_artifact
+from kitrade.training.registry import active_version, verify_artifact, version_as_of
 from kitrade.training.spec import TIMEFRAME_DEFAULTS
 
 if TYPE_CHECKING:
@@ -71,9 +69,9 @@ class Analyst:
             elif as_of is None:
                 bars = latest_bars(conn, symbol=symbol, n=300)
             else:
-                bars = _bars_until(conn, symbol, as_of, 300)
+                bars = latest_bars(conn, symbol=symbol, n=300, until=as_of)
             active = active_version(conn, symbol=symbol) if as_of is None else None
-            past = _version_as_of(conn, symbol, as_of) if as_of is not None else None
+            past = version_as_of(conn, symbol=symbol, as_of=as_of) if as_of is not None else None
         if bars is None or bars.empty:
             when = f" on or before {as_of.isoformat()}" if as_of is not None else ""
             raise ConflictError(f"{symbol} has no bars{when}; sync it first (POST /api/v1/sync)")
@@ -192,102 +190,44 @@ class Analyst:
         points = (ctx.forecast or {}).get("points") or []
         horizon = len(points) or TIMEFRAME_DEFAULTS.get(ctx.timeframe, {}).get("horizon", 24)
         forecast_end = points[-1].get("mean") if points else None
+        fields = {
+            "symbol": ctx.symbol,
+            "question": ctx.question,
+            "backend": answer.backend,
+            "model": answer.model,
+            "fallback_reason": answer.fallback_reason,
+            "forecast_version": answer.forecast_version,
+            "last_bar": ctx.last_bar,
+            "last_close": ctx.last_close,
+            "horizon_bars": horizon,
+            "passage_ids": [p.id for p in ctx.passages],
+            "indicators": ctx.indicators,
+            "recommendation": answer.recommendation,
+            "confidence": answer.confidence,
+            "answer": answer.model_dump(mode="json"),
+            "as_of": as_of,
+            "forecast_end": forecast_end,
+        }
         with self._db.connection() as conn:
-            row = conn.execute(
-                "INSERT INTO analysis_answers (symbol, question, backend, model, fallback_reason,"
-                " forecast_version, last_bar, last_close, horizon_bars, passage_ids, indicators,"
-                " recommendation, confidence, answer, as_of, forecast_end) VALUES (%s, %s, %s, %s, %s,"
-                " %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id, created_at",
-                (
-                    ctx.symbol,
-                    ctx.question,
-                    answer.backend,
-                    answer.model,
-                    answer.fallback_reason,
-                    answer.forecast_version,
-                    ctx.last_bar,
-                    ctx.last_close,
-                    horizon,
-                    [p.id for p in ctx.passages],
-                    Jsonb(ctx.indicators),
-                    answer.recommendation,
-                    answer.confidence,
-                    Jsonb(answer.model_dump(mode="json")),
-                    as_of,
-                    forecast_end,
-                ),
-            ).fetchone()
-        row = one_row(row, "recording an answer")
-        return answer.model_copy(update={"id": row[0], "created_at": row[1]})
+            answer_id, created_at = insert_answer(conn, fields=fields)
+        return answer.model_copy(update={"id": answer_id, "created_at": created_at})
 
     def require_symbol(self, symbol: str) -> None:
         """Raise ``NotFoundError`` unless ``symbol`` exists."""
         validate_symbol(symbol)
         with self._db.connection() as conn:
-            if conn.execute("SELECT 1 FROM symbols WHERE symbol=%s", (symbol,)).fetchone() is None:
+            if not symbol_exists(conn, symbol=symbol):
                 raise NotFoundError(f"symbol {symbol} not found")
 
     def history(self, symbol: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
         """Stored answers, newest first."""
-        sql = (
-            "SELECT id, created_at, symbol, question, backend, model, fallback_reason,"
-            " forecast_version, last_bar, passage_ids, recommendation, confidence, outcome"
-            " FROM analysis_answers"
-        )
-        params: list[object] = []
         if symbol is not None:
             validate_symbol(symbol)
-            sql += " WHERE symbol = %s"
-            params.append(symbol)
-        sql += " ORDER BY id DESC LIMIT %s"
-        params.append(max(1, min(limit, 500)))
-        keys = (
-            "id",
-            "created_at",
-            "symbol",
-            "question",
-            "backend",
-            "model",
-            "fallback_reason",
-            "forecast_version",
-            "last_bar",
-            "passage_ids",
-            "recommendation",
-            "confidence",
-            "outcome",
-        )
         with self._db.connection() as conn:
-            rows = conn.execute(sql, params).fetchall()
-        if not rows and symbol is not None:
-            with self._db.connection() as conn:
-                if (
-                    conn.execute("SELECT 1 FROM symbols WHERE symbol=%s", (symbol,)).fetchone()
-                    is None
-                ):
-                    raise NotFoundError(f"symbol {symbol} not found")
-        return [dict(zip(keys, r, strict=True)) for r in rows]
-
-
-def _bars_until(conn: Any, symbol: str, as_of: datetime, n: int) -> Any:
-    """The last ``n`` bars with ``ts <= as_of``, oldest first."""
-
-    rows = conn.execute(
-        "SELECT * FROM (SELECT ts, open, high, low, close, volume FROM bars WHERE symbol = %s"
-        " AND ts <= %s ORDER BY ts DESC LIMIT %s) t ORDER BY ts",
-        (symbol, as_of, int(n)),
-    ).fetchall()
-    return _frame(rows, BAR_COLUMNS)
-
-
-def _version_as_of(conn: Any, symbol: str, as_of: datetime) -> Any:
-    """The newest usable model version whose training data ended by ``as_of`` (or None)."""
-
-    row = conn.execute(
-        "SELECT version FROM model_versions WHERE symbol = %s AND data_end <= %s"
-        " ORDER BY status IN ('active', 'retired') DESC, data_end DESC, created_at DESC LIMIT 1",
-        (symbol, as_of),
-    ).fetchone()
-    return get_version(conn, version=row[0]) if row else None
+            rows = list_answers(conn, symbol=symbol, limit=max(1, min(limit, 500)))
+            if not rows and symbol is not None and not symbol_exists(conn, symbol=symbol):
+                raise NotFoundError(f"symbol {symbol} not found")
+        return rows
 
 
 def _forecast_from(version: Any, symbol: str, bars: Any) -> dict[str, Any]:

@@ -38,9 +38,11 @@ __all__ = [
     "BatchResult",
     "IngestResult",
     "bar_stats",
+    "close_after",
     "encode_copy_binary",
     "get_bars",
     "ingest_bars",
+    "last_bar_ts",
     "latest_bars",
     "resample_bars",
     "to_training_frame",
@@ -350,16 +352,42 @@ def get_bars(
     return _frame(conn.execute(sql, params).fetchall())
 
 
-def latest_bars(conn: psycopg.Connection, *, symbol: str, n: int) -> pd.DataFrame:
-    """The last ``n`` bars of a symbol, oldest first."""
+def latest_bars(
+    conn: psycopg.Connection, *, symbol: str, n: int, until: datetime | None = None
+) -> pd.DataFrame:
+    """The last ``n`` bars of a symbol (with ``ts <= until`` if given), oldest first."""
     if n < 1:
         raise InvalidInputError(f"expected n >= 1, was {n}")
-    rows = conn.execute(
-        "SELECT * FROM (SELECT ts, open, high, low, close, volume FROM bars WHERE symbol = %s"
-        " ORDER BY ts DESC LIMIT %s) t ORDER BY ts",
-        (symbol, int(n)),
-    ).fetchall()
+    if until is None:
+        rows = conn.execute(
+            "SELECT * FROM (SELECT ts, open, high, low, close, volume FROM bars WHERE symbol = %s"
+            " ORDER BY ts DESC LIMIT %s) t ORDER BY ts",
+            (symbol, int(n)),
+        ).fetchall()
+    else:
+        rows = conn.execute(
+            "SELECT * FROM (SELECT ts, open, high, low, close, volume FROM bars WHERE symbol = %s"
+            " AND ts <= %s ORDER BY ts DESC LIMIT %s) t ORDER BY ts",
+            (symbol, until, int(n)),
+        ).fetchall()
     return _frame(rows)
+
+
+def last_bar_ts(conn: psycopg.Connection, *, symbol: str) -> datetime | None:
+    """Time of the symbol's newest bar (None without bars)."""
+    row = conn.execute("SELECT max(ts) FROM bars WHERE symbol = %s", (symbol,)).fetchone()
+    return row[0] if row else None
+
+
+def close_after(
+    conn: psycopg.Connection, *, symbol: str, after: datetime, bars: int
+) -> tuple[datetime, float] | None:
+    """``(ts, close)`` of the ``bars``-th bar after ``after`` (None until it exists)."""
+    row = conn.execute(
+        "SELECT ts, close FROM bars WHERE symbol = %s AND ts > %s ORDER BY ts OFFSET %s LIMIT 1",
+        (symbol, after, bars - 1),
+    ).fetchone()
+    return (row[0], float(row[1])) if row else None
 
 
 def resample_bars(

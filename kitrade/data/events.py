@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from psycopg.types.json import Jsonb
@@ -12,7 +13,7 @@ from kitrade.schemas import Event
 if TYPE_CHECKING:
     import psycopg
 
-__all__ = ["BARS_INGESTED", "count_events", "list_events", "record_event"]
+__all__ = ["BARS_INGESTED", "count_events", "count_ingests_past", "list_events", "record_event"]
 
 BARS_INGESTED = "bars_ingested"
 
@@ -52,6 +53,16 @@ def list_events(
         Event(id=r[0], kind=r[1], symbol=r[2], payload=r[3], created_at=r[4])
         for r in conn.execute(sql, params).fetchall()
     ]
+
+
+def count_ingests_past(conn: psycopg.Connection, *, symbol: str, ts: datetime) -> int:
+    """How many ``bars_ingested`` events of ``symbol`` brought bars later than ``ts``."""
+    row = conn.execute(
+        "SELECT count(*) FROM events WHERE kind = %s AND symbol = %s"
+        " AND (payload->>'last_ts')::timestamptz > %s",
+        (BARS_INGESTED, symbol, ts),
+    ).fetchone()
+    return int(one_row(row, "counting ingests")[0])
 
 
 def count_events(conn: psycopg.Connection, *, kind: str, symbol: str, since: Any = None) -> int:

@@ -22,9 +22,17 @@ from kitrade.data.migrations import migrate as run_migrations
 if TYPE_CHECKING:
     from kitrade.config import Settings
 
-__all__ = ["StoreStatus", "open_store", "store_status"]
+__all__ = ["StoreStatus", "count_tables", "open_store", "store_status"]
 
 _log = logging.getLogger(__name__)
+
+
+def count_tables(conn: psycopg.Connection) -> int:
+    """How many tables the ``public`` schema holds (0: a fresh database)."""
+    row = conn.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'"
+    ).fetchone()
+    return int(one_row(row, "counting tables")[0])
 
 
 def open_store(settings: Settings, *, start: bool = True, migrate: bool = True) -> Database:

@@ -20,6 +20,7 @@ __all__ = [
     "ensure_symbol",
     "get_symbol",
     "list_symbols",
+    "symbol_exists",
     "update_symbol",
 ]
 
@@ -84,6 +85,11 @@ def get_symbol(conn: psycopg.Connection, *, symbol: str) -> Symbol:
     if row is None:
         raise NotFoundError(f"symbol {symbol} not found")
     return _row(row)
+
+
+def symbol_exists(conn: psycopg.Connection, *, symbol: str) -> bool:
+    """Whether ``symbol`` is registered (no bar summary: cheaper than ``get_symbol``)."""
+    return conn.execute("SELECT 1 FROM symbols WHERE symbol = %s", (symbol,)).fetchone() is not None
 
 
 def list_symbols(conn: psycopg.Connection, *, active_only: bool = False) -> list[Symbol]:

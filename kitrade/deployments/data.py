@@ -183,7 +183,7 @@ class DataDeployment:
 
     @envelope
     def progress(self, run_id: str | None) -> Any:
-        from kitrade.training.progress import load_run
+        from kitrade.data.progress import load_run
 
         with self._db.connection() as conn:
             return load_run(conn, run_id=run_id)

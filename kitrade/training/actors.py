@@ -16,7 +16,7 @@ import ray
 
 from kitrade.cluster import detached_actor
 from kitrade.data.db import Database, conninfo_for
-from kitrade.training.progress import (
+from kitrade.data.progress import (
     ProgressUpdate,
     finish_run,
     load_run,

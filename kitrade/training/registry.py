@@ -46,9 +46,11 @@ __all__ = [
     "new_version_id",
     "promote",
     "register_version",
+    "relocate_artifacts",
     "rollback",
     "validate_version",
     "verify_artifact",
+    "version_as_of",
     "write_artifact",
 ]
 
@@ -233,6 +235,25 @@ def get_version(conn: psycopg.Connection, *, version: str) -> ModelVersion:
     if row is None:
         raise NotFoundError(f"model version {version} not found")
     return _row(row)
+
+
+def version_as_of(conn: psycopg.Connection, *, symbol: str, as_of: datetime) -> ModelVersion | None:
+    """The newest usable version whose training data ended by ``as_of`` (or None)."""
+    row = conn.execute(
+        "SELECT version FROM model_versions WHERE symbol = %s AND data_end <= %s"
+        " ORDER BY status IN ('active', 'retired') DESC, data_end DESC, created_at DESC LIMIT 1",
+        (symbol, as_of),
+    ).fetchone()
+    return get_version(conn, version=row[0]) if row else None
+
+
+def relocate_artifacts(conn: psycopg.Connection, *, old: str, new: str) -> None:
+    """Point artifact paths under the ``old`` models dir at ``new`` (after a restore)."""
+    conn.execute(
+        "UPDATE model_versions SET artifact_path = %s || substr(artifact_path, %s)"
+        " WHERE artifact_path LIKE %s",
+        (new, len(old) + 1, old + "%"),
+    )
 
 
 def active_version(conn: psycopg.Connection, *, symbol: str) -> ModelVersion | None:

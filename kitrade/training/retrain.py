@@ -30,12 +30,12 @@ import numpy as np
 import pandas as pd
 import psycopg
 import ray
-from psycopg.types.json import Jsonb
 
 from kitrade.cluster import detached_actor
 from kitrade.data.bars import get_bars
 from kitrade.data.db import connect, conninfo_for
-from kitrade.data.events import BARS_INGESTED
+from kitrade.data.events import count_ingests_past
+from kitrade.data.retrain_triggers import insert_trigger, list_triggers
 from kitrade.data.symbols import list_symbols
 from kitrade.training.nhits import FittedModel
 from kitrade.training.registry import active_version
@@ -43,6 +43,7 @@ from kitrade.training.tasks import new_run_id, train_all
 
 if TYPE_CHECKING:
     from kitrade.config import Settings
+    from kitrade.schemas import Symbol
     from kitrade.training.registry import ModelVersion
 
 __all__ = [
@@ -123,7 +124,6 @@ def find_triggers(
     forecaster: Forecaster | None = None,
 ) -> list[Trigger]:
     """Symbols that need retraining, one trigger each (the first reason that applies)."""
-
     now = now or datetime.now(UTC)
     out: list[Trigger] = []
     for sym in list_symbols(conn, active_only=True):
@@ -133,82 +133,75 @@ def find_triggers(
         if active is None:
             out.append(Trigger(sym.symbol, "no_model", {"bars": sym.bars}))
             continue
-        age = now - active.created_at
-        if age >= timedelta(days=settings.nhits_auto_retrain_days):
-            out.append(
-                Trigger(
-                    sym.symbol,
-                    "age",
-                    {
-                        "version": active.version,
-                        "age_days": round(age.total_seconds() / 86400, 2),
-                        "limit_days": settings.nhits_auto_retrain_days,
-                    },
-                )
-            )
-            continue
-        events = conn.execute(
-            "SELECT count(*) FROM events WHERE kind = %s AND symbol = %s"
-            " AND (payload->>'last_ts')::timestamptz > %s",
-            (BARS_INGESTED, sym.symbol, active.data_end),
-        ).fetchone()[0]
-        if events >= settings.retrain_new_bars_events:
-            out.append(
-                Trigger(
-                    sym.symbol,
-                    "new_bars",
-                    {
-                        "version": active.version,
-                        "events": int(events),
-                        "threshold": settings.retrain_new_bars_events,
-                        "data_end": active.data_end.isoformat(),
-                    },
-                )
-            )
-            continue
-        if forecaster is not None and sym.last_bar is not None and sym.last_bar > active.data_end:
-            after = get_bars(
-                conn, symbol=sym.symbol, start=active.data_end + timedelta(microseconds=1)
-            )
-            actual = pd.DataFrame({"ds": after["ts"], "y": after["close"]})
-            val_mae = (active.metrics.get("model") or {}).get("mae")
-            drift = drift_check(
-                forecaster(active),
-                actual,
-                val_mae=val_mae,
-                factor=settings.retrain_drift_factor,
-                min_coverage_80=settings.retrain_min_coverage_80,
-            )
-            if drift is not None:
-                out.append(Trigger(sym.symbol, "drift", drift | {"version": active.version}))
+        trigger = (
+            _age_trigger(sym.symbol, active, settings, now)
+            or _new_bars_trigger(conn, sym.symbol, active, settings)
+            or _drift_trigger(conn, sym, active, settings, forecaster)
+        )
+        if trigger is not None:
+            out.append(trigger)
     return out
+
+
+def _age_trigger(
+    symbol: str, active: ModelVersion, settings: Settings, now: datetime
+) -> Trigger | None:
+    age = now - active.created_at
+    if age < timedelta(days=settings.nhits_auto_retrain_days):
+        return None
+    detail = {
+        "version": active.version,
+        "age_days": round(age.total_seconds() / 86400, 2),
+        "limit_days": settings.nhits_auto_retrain_days,
+    }
+    return Trigger(symbol, "age", detail)
+
+
+def _new_bars_trigger(
+    conn: psycopg.Connection, symbol: str, active: ModelVersion, settings: Settings
+) -> Trigger | None:
+    events = count_ingests_past(conn, symbol=symbol, ts=active.data_end)
+    if events < settings.retrain_new_bars_events:
+        return None
+    detail = {
+        "version": active.version,
+        "events": events,
+        "threshold": settings.retrain_new_bars_events,
+        "data_end": active.data_end.isoformat(),
+    }
+    return Trigger(symbol, "new_bars", detail)
+
+
+def _drift_trigger(
+    conn: psycopg.Connection,
+    sym: Symbol,
+    active: ModelVersion,
+    settings: Settings,
+    forecaster: Forecaster | None,
+) -> Trigger | None:
+    if forecaster is None or sym.last_bar is None or sym.last_bar <= active.data_end:
+        return None
+    after = get_bars(conn, symbol=sym.symbol, start=active.data_end + timedelta(microseconds=1))
+    actual = pd.DataFrame({"ds": after["ts"], "y": after["close"]})
+    val_mae = (active.metrics.get("model") or {}).get("mae")
+    drift = drift_check(
+        forecaster(active),
+        actual,
+        val_mae=val_mae,
+        factor=settings.retrain_drift_factor,
+        min_coverage_80=settings.retrain_min_coverage_80,
+    )
+    return (
+        None if drift is None else Trigger(sym.symbol, "drift", drift | {"version": active.version})
+    )
 
 
 def record_triggers(
     conn: psycopg.Connection, triggers: list[Trigger], *, run_id: str | None
 ) -> None:
     """Store triggers with the run that answers them."""
-
     for t in triggers:
-        conn.execute(
-            "INSERT INTO retrain_triggers (symbol, reason, detail, run_id) VALUES (%s, %s, %s, %s)",
-            (t.symbol, t.reason, Jsonb(t.detail), run_id),
-        )
-
-
-def list_triggers(
-    conn: psycopg.Connection, *, symbol: str | None = None, limit: int = 50
-) -> list[dict[str, Any]]:
-    """Recorded triggers, newest first."""
-    sql = "SELECT id, symbol, reason, detail, run_id, created_at FROM retrain_triggers"
-    params: list[object] = []
-    if symbol is not None:
-        sql += " WHERE symbol = %s"
-        params.append(symbol)
-    sql += " ORDER BY id DESC LIMIT %s"
-    params.append(limit)
-    keys = ("id", "symbol", "reason", "detail", "run_id", "created_at")
-    return [dict(zip(keys, r, strict=True)) for r in conn.execute(sql, params).fetchall()]
+        insert_trigger(conn, symbol=t.symbol, reason=t.reason, detail=t.detail, run_id=run_id)
 
 
 RETRAIN_SCHEDULER = "kitrade-retrain"

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, Field
 
 from kitrade.cluster import cluster_gpus
-from kitrade.data.bars import get_bars, to_training_frame
+from kitrade.data.bars import get_bars, last_bar_ts, to_training_frame
 from kitrade.data.db import connect, conninfo_for
 from kitrade.data.symbols import get_symbol, list_symbols
 from kitrade.errors import InvalidInputError, KitradeError
@@ -276,7 +276,7 @@ def should_skip(
     active = active_version(conn, symbol=symbol)
     if active is None:
         return None
-    last = conn.execute("SELECT max(ts) FROM bars WHERE symbol = %s", (symbol,)).fetchone()[0]
+    last = last_bar_ts(conn, symbol=symbol)
     if last is not None and active.data_end < last:
         return None
     age = now - active.created_at

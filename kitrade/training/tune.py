@@ -15,13 +15,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from psycopg.types.json import Jsonb
 from pydantic import BaseModel
 
 from kitrade.cluster import cluster_gpus
 from kitrade.data.bars import get_bars, to_training_frame
 from kitrade.data.db import connect, conninfo_for
 from kitrade.data.symbols import get_symbol
+from kitrade.data.tune_results import record_trials
 from kitrade.errors import ConflictError
 from kitrade.training.nhits import check_length, fit
 from kitrade.training.spec import SEARCH_SPACE, default_config
@@ -156,19 +156,7 @@ def sweep(
     ok = [r for r in rows if r["val_loss"] is not None]
     best = min(ok, key=lambda r: r["val_loss"]) if ok else None
     with connect(conninfo_for(settings)) as conn:
-        for r in rows:
-            conn.execute(
-                "INSERT INTO tune_results (sweep_id, symbol, trial_id, config, val_loss, status)"
-                " VALUES (%s, %s, %s, %s, %s, %s)",
-                (
-                    sweep_id,
-                    symbol,
-                    str(r["trial_id"]),
-                    Jsonb(r["config"]),
-                    r["val_loss"],
-                    r["status"],
-                ),
-            )
+        record_trials(conn, sweep_id=sweep_id, symbol=symbol, trials=rows)
     return SweepResult(
         sweep_id=sweep_id,
         symbol=symbol,

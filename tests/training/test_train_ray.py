@@ -17,9 +17,9 @@ import pandas as pd
 import pytest
 
 from kitrade.data.bars import ingest_bars
+from kitrade.data.progress import load_run
 from kitrade.data.symbols import create_symbol
 from kitrade.schemas import SymbolIn
-from kitrade.training.progress import load_run
 from kitrade.training.registry import active_version, list_versions
 
 pytestmark = pytest.mark.slow

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from kitrade.training.progress import (
+from kitrade.data.progress import (
     ProgressUpdate,
     finish_run,
     latest_run_id,

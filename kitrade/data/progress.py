@@ -1,4 +1,4 @@
-"""Training progress: forward-only, idempotent updates persisted in PostgreSQL.
+"""Training progress rows: forward-only, idempotent updates persisted in PostgreSQL.
 
 Each (run, symbol) has a state ``queued → running → done | failed | skipped``,
 an attempt number, a step of max steps, latest losses, times and an error.
