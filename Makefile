@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: install run test test-fast lint format bench clean browser-deps
+.PHONY: install run test test-fast check lint format bench clean browser-deps
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,11 @@ browser-deps:  ## install Debian's chromium for the browser tests when it is mis
 		echo "browser-deps: $(CHROMIUM) is missing and this is not root with apt-get:" \
 			"install Debian's chromium, or set KITRADE_SKIP_BROWSER=1 to skip the browser tests" >&2; \
 	fi
+
+check: $(STAMP)  ## lint, formatting and types (configured in pyproject.toml); CI runs it first
+	$(BIN)/ruff check kitrade tests scripts
+	$(BIN)/ruff format --check kitrade tests scripts
+	$(BIN)/mypy kitrade
 
 lint: $(STAMP)
 	$(BIN)/ruff check kitrade tests scripts

@@ -48,7 +48,6 @@ def _pg_args(settings: Settings) -> list[str]:
 
 
 def _tool(name: str) -> str:
-
     return str(_bin_dir() / name)
 
 
@@ -169,5 +168,4 @@ def _same_fs(a: Path, b: Path) -> bool:
 
 
 def _copy(src: Path, dst: Path) -> None:
-
     shutil.copytree(src, dst)

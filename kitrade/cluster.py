@@ -37,7 +37,7 @@ def connect(
         dashboard: start the Ray dashboard (bound to 127.0.0.1) on a new cluster.
         runtime_env: passed to ``ray.init``.
     """
-    import ray
+    import ray  # heavy (ray): kept out of light commands' start-up
 
     if ray.is_initialized():
         return
@@ -65,7 +65,7 @@ def connect(
 
 def cluster_gpus() -> float:
     """GPUs the connected cluster has (logical, summed over nodes)."""
-    import ray
+    import ray  # heavy (ray): kept out of light commands' start-up
 
     return float(ray.cluster_resources().get("GPU", 0.0))
 

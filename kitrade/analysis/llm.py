@@ -243,13 +243,11 @@ class OllamaBackend(LLMBackend):
         )
 
     def _map(self, e: BaseException) -> UpstreamError:
-
         if isinstance(e, ollama.ResponseError):
             return self._fail(f"expected HTTP 2xx, was {e.status_code}: {str(e.error)[:200]}")
         return self._fail(_describe(e))
 
     def _complete(self, ctx: AnalysisContext) -> str:
-
         try:
             with ollama.Client(host=self.host, timeout=self.timeout_s) as client:
                 response = self._chat(client, ctx, stream=False)

@@ -94,6 +94,39 @@ def offline_answer(ctx: AnalysisContext, *, fallback_reason: str | None = None) 
     confidence = round(confidence, 3)
 
     cites = _pick_passages(ctx)
+    parts = _rationale(ctx, f, score, rec, cites)
+    risks = _risks(ctx, f)
+    horizon = f"{f.get('h') or (ctx.forecast or {}).get('horizon') or 24} bars ({ctx.timeframe})"
+    return AnalysisAnswer(
+        recommendation=rec,
+        confidence=confidence,
+        horizon=horizon,
+        rationale=" ".join(parts),
+        risks=risks,
+        cited_source_ids=[p.id for p in cites],
+        symbol=ctx.symbol,
+        question=ctx.question,
+        backend="offline",
+        model=MODEL_NAME,
+        fallback_reason=fallback_reason,
+        forecast_version=(ctx.forecast or {}).get("version"),
+        last_bar=ctx.last_bar,
+        sources=ctx.passages,
+        indicators=ctx.indicators,
+    )
+
+
+def _rationale(
+    ctx: AnalysisContext,
+    f: dict[str, Any],
+    score: float,
+    rec: str,
+    cites: list[Passage],
+) -> list[str]:
+    """The sentences that explain the call, from the same numbers that made it."""
+    ind = ctx.indicators
+    r, hist = ind.get("rsi_14"), ind.get("macd_hist")
+    close, sma50 = ind.get("close"), ind.get("sma_50")
     parts = []
     if f:
         parts.append(
@@ -118,6 +151,12 @@ def offline_answer(ctx: AnalysisContext, *, fallback_reason: str | None = None) 
     parts.append(f"Combined score {score:+.2f} → {rec}.")
     if cites:
         parts.append("See " + ", ".join(f"[{p.id}]" for p in cites) + ".")
+    return parts
+
+
+def _risks(ctx: AnalysisContext, f: dict[str, Any]) -> list[str]:
+    """What could make the call wrong, most specific first."""
+    r, vol = ctx.indicators.get("rsi_14"), ctx.indicators.get("volatility_20")
     risks = []
     if ctx.forecast is None:
         risks.append("There is no trained model for this symbol yet; the call rests on indicators.")
@@ -127,25 +166,7 @@ def offline_answer(ctx: AnalysisContext, *, fallback_reason: str | None = None) 
         risks.append("The 80 % interval contains today's price: the direction is uncertain.")
     if r is not None and (r > 70 or r < 30):
         risks.append(f"RSI {r:.1f} is at an extreme; reversals are common there.")
-    vol = ind.get("volatility_20")
     if vol is not None and vol > 0.02:
         risks.append(f"Volatility is high ({vol * 100:.1f} % per bar).")
     risks.append("Use a stop loss and risk only a small share of your account per trade.")
-    horizon = f"{f.get('h') or (ctx.forecast or {}).get('horizon') or 24} bars ({ctx.timeframe})"
-    return AnalysisAnswer(
-        recommendation=rec,
-        confidence=confidence,
-        horizon=horizon,
-        rationale=" ".join(parts),
-        risks=risks,
-        cited_source_ids=[p.id for p in cites],
-        symbol=ctx.symbol,
-        question=ctx.question,
-        backend="offline",
-        model=MODEL_NAME,
-        fallback_reason=fallback_reason,
-        forecast_version=(ctx.forecast or {}).get("version"),
-        last_bar=ctx.last_bar,
-        sources=ctx.passages,
-        indicators=ctx.indicators,
-    )
+    return risks

@@ -186,7 +186,6 @@ class Analyst:
     def _store(
         self, ctx: AnalysisContext, answer: AnalysisAnswer, as_of: datetime | None = None
     ) -> AnalysisAnswer:
-
         points = (ctx.forecast or {}).get("points") or []
         horizon = len(points) or TIMEFRAME_DEFAULTS.get(ctx.timeframe, {}).get("horizon", 24)
         forecast_end = points[-1].get("mean") if points else None

@@ -109,15 +109,7 @@ def validate_bars(frame: pd.DataFrame, *, origin: str, row_offset: int = 0) -> p
             duplicate or unordered timestamps, high below low.
     """
     cols = {str(c).strip().lower(): c for c in frame.columns}
-    for alias in ("ts", "time", "timestamp", "datetime", "date"):
-        if alias in cols:
-            ts_col = cols[alias]
-            break
-    else:
-        raise SourceDataError(
-            f"{origin}: expected a timestamp column (ts, time, timestamp, datetime or date), "
-            f"was columns {list(frame.columns)}"
-        )
+    ts_col = _ts_column(cols, frame, origin)
     missing = [c for c in _PRICE if c not in cols]
     if missing:
         raise SourceDataError(
@@ -127,9 +119,40 @@ def validate_bars(frame: pd.DataFrame, *, origin: str, row_offset: int = 0) -> p
     def row_no(i: int) -> int:
         return i + 1 + row_offset
 
-    n = len(frame)
-    out = pd.DataFrame(index=pd.RangeIndex(n))
-    raw_ts = frame[ts_col].reset_index(drop=True)
+    out = pd.DataFrame(index=pd.RangeIndex(len(frame)))
+    out["ts"] = _parse_ts(frame[ts_col].reset_index(drop=True), ts_col, origin, row_no)
+    for name in (*_PRICE, "volume"):
+        if name not in cols:
+            out[name] = 0.0
+        else:
+            raw = frame[cols[name]].reset_index(drop=True)
+            out[name] = _parse_numbers(raw, name, origin, row_no)
+    _check_order(out, origin, row_no)
+    hl = out["high"].to_numpy() < out["low"].to_numpy()
+    if hl.any():
+        i = int(np.argmax(hl))
+        raise SourceDataError(
+            f"{origin}: row {row_no(i)}: expected high >= low, was high={out['high'].iloc[i]} "
+            f"low={out['low'].iloc[i]}"
+        )
+    return out
+
+
+def _ts_column(cols: dict[str, object], frame: pd.DataFrame, origin: str) -> object:
+    """The frame's timestamp column (the first alias present)."""
+    for alias in ("ts", "time", "timestamp", "datetime", "date"):
+        if alias in cols:
+            return cols[alias]
+    raise SourceDataError(
+        f"{origin}: expected a timestamp column (ts, time, timestamp, datetime or date), "
+        f"was columns {list(frame.columns)}"
+    )
+
+
+def _parse_ts(
+    raw_ts: pd.Series, ts_col: object, origin: str, row_no: Callable[[int], int]
+) -> pd.Series:
+    """Timestamps as UTC ``datetime64[ns]``; the first unparsable one is an error."""
     if pd.api.types.is_datetime64_any_dtype(raw_ts):
         ts = raw_ts
     else:
@@ -145,51 +168,45 @@ def validate_bars(frame: pd.DataFrame, *, origin: str, row_offset: int = 0) -> p
             f"{origin}: row {row_no(i)}: expected a timestamp in column {ts_col!r}, "
             f"was {raw_ts.iloc[i]!r}"
         )
-    out["ts"] = ts.astype("datetime64[ns, UTC]")
+    return ts.astype("datetime64[ns, UTC]")
 
-    for name in (*_PRICE, "volume"):
-        if name not in cols:
-            out[name] = 0.0
-            continue
-        raw = frame[cols[name]].reset_index(drop=True)
-        vals = pd.to_numeric(raw, errors="coerce")
-        bad = vals.isna().to_numpy() | ~np.isfinite(vals.to_numpy(dtype="float64", na_value=np.nan))
-        if name == "volume":
-            # An empty volume means "not reported"; text in it is still an error.
-            blank = raw.isna().to_numpy()
-            bad &= ~blank
-            vals = vals.fillna(0.0)
-        if bad.any():
-            i = int(np.argmax(bad))
-            raise SourceDataError(
-                f"{origin}: row {row_no(i)}: expected a number in column {name!r}, "
-                f"was {raw.iloc[i]!r}"
-            )
-        out[name] = vals.to_numpy(dtype="float64")
 
-    ts_ns = out["ts"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
-    if n > 1:
-        diffs = np.diff(ts_ns)
-        if (diffs == 0).any():
-            i = int(np.argmax(diffs == 0)) + 1
-            raise SourceDataError(
-                f"{origin}: row {row_no(i)}: duplicate timestamp {out['ts'].iloc[i].isoformat()} "
-                f"(also row {row_no(i - 1)})"
-            )
-        if (diffs < 0).any():
-            i = int(np.argmax(diffs < 0)) + 1
-            raise SourceDataError(
-                f"{origin}: row {row_no(i)}: timestamps out of order "
-                f"({out['ts'].iloc[i].isoformat()} after {out['ts'].iloc[i - 1].isoformat()})"
-            )
-    hl = out["high"].to_numpy() < out["low"].to_numpy()
-    if hl.any():
-        i = int(np.argmax(hl))
+def _parse_numbers(
+    raw: pd.Series, name: str, origin: str, row_no: Callable[[int], int]
+) -> np.ndarray:
+    """Finite floats; the first non-number is an error (a blank volume counts as 0)."""
+    vals = pd.to_numeric(raw, errors="coerce")
+    bad = vals.isna().to_numpy() | ~np.isfinite(vals.to_numpy(dtype="float64", na_value=np.nan))
+    if name == "volume":
+        # An empty volume means "not reported"; text in it is still an error.
+        blank = raw.isna().to_numpy()
+        bad &= ~blank
+        vals = vals.fillna(0.0)
+    if bad.any():
+        i = int(np.argmax(bad))
         raise SourceDataError(
-            f"{origin}: row {row_no(i)}: expected high >= low, was high={out['high'].iloc[i]} "
-            f"low={out['low'].iloc[i]}"
+            f"{origin}: row {row_no(i)}: expected a number in column {name!r}, was {raw.iloc[i]!r}"
         )
-    return out
+    return vals.to_numpy(dtype="float64")
+
+
+def _check_order(out: pd.DataFrame, origin: str, row_no: Callable[[int], int]) -> None:
+    """Timestamps strictly increasing: name the first duplicate or step back."""
+    if len(out) < 2:
+        return
+    diffs = np.diff(out["ts"].to_numpy(dtype="datetime64[ns]").astype(np.int64))
+    if (diffs == 0).any():
+        i = int(np.argmax(diffs == 0)) + 1
+        raise SourceDataError(
+            f"{origin}: row {row_no(i)}: duplicate timestamp {out['ts'].iloc[i].isoformat()} "
+            f"(also row {row_no(i - 1)})"
+        )
+    if (diffs < 0).any():
+        i = int(np.argmax(diffs < 0)) + 1
+        raise SourceDataError(
+            f"{origin}: row {row_no(i)}: timestamps out of order "
+            f"({out['ts'].iloc[i].isoformat()} after {out['ts'].iloc[i - 1].isoformat()})"
+        )
 
 
 # --------------------------------------------------------------------------- COPY encoding

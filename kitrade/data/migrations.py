@@ -207,7 +207,6 @@ def migrate(conn: psycopg.Connection) -> list[int]:
 
 
 def _load_plugins() -> None:
-
     for mod in ("kitrade.training.migrations", "kitrade.analysis.migrations"):
         try:
             importlib.import_module(mod)

@@ -74,7 +74,6 @@ class ChangeListener:
         self._thread.join(timeout=5)
 
     def _run(self) -> None:
-
         while not self._stop.is_set():
             try:
                 with connect(self._conninfo, autocommit=True, connect_timeout=5) as conn:

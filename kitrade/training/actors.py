@@ -42,7 +42,6 @@ class ProgressActor:
     """Persists progress updates; answers progress snapshots."""
 
     def __init__(self, settings: Settings) -> None:
-
         self._db = Database(
             conninfo_for(settings), min_size=1, max_size=2, timeout_s=settings.db_connect_timeout_s
         )

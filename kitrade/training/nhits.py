@@ -234,9 +234,9 @@ def _nf(
     devices: int | list[int] | str | None = None,
     trainer_kwargs: dict[str, Any] | None = None,
 ) -> Any:
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        # Heavy (neuralforecast, torch): only fitting and predicting need it.
         from neuralforecast import NeuralForecast
         from neuralforecast.losses.pytorch import MQLoss
         from neuralforecast.models import NHITS
@@ -344,7 +344,7 @@ class FittedModel:
         ``input_size`` values, normalised by the model's own temporal scaler,
         exactly as neuralforecast's predict does (``predict_reference``).
         """
-        import torch
+        import torch  # heavy (torch): only where a model runs
 
         horizon = horizon or self.config.horizon
         if not 1 <= horizon <= self.config.horizon:
@@ -442,6 +442,7 @@ class FittedModel:
         path = Path(path)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            # Heavy (neuralforecast, torch): only fitting and predicting need it.
             from neuralforecast import NeuralForecast
 
             nf = NeuralForecast.load(path=str(path / "nf"))
@@ -523,6 +524,25 @@ def _season_ref_factory(season: int) -> Any:
     return ref
 
 
+def _method_metrics(
+    actual: np.ndarray,
+    fc: np.ndarray,
+    naive_fc: np.ndarray,
+    last: np.ndarray,
+    band80: tuple[np.ndarray, np.ndarray],
+    band95: tuple[np.ndarray, np.ndarray],
+) -> MethodMetrics:
+    """One method's point and interval metrics over the evaluation points."""
+    return MethodMetrics(
+        mae=fm.mae(actual, fc),
+        rmse=fm.rmse(actual, fc),
+        mase=fm.mase(actual, fc, naive_fc),
+        directional_accuracy=fm.directional_accuracy(actual, fc, last),
+        coverage_80=fm.coverage(actual, *band80),
+        coverage_95=fm.coverage(actual, *band95),
+    )
+
+
 def evaluate_windows(
     frame: pd.DataFrame, cv: pd.DataFrame, config: NHITSConfig
 ) -> EvaluationReport:
@@ -556,34 +576,17 @@ def evaluate_windows(
     def block(
         fc: np.ndarray, lo80: np.ndarray, hi80: np.ndarray, lo95: np.ndarray, hi95: np.ndarray
     ) -> MethodMetrics:
-        return MethodMetrics(
-            mae=fm.mae(actual, fc),
-            rmse=fm.rmse(actual, fc),
-            mase=fm.mase(actual, fc, naive_fc),
-            directional_accuracy=fm.directional_accuracy(actual, fc, last),
-            coverage_80=fm.coverage(actual, lo80, hi80),
-            coverage_95=fm.coverage(actual, lo95, hi95),
-        )
+        return _method_metrics(actual, fc, naive_fc, last, (lo80, hi80), (lo95, hi95))
 
-    def q(table: dict, idx: int) -> np.ndarray:
-        return np.array([table[int(j)][idx] for j in steps])
+    def baseline(fc: np.ndarray, table: dict) -> MethodMetrics:
+        """``fc`` with the baseline's empirical error quantiles (2.5, 10, 90, 97.5 %) per step."""
+        q = np.array([table[int(j)] for j in steps]).reshape(len(steps), 4)
+        return block(fc, fc + q[:, 1], fc + q[:, 2], fc + q[:, 0], fc + q[:, 3])
 
     mq = _rearranged({k: cv[v].to_numpy(dtype="float64") for k, v in _COLS.items()})
     model = block(mq["mean"], mq["lo_80"], mq["hi_80"], mq["lo_95"], mq["hi_95"])
-    naive = block(
-        naive_fc,
-        naive_fc + q(naive_q, 1),
-        naive_fc + q(naive_q, 2),
-        naive_fc + q(naive_q, 0),
-        naive_fc + q(naive_q, 3),
-    )
-    snaive = block(
-        snaive_fc,
-        snaive_fc + q(snaive_q, 1),
-        snaive_fc + q(snaive_q, 2),
-        snaive_fc + q(snaive_q, 0),
-        snaive_fc + q(snaive_q, 3),
-    )
+    naive = baseline(naive_fc, naive_q)
+    snaive = baseline(snaive_fc, snaive_q)
     ds = pd.to_datetime(frame["ds"], utc=True)
     return EvaluationReport(
         model=model,

@@ -50,6 +50,7 @@ __all__ = [
     "RETRAIN_SCHEDULER",
     "RetrainScheduler",
     "Trigger",
+    "check_triggers",
     "drift_check",
     "find_triggers",
     "get_retrain_scheduler",
@@ -196,6 +197,16 @@ def _drift_trigger(
     )
 
 
+def check_triggers(settings: Settings, *, forecaster: Forecaster | None = None) -> list[Trigger]:
+    """``find_triggers`` on a connection of its own (what the scheduler runs each interval).
+
+    Raises:
+        DatabaseUnavailableError: the database cannot be reached.
+    """
+    with connect(conninfo_for(settings), autocommit=True, where="retrain check") as conn:
+        return find_triggers(conn, settings=settings, forecaster=forecaster)
+
+
 def record_triggers(
     conn: psycopg.Connection, triggers: list[Trigger], *, run_id: str | None
 ) -> None:
@@ -217,7 +228,6 @@ class RetrainScheduler:
     """
 
     def __init__(self, settings: Settings, overrides: dict[str, Any] | None = None) -> None:
-
         self._settings = settings
         self._overrides = overrides
         self._lock = threading.Lock()
@@ -230,8 +240,7 @@ class RetrainScheduler:
 
         with self._lock:  # one check at a time
             forecaster = _version_forecaster(self._settings) if use_drift else None
-            with connect(conninfo_for(self._settings), autocommit=True) as conn:
-                triggers = find_triggers(conn, settings=self._settings, forecaster=forecaster)
+            triggers = check_triggers(self._settings, forecaster=forecaster)
             run_id = new_run_id() if triggers else None
             if triggers:
                 with connect(conninfo_for(self._settings)) as conn:
@@ -286,7 +295,6 @@ def _version_forecaster(settings: Settings) -> Any:
     """forecaster(version) for drift checks: load the artifact, forecast from its data end."""
 
     def forecast(version: Any) -> Any:
-
         model = FittedModel.load(Path(version.artifact_path))
         return model.predict()
 

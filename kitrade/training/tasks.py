@@ -33,10 +33,15 @@ from kitrade.training.registry import (
     register_version,
     write_artifact,
 )
-from kitrade.training.spec import default_config
+from kitrade.training.spec import NHITSConfig, default_config
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    import pandas as pd
+
     from kitrade.config import Settings
+    from kitrade.training.registry import GateDecision
 
 __all__ = [
     "SymbolResult",
@@ -87,7 +92,7 @@ class _LightningProgress:
 
     @staticmethod
     def make(report: Callable[..., None], max_steps: int, every_s: float = 0.5) -> Any:
-        import pytorch_lightning as pl
+        import pytorch_lightning as pl  # heavy (torch): only a training run needs it
 
         class ProgressCallback(pl.Callback):
             def __init__(self) -> None:
@@ -118,7 +123,7 @@ class _LightningProgress:
 def accelerator_hint(settings: Settings) -> str:
     """``gpu x<fraction>`` when this task holds a GPU share, else ``cpu`` (for progress)."""
     try:
-        import ray
+        import ray  # heavy (ray): kept out of light commands' start-up
 
         if ray.is_initialized() and ray.get_gpu_ids():
             return f"gpu x{settings.train_gpu_fraction:g}"
@@ -127,12 +132,18 @@ def accelerator_hint(settings: Settings) -> str:
     return "cpu"
 
 
-def _accelerator(settings: Settings) -> str:
-    """``gpu`` when Ray gave this task a GPU and torch can use it, else ``cpu``."""
-    import torch
+def _accelerator(settings: Settings, threads: int | None = None) -> str:
+    """``gpu`` when Ray gave this task a GPU and torch can use it, else ``cpu``.
+
+    ``threads`` caps torch's CPU threads (the task's share of the node).
+    """
+    import torch  # heavy (torch): only where a model runs
+
+    if threads is not None:
+        torch.set_num_threads(threads)
 
     try:
-        import ray
+        import ray  # heavy (ray): kept out of light commands' start-up
 
         gpu_ids = ray.get_gpu_ids() if ray.is_initialized() else []
     except Exception:  # noqa: BLE001 - outside Ray: no GPU assignment
@@ -160,39 +171,18 @@ def train_symbol(
         TooShortError: the series is too short for its configuration (not retried).
         KitradeError: database or data problems.
     """
-
     started = time.monotonic()
-
-    def report(state: str = "running", **fields: Any) -> None:
-        if reporter is None:
-            return
-        try:
-            reporter(
-                {"run_id": run_id, "symbol": symbol, "state": state, "attempt": attempt, **fields}
-            )
-        except Exception as exc:  # noqa: BLE001 - progress must never fail a training
-            _log.warning("progress report for %s failed: %s", symbol, exc)
-
+    report = _report_to(reporter, run_id=run_id, symbol=symbol, attempt=attempt)
     with connect(conninfo_for(settings), autocommit=True) as conn:
         sym = get_symbol(conn, symbol=symbol)
         bars = get_bars(conn, symbol=symbol)
     frame = to_training_frame(symbol, bars)
-    over = dict(overrides or {})
-    if settings.train_max_steps is not None:
-        over.setdefault("max_steps", settings.train_max_steps)
-    config = default_config(sym.timeframe, len(frame), **over)
-    report(
-        step=0,
-        max_steps=config.max_steps,
-        detail=f"{len(frame)} bars, {sym.timeframe}, {accelerator_hint(settings)}, pid {os.getpid()}",
-    )
+    config = _config(settings, sym.timeframe, len(frame), overrides)
+    hint = accelerator_hint(settings)
+    detail = f"{len(frame)} bars, {sym.timeframe}, {hint}, pid {os.getpid()}"
+    report(step=0, max_steps=config.max_steps, detail=detail)
     nhits.check_length(frame, config)
-
-    if threads is not None:
-        import torch
-
-        torch.set_num_threads(threads)
-    accelerator = _accelerator(settings)
+    accelerator = _accelerator(settings, threads)
     callback = _LightningProgress.make(
         lambda **f: report(max_steps=config.max_steps, **f), config.max_steps
     )
@@ -202,26 +192,18 @@ def train_symbol(
     metrics = evaluation.model_dump(mode="json")
     version = new_version_id(symbol)
     path = write_artifact(settings.resolved_models_dir, symbol, version, fitted.save)
-    with connect(conninfo_for(settings)) as conn:
-        register_version(
-            conn,
-            version=version,
-            symbol=symbol,
-            artifact_path=path,
-            config=config.model_dump(mode="json") | {"accelerator": accelerator},
-            metrics=metrics,
-            data_start=frame["ds"].iloc[0].to_pydatetime(),
-            data_end=frame["ds"].iloc[-1].to_pydatetime(),
-            n_bars=len(frame),
-            run_id=run_id,
-        )
-        decision = apply_gate(conn, version=version, tolerance=settings.promotion_tolerance)
-    report(
-        "done",
-        step=config.max_steps,
+    decision = _register(
+        settings,
+        frame,
         version=version,
-        detail=("promoted: " if decision.promoted else "rejected: ") + decision.reason,
+        symbol=symbol,
+        path=path,
+        config=config.model_dump(mode="json") | {"accelerator": accelerator},
+        metrics=metrics,
+        run_id=run_id,
     )
+    verdict = ("promoted: " if decision.promoted else "rejected: ") + decision.reason
+    report("done", step=config.max_steps, version=version, detail=verdict)
     return SymbolResult(
         symbol=symbol,
         status="done",
@@ -234,6 +216,62 @@ def train_symbol(
     )
 
 
+def _config(
+    settings: Settings, timeframe: str, bars: int, overrides: dict[str, Any] | None
+) -> NHITSConfig:
+    """The timeframe's defaults with ``overrides`` and the ``TRAIN_MAX_STEPS`` cap applied."""
+    over = dict(overrides or {})
+    if settings.train_max_steps is not None:
+        over.setdefault("max_steps", settings.train_max_steps)
+    return default_config(timeframe, bars, **over)
+
+
+def _report_to(
+    reporter: Reporter | None, *, run_id: str, symbol: str, attempt: int
+) -> Callable[..., None]:
+    """``report(state, **fields)`` for one task; a failing reporter is logged, never raised."""
+
+    def report(state: str = "running", **fields: Any) -> None:
+        if reporter is None:
+            return
+        try:
+            reporter(
+                {"run_id": run_id, "symbol": symbol, "state": state, "attempt": attempt, **fields}
+            )
+        except Exception as exc:  # noqa: BLE001 - progress must never fail a training
+            _log.warning("progress report for %s failed: %s", symbol, exc)
+
+    return report
+
+
+def _register(
+    settings: Settings,
+    frame: pd.DataFrame,
+    *,
+    version: str,
+    symbol: str,
+    path: Path,
+    config: dict[str, Any],
+    metrics: dict[str, Any],
+    run_id: str,
+) -> GateDecision:
+    """Register the saved version and apply the promotion gate (one transaction)."""
+    with connect(conninfo_for(settings)) as conn:
+        register_version(
+            conn,
+            version=version,
+            symbol=symbol,
+            artifact_path=path,
+            config=config,
+            metrics=metrics,
+            data_start=frame["ds"].iloc[0].to_pydatetime(),
+            data_end=frame["ds"].iloc[-1].to_pydatetime(),
+            n_bars=len(frame),
+            run_id=run_id,
+        )
+        return apply_gate(conn, version=version, tolerance=settings.promotion_tolerance)
+
+
 # ------------------------------------------------------------------------- Ray wiring
 def task_resources(settings: Settings) -> dict[str, float]:
     """Resources one training task asks Ray for."""
@@ -244,12 +282,13 @@ def task_resources(settings: Settings) -> dict[str, float]:
 
 
 def _remote_train() -> Any:
-    import ray
+    import ray  # heavy (ray): kept out of light commands' start-up
 
     @ray.remote(max_retries=0)
     def train_symbol_task(
         settings: Settings, symbol: str, run_id: str, attempt: int, overrides: dict[str, Any] | None
     ) -> SymbolResult:
+        # Imports ray: kept out of light commands' start-up.
         from kitrade.training.actors import get_progress_actor
 
         actor = get_progress_actor(settings)
@@ -324,36 +363,53 @@ def train_all(
         trigger: recorded with the run (``manual``, ``age``, ``new_bars``, ``drift``, ``api``).
         on_update: called while waiting (the CLI redraws its table).
     """
-    import ray
+    import ray  # heavy (ray): kept out of light commands' start-up
 
+    # kitrade.training.actors imports ray: kept out of light commands' start-up.
     from kitrade.training.actors import get_progress_actor
 
     t0 = time.monotonic()
     run_id = run_id or new_run_id()
     actor = get_progress_actor(settings)
+    names, skips = _plan(settings, symbols, force=force)
+    params = {"symbols": names, "force": force, "overrides": overrides or {}}
+    ray.get(actor.start_run.remote(run_id, "train_all", trigger, params))
+    ray.get(actor.update_many.remote(_initial_rows(run_id, names, skips)))
+
+    results: dict[str, SymbolResult] = {
+        s: SymbolResult(symbol=s, status="skipped", reason=r) for s, r in skips.items()
+    }
+    todo = [s for s in names if s not in skips]
+    results |= _run_tasks(settings, todo, run_id, overrides, actor=actor, on_update=on_update)
+    ordered = [results[s] for s in names]
+    failed = sum(r.status == "failed" for r in ordered)
+    status = "done" if failed == 0 else ("failed" if failed == len(ordered) else "partial")
+    ray.get(actor.finish_run.remote(run_id, status))
+    if on_update is not None:
+        on_update()
+    return TrainAllReport(
+        run_id=run_id, status=status, results=ordered, seconds=time.monotonic() - t0
+    )
+
+
+def _plan(
+    settings: Settings, symbols: Sequence[str] | None, *, force: bool
+) -> tuple[list[str], dict[str, str]]:
+    """The symbols of a run and, unless ``force``, those to skip with the reason."""
     with connect(conninfo_for(settings), autocommit=True) as conn:
         if symbols is None:
             names = [s.symbol for s in list_symbols(conn, active_only=True)]
         else:
             names = [get_symbol(conn, symbol=s).symbol for s in symbols]
-        skips = (
-            {}
-            if force
-            else {
-                s: r
-                for s in names
-                if (r := should_skip(conn, symbol=s, retrain_days=settings.nhits_auto_retrain_days))
-            }
-        )
-    ray.get(
-        actor.start_run.remote(
-            run_id,
-            "train_all",
-            trigger,
-            {"symbols": names, "force": force, "overrides": overrides or {}},
-        )
-    )
-    initial = [
+        if force:
+            return names, {}
+        days = settings.nhits_auto_retrain_days
+        return names, {s: r for s in names if (r := should_skip(conn, symbol=s, retrain_days=days))}
+
+
+def _initial_rows(run_id: str, names: list[str], skips: dict[str, str]) -> list[dict[str, Any]]:
+    """Progress rows before any task runs: queued, or skipped with the reason."""
+    return [
         {
             "run_id": run_id,
             "symbol": s,
@@ -363,18 +419,27 @@ def train_all(
         }
         for s in names
     ]
-    ray.get(actor.update_many.remote(initial))
 
-    results: dict[str, SymbolResult] = {
-        s: SymbolResult(symbol=s, status="skipped", reason=r) for s, r in skips.items()
-    }
+
+def _run_tasks(
+    settings: Settings,
+    symbols: list[str],
+    run_id: str,
+    overrides: dict[str, Any] | None,
+    *,
+    actor: Any,
+    on_update: Callable[[], None] | None,
+) -> dict[str, SymbolResult]:
+    """One task per symbol; a retryable failure runs again up to ``TRAIN_MAX_ATTEMPTS``."""
+    import ray  # heavy (ray): kept out of light commands' start-up
+
+    results: dict[str, SymbolResult] = {}
     task = _remote_train()
     resources = task_resources(settings)
     pending: dict[Any, tuple[str, int]] = {}
-    for s in names:
-        if s not in skips:
-            ref = task.options(**resources).remote(settings, s, run_id, 1, overrides)
-            pending[ref] = (s, 1)
+    for s in symbols:
+        ref = task.options(**resources).remote(settings, s, run_id, 1, overrides)
+        pending[ref] = (s, 1)
     while pending:
         ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
         if on_update is not None:
@@ -404,12 +469,4 @@ def train_all(
                         "error": message[:2000],
                     }
                 )
-    ordered = [results[s] for s in names]
-    failed = sum(r.status == "failed" for r in ordered)
-    status = "done" if failed == 0 else ("failed" if failed == len(ordered) else "partial")
-    ray.get(actor.finish_run.remote(run_id, status))
-    if on_update is not None:
-        on_update()
-    return TrainAllReport(
-        run_id=run_id, status=status, results=ordered, seconds=time.monotonic() - t0
-    )
+    return results

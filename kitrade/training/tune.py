@@ -46,7 +46,7 @@ class SweepResult(BaseModel):
 
 def to_tune_space(space: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Turn the plain-data search space into Ray Tune sampling objects."""
-    from ray import tune
+    from ray import tune  # heavy (ray): kept out of light commands' start-up
 
     out: dict[str, Any] = {}
     for name, spec in space.items():
@@ -82,7 +82,7 @@ def config_from_sample(
 
 
 def _trainable(config: dict[str, Any], *, frame: Any, timeframe: str, base: dict[str, Any]) -> None:
-    import pytorch_lightning as pl
+    import pytorch_lightning as pl  # heavy (torch): only a training run needs it
     from ray import tune
 
     cfg = config_from_sample(timeframe, len(frame), config, base)
@@ -94,7 +94,7 @@ def _trainable(config: dict[str, Any], *, frame: Any, timeframe: str, base: dict
             if val is not None:
                 tune.report({"val_loss": float(val), "step": int(trainer.global_step)})
 
-    import torch
+    import torch  # heavy (torch): only where a model runs
 
     torch.set_num_threads(1)
     fit(frame, cfg, callbacks=[Report()])
@@ -110,7 +110,7 @@ def sweep(
     space: dict[str, dict[str, Any]] | None = None,
 ) -> SweepResult:
     """Run an ASHA sweep for ``symbol`` on the connected Ray cluster and record it."""
-    from ray import tune
+    from ray import tune  # heavy (ray): kept out of light commands' start-up
     from ray.tune.schedulers import ASHAScheduler
 
     with connect(conninfo_for(settings), autocommit=True) as conn:
@@ -141,18 +141,7 @@ def sweep(
             name=sweep_id, storage_path=str(Path(settings.data_dir, "tune")), verbose=0
         ),
     )
-    grid = tuner.fit()
-    rows = []
-    for res in (grid[i] for i in range(len(grid))):  # ResultGrid declares no __iter__
-        loss = (res.metrics or {}).get("val_loss")
-        rows.append(
-            {
-                "trial_id": (res.metrics or {}).get("trial_id", res.path.rsplit("/", 1)[-1]),
-                "config": res.config,
-                "val_loss": loss,
-                "status": "error" if res.error else "ok",
-            }
-        )
+    rows = _trial_rows(tuner.fit())
     ok = [r for r in rows if r["val_loss"] is not None]
     best = min(ok, key=lambda r: r["val_loss"]) if ok else None
     with connect(conninfo_for(settings)) as conn:
@@ -165,6 +154,22 @@ def sweep(
         best_val_loss=best["val_loss"] if best else None,
         results=rows,
     )
+
+
+def _trial_rows(grid: Any) -> list[dict[str, Any]]:
+    """One row per trial of a ``ResultGrid``: id, config, last val_loss, ok or error."""
+    rows = []
+    for res in (grid[i] for i in range(len(grid))):  # ResultGrid declares no __iter__
+        metrics = res.metrics or {}
+        rows.append(
+            {
+                "trial_id": metrics.get("trial_id", res.path.rsplit("/", 1)[-1]),
+                "config": res.config,
+                "val_loss": metrics.get("val_loss"),
+                "status": "error" if res.error else "ok",
+            }
+        )
+    return rows
 
 
 def train_best(

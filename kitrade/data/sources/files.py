@@ -120,7 +120,6 @@ def _read_parquet(path: Path) -> pd.DataFrame:
 
 
 def _read_parquet_ts_head(path: Path) -> pd.Series | None:
-
     with pq.ParquetFile(path) as pf:
         by_lower = {n.lower(): n for n in pf.schema_arrow.names}
         ts_col = next((by_lower[a] for a in _TS_ALIASES if a in by_lower), None)

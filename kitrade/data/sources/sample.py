@@ -43,7 +43,7 @@ class SampleSource(MarketDataSource):
             raise NotFoundError(
                 f"sample source: expected one of {sorted(SAMPLE_SYMBOLS)}, was {symbol!r}"
             )
-        import backtesting.test as bt
+        import backtesting.test as bt  # backtesting pulls in bokeh: only the sample source reads its data
 
         frame = getattr(bt, symbol).copy()
         frame.index.name = "ts"
