@@ -103,7 +103,6 @@ def _skip_temp(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
 
 def restore(settings: Settings, path: Path) -> dict[str, object]:
     """Bring an empty data dir and database to the archive's state; returns its manifest."""
-
     path = Path(path)
     if not path.is_file():
         raise InvalidInputError(f"{path}: no such backup file")

@@ -37,7 +37,6 @@ APP_NAME = "kitrade"
 
 def settings_env(settings: Settings) -> dict[str, str]:
     """Environment variables reproducing ``settings`` (set fields only)."""
-
     env: dict[str, str] = {}
     for name in type(settings).model_fields:
         value = getattr(settings, name)

@@ -79,7 +79,6 @@ def get_knowledge_actor(settings: Settings, *, seed: bool = True) -> ray.actor.A
 
 def publish_notes(settings: Settings, db: Any, symbols: list[str] | None = None) -> int:
     """Write fresh market notes for ``symbols`` into the knowledge base; returns how many."""
-
     with db.connection() as conn:
         notes = notes_for(conn, symbols)
     if not notes:

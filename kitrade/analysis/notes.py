@@ -74,7 +74,6 @@ def market_note(symbol: str, timeframe: str, bars: pd.DataFrame) -> dict[str, An
 
 def notes_for(conn: psycopg.Connection, symbols: list[str] | None = None) -> list[dict[str, Any]]:
     """Notes for ``symbols`` (default all active ones) from their latest bars."""
-
     out = []
     for sym in list_symbols(conn, active_only=True):
         if symbols is not None and sym.symbol not in symbols:

@@ -126,7 +126,6 @@ class Analyst:
 
     def analyze(self, symbol: str, question: str, as_of: datetime | None = None) -> AnalysisAnswer:
         """Answer, falling back to the offline analyst when the LLM fails; stored for audit."""
-
         question = question.strip()
         ctx = self.context(symbol, question, as_of)
         answer: AnalysisAnswer
@@ -231,7 +230,6 @@ class Analyst:
 
 def _forecast_from(version: Any, symbol: str, bars: Any) -> dict[str, Any]:
     """A forecast by ``version`` from ``bars`` (for questions asked "as of" a past date)."""
-
     path = Path(version.artifact_path)
     try:
         verify_artifact(path)

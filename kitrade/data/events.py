@@ -22,7 +22,6 @@ def record_event(
     conn: psycopg.Connection, *, kind: str, symbol: str | None, payload: dict[str, Any]
 ) -> int:
     """Append an event; returns its id."""
-
     row = conn.execute(
         "INSERT INTO events (kind, symbol, payload) VALUES (%s, %s, %s) RETURNING id",
         (kind, symbol, Jsonb(payload)),

@@ -144,7 +144,6 @@ def start_run(
     params: dict[str, Any] | None = None,
 ) -> None:
     """Record a run (idempotent)."""
-
     conn.execute(
         "INSERT INTO training_runs (run_id, kind, trigger, params) VALUES (%s, %s, %s, %s)"
         " ON CONFLICT (run_id) DO NOTHING",

@@ -71,7 +71,6 @@ class StoreStatus:
 
 def store_status(settings: Settings) -> StoreStatus:
     """Probe the configured database without starting anything."""
-
     mode = "embedded" if settings.embedded_db else "external"
     where = (
         f"127.0.0.1:{settings.embedded_pg_port} ({settings.pg_dir})"

@@ -52,7 +52,6 @@ def _check_symbols(conn: psycopg.Connection, symbols: list[str]) -> None:
 
 def create_strategy(conn: psycopg.Connection, *, spec: StrategySpec) -> Strategy:
     """Insert a strategy; its symbols must exist; ConflictError on a duplicate name."""
-
     _check_symbols(conn, spec.symbols)
     row = conn.execute(
         f"INSERT INTO strategies (name, symbols, timeframe, parameters, description)"
@@ -85,7 +84,6 @@ def list_strategies(conn: psycopg.Connection, *, symbol: str | None = None) -> l
 
 def update_strategy(conn: psycopg.Connection, *, name: str, changes: StrategyUpdate) -> Strategy:
     """Apply the set fields of ``changes``."""
-
     current = get_strategy(conn, name=name)
     merged = current.model_dump() | changes.model_dump(exclude_none=True)
     if changes.symbols is not None:

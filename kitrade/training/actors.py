@@ -52,31 +52,26 @@ class ProgressActor:
 
     def update(self, update: dict[str, Any]) -> bool:
         """Apply one ``ProgressUpdate`` (as a dict); True if it moved forward."""
-
         with self._db.connection() as conn:
             return persist_update(conn, ProgressUpdate(**update))
 
     def update_many(self, updates: list[dict[str, Any]]) -> int:
         """Apply several updates in one transaction; returns how many applied."""
-
         with self._db.connection() as conn:
             return sum(persist_update(conn, ProgressUpdate(**u)) for u in updates)
 
     def start_run(self, run_id: str, kind: str, trigger: str, params: dict[str, Any]) -> None:
         """Record a run."""
-
         with self._db.connection() as conn:
             start_run(conn, run_id=run_id, kind=kind, trigger=trigger, params=params)
 
     def finish_run(self, run_id: str, status: str) -> None:
         """Mark a run finished."""
-
         with self._db.connection() as conn:
             finish_run(conn, run_id=run_id, status=status)
 
     def snapshot(self, run_id: str | None = None) -> dict[str, Any]:
         """The run's progress (latest run by default) as JSON-able dict."""
-
         with self._db.connection() as conn:
             return load_run(conn, run_id=run_id).model_dump(mode="json")
 

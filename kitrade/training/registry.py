@@ -205,7 +205,6 @@ def register_version(
     run_id: str | None = None,
 ) -> ModelVersion:
     """Insert a candidate version row (its artifact is already in place)."""
-
     validate_version(version)
     row = conn.execute(
         f"INSERT INTO model_versions (version, symbol, status, artifact_path, config, metrics,"

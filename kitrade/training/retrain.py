@@ -237,7 +237,6 @@ class RetrainScheduler:
 
     def check_now(self, use_drift: bool = True) -> dict[str, Any]:
         """Find triggers, record them, train the triggered symbols; returns what happened."""
-
         with self._lock:  # one check at a time
             forecaster = _version_forecaster(self._settings) if use_drift else None
             triggers = check_triggers(self._settings, forecaster=forecaster)
@@ -265,7 +264,6 @@ class RetrainScheduler:
 
     def start(self, interval_s: float | None = None) -> bool:
         """Start the periodic loop (idempotent); True if it was started now."""
-
         if self._thread is not None and self._thread.is_alive():
             return False
         interval = interval_s or self._settings.retrain_check_interval_s

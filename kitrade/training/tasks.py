@@ -275,7 +275,6 @@ def _register(
 # ------------------------------------------------------------------------- Ray wiring
 def task_resources(settings: Settings) -> dict[str, float]:
     """Resources one training task asks Ray for."""
-
     if settings.nhits_use_gpu and cluster_gpus() > 0:
         return {"num_cpus": 1, "num_gpus": settings.train_gpu_fraction}
     return {"num_cpus": 1}
@@ -310,7 +309,6 @@ def should_skip(
     conn: Any, *, symbol: str, retrain_days: int, now: datetime | None = None
 ) -> str | None:
     """Why ``symbol`` needs no training now (its active model is fresh), or None."""
-
     now = now or datetime.now(UTC)
     active = active_version(conn, symbol=symbol)
     if active is None:

@@ -68,7 +68,6 @@ def config_from_sample(
     timeframe: str, n_bars: int, sample: dict[str, Any], base: dict[str, Any] | None = None
 ) -> Any:
     """An ``NHITSConfig`` from a sampled point (input size = multiplier x horizon)."""
-
     over = dict(base or {})
     for key, value in sample.items():
         if key == "input_size_multiplier":
@@ -176,7 +175,6 @@ def train_best(
     settings: Settings, result: SweepResult, *, base: dict[str, Any] | None = None
 ) -> Any:
     """Train the sweep's best configuration through ``train_all`` and the promotion gate."""
-
     if not result.best_config:
         raise ConflictError(f"sweep {result.sweep_id} has no successful trial to train")
     with connect(conninfo_for(settings), autocommit=True) as conn:
