@@ -174,3 +174,32 @@ def test_pending_entries_are_still_in_violation() -> None:
     check = {"sql": _sql_literals, "long": _long_functions}
     stale = sorted(f"{rule} {rel}" for rule, rel in _PENDING if not check[rule](ROOT / rel))
     assert not stale, "fixed, remove from _PENDING: " + ", ".join(stale)
+
+
+def test_timeframes_are_listed_only_in_kitrade_timeframes() -> None:
+    """No other module spells out a list of timeframe names (they read ``TIMEFRAME_NAMES``)."""
+    from kitrade.timeframes import TIMEFRAME_NAMES
+
+    names = set(TIMEFRAME_NAMES)
+    found = []
+    for path in _sources().values():
+        if _rel(path) == "kitrade/timeframes.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.List | ast.Tuple | ast.Set):
+                items = node.elts
+            elif isinstance(node, ast.Compare):  # `tf in ("H1", "D1", ...)`
+                items = [e for c in node.comparators if isinstance(c, ast.Tuple) for e in c.elts]
+            else:
+                continue
+            values = {e.value for e in items if isinstance(e, ast.Constant)}
+            if len(values) >= 3 and values <= names:
+                found.append(f"{_rel(path)}:{node.lineno}")
+    assert not found, "timeframe lists outside kitrade/timeframes.py: " + ", ".join(found)
+
+
+def test_per_timeframe_defaults_cover_exactly_the_timeframes() -> None:
+    from kitrade.timeframes import TIMEFRAME_NAMES
+    from kitrade.training.spec import TIMEFRAME_DEFAULTS
+
+    assert list(TIMEFRAME_DEFAULTS) == list(TIMEFRAME_NAMES)
