@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, LiteralString
 
 import psycopg
 
@@ -18,6 +18,7 @@ from kitrade.data.db import (
 )
 from kitrade.data.migrations import applied_versions, get_meta
 from kitrade.data.migrations import migrate as run_migrations
+from kitrade.errors import DatabaseUnavailableError
 
 if TYPE_CHECKING:
     from kitrade.config import Settings
@@ -78,17 +79,19 @@ def store_status(settings: Settings) -> StoreStatus:
         else f"{settings.timescale_host}:{settings.timescale_port}"
     ) + f"/{settings.timescale_db}"
     try:
-        with connect(conninfo_for(settings), autocommit=True, connect_timeout=3) as conn:
+        dsn = conninfo_for(settings)
+        with connect(dsn, autocommit=True, connect_timeout=3, where="status") as conn:
             version = one_row(conn.execute("SHOW server_version").fetchone(), "version")[0]
             versions = tuple(applied_versions(conn))
             storage = get_meta(conn, "bars_storage") if versions else None
             n_sym = n_bars = 0
             if versions:
-                n_sym = one_row(conn.execute("SELECT count(*) FROM symbols").fetchone(), "symbols")[
-                    0
-                ]
-                n_bars = one_row(conn.execute("SELECT count(*) FROM bars").fetchone(), "bars")[0]
+                n_sym = _count(conn, "SELECT count(*) FROM symbols")
+                n_bars = _count(conn, "SELECT count(*) FROM bars")
             return StoreStatus(mode, where, True, version, storage, versions, n_sym, n_bars)
-    except psycopg.OperationalError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return StoreStatus(mode, where, False, error=first)
+    except DatabaseUnavailableError as exc:
+        return StoreStatus(mode, where, False, error=exc.message)
+
+
+def _count(conn: psycopg.Connection, query: LiteralString) -> int:
+    return int(one_row(conn.execute(query).fetchone(), query)[0])

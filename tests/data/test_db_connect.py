@@ -61,3 +61,29 @@ def test_one_row_names_what_returned_nothing() -> None:
     assert one_row((1, 2), "x") == (1, 2)
     with pytest.raises(KitradeError, match="counting bars: expected one row, was none"):
         one_row(None, "counting bars")
+
+
+def test_status_of_an_unreachable_server_reports_it_down_instead_of_raising(
+    tmp_path: Path,
+) -> None:
+    from kitrade.data.store import store_status
+
+    settings = Settings(
+        data_dir=tmp_path,
+        timescale_host="127.0.0.1",
+        timescale_port=free_port(),
+        timescale_user="postgres",
+        db_connect_timeout_s=1,
+        _env_file=None,
+    )
+    status = store_status(settings)
+    assert not status.running
+    assert status.error is not None and "database unavailable (status)" in status.error
+
+
+def test_status_of_the_running_server_counts_its_rows(module_settings: Settings) -> None:
+    from kitrade.data.store import store_status
+
+    status = store_status(module_settings)
+    assert status.running and status.error is None
+    assert status.migrations and status.symbols >= 0 and status.bars >= 0
