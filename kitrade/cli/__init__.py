@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
+import click
 import typer
 
 from kitrade.cli import analyze, catalog, db, knowledge, lifecycle, ops, sync, training
@@ -56,8 +57,6 @@ app = _build_app()
 
 
 def _run(fn: Callable[[], object]) -> int:
-    import click
-
     try:
         rv = fn()
     except KitradeError as exc:

@@ -38,9 +38,8 @@ def analyze_cmd(
         return
     if question is None:
         raise InvalidInputError("question: expected a question after the symbol")
-    # chromadb/torch/ray come with the analyst: loaded only when a question is asked
-    from kitrade.services import analysis, knowledge
-    from kitrade.services.forecasting import local_forecaster
+    from kitrade.services import analysis, knowledge  # ray + chromadb (the knowledge actor)
+    from kitrade.services.forecasting import local_forecaster  # torch (in-process models)
 
     req = analysis.validated_request(symbol, question, as_of)
     kb = knowledge.knowledge_actor(settings)

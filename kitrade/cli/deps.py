@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from kitrade.errors import InvalidInputError, describe_validation_errors
+
 if TYPE_CHECKING:
     from kitrade.config import Settings
     from kitrade.data.db import Database
@@ -32,8 +34,6 @@ def store(config: Settings) -> Database:
 def validated(model: type, **fields: object) -> Any:
     """``model(**fields)``, or ``InvalidInputError`` naming each bad field and its input."""
     import pydantic  # only commands that take structured input pay for it
-
-    from kitrade.errors import InvalidInputError, describe_validation_errors
 
     try:
         return model(**fields)

@@ -68,7 +68,7 @@ def _load_if_empty(settings: Settings) -> None:
 
 def _up(settings: Settings, *, train: bool, max_steps: int | None, state: dict[str, Any]) -> None:
     from kitrade.cluster import connect  # ray: only when the platform starts
-    from kitrade.services import training
+    from kitrade.services import training  # psycopg: not needed for --help
 
     _load_if_empty(settings)
     print_store_status(settings)
@@ -94,7 +94,7 @@ def _up(settings: Settings, *, train: bool, max_steps: int | None, state: dict[s
 def _publish_notes(settings: Settings) -> None:
     """Market notes of every symbol into the knowledge base (a bonus: failures only warn)."""
     from kitrade.data.db import Database  # psycopg: not needed for --help
-    from kitrade.services.sync import publish_notes
+    from kitrade.services.sync import publish_notes  # pandas: not needed for --help
 
     try:
         with Database.from_settings(settings) as db:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from kitrade.cli import deps
 from kitrade.cli.render import bars_table, err, out, sync_table
@@ -47,8 +48,6 @@ def run_sync_live(
     notes: NotesPublisher | None,
 ) -> SyncOutcome:
     """Sync with a spinner on stderr, then print the report and the follow-ups."""
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
     from kitrade.services.sync import run_sync  # pandas/psycopg: not needed for --help
 
     with Progress(

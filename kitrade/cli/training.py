@@ -6,6 +6,8 @@ import time
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.live import Live
+from rich.table import Table
 
 from kitrade.cli import deps
 from kitrade.cli.render import out, progress_table, versions_table
@@ -66,13 +68,9 @@ def train_live(
     settings: Settings, symbols: list[str] | None, *, force: bool, max_steps: int | None
 ) -> Any:
     """Train with a live progress table, then print the versions; the run's report."""
-    from rich.live import Live
-    from rich.table import Table
+    from kitrade.services import training  # psycopg: not needed for --help
 
-    from kitrade.services import training  # ray + torch: only when training
-    from kitrade.training.tasks import new_run_id
-
-    run_id = new_run_id()
+    run_id = training.new_run_id()
     with Live(Table(), console=out, refresh_per_second=2, transient=False) as live:
         last = {"t": 0.0}
 
@@ -105,8 +103,6 @@ def progress_cmd(
     if once or snap.get("finished_at"):
         out.print(progress_table(snap))
         return
-    from rich.live import Live
-
     with Live(progress_table(snap), console=out, refresh_per_second=2) as live:
         while not snap.get("finished_at"):
             time.sleep(1.0)

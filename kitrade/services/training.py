@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from kitrade.training.tune import SweepResult
 
 __all__ = [
+    "new_run_id",
     "overrides_for",
     "prepare",
     "progress",
@@ -37,6 +38,13 @@ __all__ = [
 def overrides_for(max_steps: int | None) -> dict[str, Any] | None:
     """NHITS config overrides for a step cap (None: the configured model as is)."""
     return {"max_steps": max_steps} if max_steps else None
+
+
+def new_run_id() -> str:
+    """A fresh training-run id (so a caller can follow the run while it trains)."""
+    from kitrade.training.tasks import new_run_id as make  # ray + torch: only when training
+
+    return make()
 
 
 def prepare(settings: Settings) -> None:
