@@ -21,19 +21,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", default=None, help="write the report here")
     args = parser.parse_args(argv)
 
+    # imported after argument parsing so `--help` answers without loading ray/psycopg
     from kitrade.cluster import connect
     from kitrade.config import load_settings
-    from kitrade.data.store import open_store
     from kitrade.errors import KitradeError
-    from kitrade.training.tasks import train_all
+    from kitrade.services import training
 
     try:
         settings = load_settings()
-        open_store(settings).close()
+        training.prepare(settings)
         connect()
-        overrides = {"max_steps": args.max_steps} if args.max_steps else None
-        report = train_all(
-            settings, args.symbols or None, force=args.force, overrides=overrides, trigger="job"
+        report = training.train(
+            settings,
+            args.symbols or None,
+            force=args.force,
+            max_steps=args.max_steps,
+            trigger="job",
         )
     except KitradeError as exc:
         print(f"error: {exc.message}", file=sys.stderr)

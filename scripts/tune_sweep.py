@@ -25,22 +25,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", default=None, help="write the sweep result here")
     args = parser.parse_args(argv)
 
+    # imported after argument parsing so `--help` answers without loading ray/psycopg
     from kitrade.cluster import connect
     from kitrade.config import load_settings
-    from kitrade.data.store import open_store
     from kitrade.errors import KitradeError
-    from kitrade.training.tune import sweep, train_best
+    from kitrade.services import training
 
-    base = {"max_steps": args.max_steps} if args.max_steps else {}
     try:
         settings = load_settings()
-        open_store(settings).close()
+        training.prepare(settings)
         connect()
-        result = sweep(
+        result = training.sweep(
             settings,
             args.symbol,
-            num_samples=args.samples,
-            base=base,
+            samples=args.samples,
+            max_steps=args.max_steps,
             max_concurrent=args.max_concurrent,
         )
         print(
@@ -51,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
             with open(args.json, "w") as fh:
                 json.dump(result.model_dump(mode="json"), fh, indent=2)
         if args.train_best:
-            report = train_best(settings, result, base=base)
+            report = training.train_best(settings, result, max_steps=args.max_steps)
             r = report.results[0]
             print(f"trained {r.version}: {'promoted' if r.promoted else 'rejected'} ({r.reason})")
     except KitradeError as exc:

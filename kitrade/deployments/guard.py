@@ -23,7 +23,7 @@ import time
 from collections import OrderedDict
 from typing import Any
 
-__all__ = ["TokenBuckets", "RequestGuard"]
+__all__ = ["RequestGuard", "TokenBuckets"]
 
 
 class TokenBuckets:

@@ -23,7 +23,7 @@ from kitrade.schemas import Forecast, ForecastPoint, validate_symbol
 if TYPE_CHECKING:
     from kitrade.data.db import Database
 
-__all__ = ["ForecastPoint", "Forecast", "ForecastEngine"]
+__all__ = ["Forecast", "ForecastEngine", "ForecastPoint"]
 
 _log = logging.getLogger(__name__)
 

@@ -1,0 +1,5 @@
+"""``python -m kitrade.cli``."""
+
+from kitrade.cli import main
+
+main()

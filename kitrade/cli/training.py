@@ -1,0 +1,143 @@
+"""``kitrade train``, ``progress``, ``models``, ``promote``, ``rollback``."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.live import Live
+from rich.table import Table
+
+from kitrade.cli import deps
+from kitrade.cli.render import out, progress_table, versions_table
+
+if TYPE_CHECKING:
+    from kitrade.config import Settings
+
+__all__ = [
+    "models_cmd",
+    "progress_cmd",
+    "promote_cmd",
+    "rollback_cmd",
+    "train_cmd",
+    "train_live",
+]
+
+
+def _snapshot(settings: Settings, run_id: str | None = None) -> dict[str, Any]:
+    from kitrade.services import training  # psycopg: not needed for --help
+
+    with deps.store(settings) as db:
+        return training.progress(db, run_id=run_id).model_dump(mode="json")
+
+
+def print_versions(settings: Settings, symbols: list[str] | None) -> None:
+    """Print model versions (the newest 20 per symbol, or the newest 500)."""
+    from kitrade.services import training  # psycopg: not needed for --help
+
+    with deps.store(settings) as db:
+        rows = (
+            training.versions(db, symbols=symbols, limit=20)
+            if symbols
+            else training.versions(db, limit=500)
+        )
+    out.print(versions_table(rows))
+
+
+def train_cmd(
+    symbols: Annotated[
+        list[str] | None, typer.Argument(help="Symbols (default: all active)")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Retrain even fresh models")] = False,
+    max_steps: Annotated[int | None, typer.Option(min=1, help="Override NHITS max steps")] = None,
+) -> None:
+    """Train NHITS models on Ray with live progress; gate and register each version."""
+    settings = deps.settings()
+    from kitrade.cluster import connect  # ray: only when training
+    from kitrade.services import training  # psycopg: not needed for --help
+
+    training.prepare(settings)
+    connect()
+    report = train_live(settings, symbols or None, force=force, max_steps=max_steps)
+    if report.status != "done":
+        raise typer.Exit(code=6)
+
+
+def train_live(
+    settings: Settings, symbols: list[str] | None, *, force: bool, max_steps: int | None
+) -> Any:
+    """Train with a live progress table, then print the versions; the run's report."""
+    from kitrade.services import training  # psycopg: not needed for --help
+
+    run_id = training.new_run_id()
+    with Live(Table(), console=out, refresh_per_second=2, transient=False) as live:
+        last = {"t": 0.0}
+
+        def redraw() -> None:
+            if time.monotonic() - last["t"] < 0.5:
+                return
+            last["t"] = time.monotonic()
+            live.update(progress_table(_snapshot(settings, run_id)))
+
+        report = training.train(
+            settings, symbols, force=force, max_steps=max_steps, run_id=run_id, on_update=redraw
+        )
+        last["t"] = 0.0
+        redraw()
+    print_versions(settings, [r.symbol for r in report.results])
+    out.print(f"run {report.run_id}: {report.status} in {report.seconds:.0f}s")
+    return report
+
+
+def progress_cmd(
+    run: Annotated[str | None, typer.Option(help="Run id (default: the latest)")] = None,
+    once: Annotated[bool, typer.Option("--once", help="Print once instead of following")] = False,
+) -> None:
+    """Show training progress (a live table until the run ends)."""
+    settings = deps.settings()
+    snap = _snapshot(settings, run)
+    if snap.get("run_id") is None:
+        out.print("no training run yet")
+        return
+    if once or snap.get("finished_at"):
+        out.print(progress_table(snap))
+        return
+    with Live(progress_table(snap), console=out, refresh_per_second=2) as live:
+        while not snap.get("finished_at"):
+            time.sleep(1.0)
+            snap = _snapshot(settings, snap["run_id"])
+            live.update(progress_table(snap))
+
+
+def models_cmd(symbol: Annotated[str | None, typer.Argument()] = None) -> None:
+    """List model versions with their metrics against the naive baselines."""
+    settings = deps.settings()
+    if symbol is not None:
+        from kitrade.schemas import validate_symbol  # pydantic: not needed for --help
+
+        validate_symbol(symbol)
+    print_versions(settings, [symbol] if symbol else None)
+
+
+def promote_cmd(symbol: str, version: str) -> None:
+    """Make VERSION the active model of SYMBOL (overrides the gate)."""
+    from kitrade.services import training  # psycopg: not needed for --help
+
+    with deps.store(deps.settings()) as db:
+        v = training.promote(db, symbol=symbol, version=version)
+    out.print(f"{symbol}: {v.version} is active")
+
+
+def rollback_cmd(
+    symbol: str,
+    to: Annotated[
+        str | None, typer.Option("--to", help="Version (default: the previous one)")
+    ] = None,
+) -> None:
+    """Re-activate the previously active version of SYMBOL (or --to VERSION)."""
+    from kitrade.services import training  # psycopg: not needed for --help
+
+    with deps.store(deps.settings()) as db:
+        v = training.rollback(db, symbol=symbol, to_version=to)
+    out.print(f"{symbol}: rolled back to {v.version}")
