@@ -37,7 +37,7 @@ def fmt_ts(ts: object) -> str:
     """``YYYY-MM-DD HH:MM`` or ``-``."""
     if ts is None:
         return "-"
-    return ts.strftime("%Y-%m-%d %H:%M")  # type: ignore[attr-defined, no-any-return]
+    return ts.strftime("%Y-%m-%d %H:%M")  # type: ignore[attr-defined]
 
 
 def fmt(v: object, spec: str = ".3f") -> str:

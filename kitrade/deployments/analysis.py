@@ -50,7 +50,7 @@ class AnalysisDeployment:
     def _forecast_of(self, symbol: str) -> dict[str, Any] | None:
         """The forecast deployment's answer for ``symbol`` (its error raised again)."""
         answer = self._forecast.forecast.remote(symbol, None).result(timeout_s=30)
-        return unwrap(answer)  # type: ignore[no-any-return]
+        return unwrap(answer)
 
     @envelope
     def analyze(self, symbol: str, question: str, as_of: datetime | None = None) -> Any:

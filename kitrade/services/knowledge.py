@@ -108,7 +108,7 @@ def add_text(
     date_: str | None = None,
 ) -> dict[str, Any]:
     """Add (chunk, embed) one document; its ``doc_id`` and ``chunks``."""
-    return actor_call(kb.add_document.remote(text, source, title, symbols, date_))  # type: ignore[no-any-return]
+    return actor_call(kb.add_document.remote(text, source, title, symbols, date_))
 
 
 def check_files(files: list[Path]) -> None:
@@ -154,14 +154,14 @@ def add_url(
 
 def list_documents(kb: Any) -> list[dict[str, Any]]:
     """Stored documents."""
-    return actor_call(kb.list_documents.remote())  # type: ignore[no-any-return]
+    return actor_call(kb.list_documents.remote())
 
 
 def search(
     kb: Any, *, query: str, k: int = 5, symbol: str | None = None, as_of: str | None = None
 ) -> list[dict[str, Any]]:
     """The ``k`` nearest chunks (of ``symbol``'s documents, dated no later than ``as_of``)."""
-    return actor_call(kb.search.remote(query, k, symbol, as_of))  # type: ignore[no-any-return]
+    return actor_call(kb.search.remote(query, k, symbol, as_of))
 
 
 def remove(kb: Any, *, doc_id: str) -> int:

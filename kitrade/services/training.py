@@ -140,7 +140,7 @@ def train_best(
     """Train a sweep's best configuration through the promotion gate."""
     from kitrade.training import tune  # ray tune + torch: only when training
 
-    return tune.train_best(settings, result, base=overrides_for(max_steps) or {})  # type: ignore[no-any-return]
+    return tune.train_best(settings, result, base=overrides_for(max_steps) or {})
 
 
 def start_retrain_scheduler(settings: Settings) -> None:
