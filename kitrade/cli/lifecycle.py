@@ -14,7 +14,6 @@ from kitrade.cli.db import print_store_status
 from kitrade.cli.render import err, out
 from kitrade.cli.sync import run_sync_live
 from kitrade.cli.training import train_live
-from kitrade.platform import DASHBOARD_PORT, deploy, start_ray, stop_ray, undeploy
 
 if TYPE_CHECKING:
     from kitrade.config import Settings
@@ -67,18 +66,19 @@ def _load_if_empty(settings: Settings) -> None:
 
 
 def _up(settings: Settings, *, train: bool, max_steps: int | None, state: dict[str, Any]) -> None:
+    from kitrade import platform  # psycopg: not needed for --help
     from kitrade.cluster import connect  # ray: only when the platform starts
     from kitrade.services import training  # psycopg: not needed for --help
 
     _load_if_empty(settings)
     print_store_status(settings)
     out.print("starting Ray…")
-    state["ray"] = start_ray(settings, state=state)
+    state["ray"] = platform.start_ray(settings, state=state)
     connect(address="auto" if not os.environ.get("RAY_ADDRESS") else None)
     if train:
         train_live(settings, None, force=False, max_steps=max_steps)
     out.print("deploying the HTTP API…")
-    deploy(settings)
+    platform.deploy(settings)
     training.start_retrain_scheduler(settings)
     _publish_notes(settings)
     base = f"http://{settings.host}:{settings.port}"
@@ -86,7 +86,7 @@ def _up(settings: Settings, *, train: bool, max_steps: int | None, state: dict[s
     out.print(f"docs       {base}/docs")
     out.print(f"dashboard  {base}/")
     out.print(f"health     {base}/health")
-    out.print(f"Ray        http://127.0.0.1:{DASHBOARD_PORT}")
+    out.print(f"Ray        http://127.0.0.1:{platform.DASHBOARD_PORT}")
     if settings.api_key is None:
         out.print("[yellow]KITRADE_API_KEY is unset: state-changing routes answer 403[/]")
 
@@ -104,24 +104,26 @@ def _publish_notes(settings: Settings) -> None:
 
 
 def _shutdown(settings: Settings, *, stop_cluster: bool) -> None:
+    from kitrade import platform  # psycopg: not needed for --help
     from kitrade.data.db import stop_database  # psycopg: not needed for --help
 
     try:
-        undeploy()
+        platform.undeploy()
     except Exception as exc:  # noqa: BLE001 - Serve may already be gone; go on stopping
         err.print(f"serve shutdown: {exc}")
     if stop_cluster:
-        stop_ray()
+        platform.stop_ray()
     stop_database(settings)
 
 
 def down_cmd() -> None:
     """Stop what `kitrade up --detach` started: Serve, the local Ray cluster, the database."""
     settings = deps.settings()
+    from kitrade import platform  # psycopg: not needed for --help
     from kitrade.data.db import stop_database  # psycopg: not needed for --help
 
     if not os.environ.get("RAY_ADDRESS"):
-        stop_ray()
+        platform.stop_ray()
         out.print("Ray stopped")
     out.print(
         "embedded PostgreSQL stopped" if stop_database(settings) else "database: nothing to stop"

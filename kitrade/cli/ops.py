@@ -7,7 +7,6 @@ from typing import Annotated
 
 import typer
 
-from kitrade.backup import backup, restore
 from kitrade.cli import deps
 from kitrade.cli.db import print_store_status
 from kitrade.cli.render import err, out
@@ -20,6 +19,8 @@ def backup_cmd(file: Annotated[Path, typer.Argument(help="Archive to write (.tar
     settings = deps.settings()
 
     deps.store(settings).close()
+    from kitrade.backup import backup  # psycopg stays out of `kitrade --help`
+
     manifest = backup(settings, file)
     out.print(
         f"backup written to {file} ({file.stat().st_size / 1e6:.1f} MB, {manifest['created_at']})"
@@ -31,6 +32,8 @@ def restore_cmd(
 ) -> None:
     """Restore an archive into a fresh data dir / empty database."""
     settings = deps.settings()
+
+    from kitrade.backup import restore  # psycopg stays out of `kitrade --help`
 
     manifest = restore(settings, file)
     out.print(f"restored backup of {manifest['created_at']} into {settings.data_dir}")
