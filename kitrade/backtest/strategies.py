@@ -355,8 +355,12 @@ def forecast_threshold_batch(
 
 
 def prob_up(close: np.ndarray, quantiles: np.ndarray) -> np.ndarray:
-    """P(price > close) from the 2.5/10/50/90/97.5 % levels, piecewise-linear inside the 95 %
-    band and with normal tails (sigma from the 95 % band) outside it.
+    """P(price > close) read from the 2.5/10/50/90/97.5 % levels.
+
+    The levels are mapped to their standard-normal scores (-1.96, -1.28, 0, 1.28, 1.96); the
+    score of ``close`` is interpolated linearly between them (and extrapolated past the 95 %
+    band with that band's sigma), then turned into a probability with the normal CDF. For a
+    normal forecast this is exact; skewed bands give a piecewise-normal CDF.
 
     Args:
         close: (N,) current prices.
@@ -364,17 +368,17 @@ def prob_up(close: np.ndarray, quantiles: np.ndarray) -> np.ndarray:
             so crossed bands do not break the interpolation).
     """
     q = np.sort(quantiles, axis=1)
-    probs = np.array([0.025, 0.10, 0.5, 0.90, 0.975])
-    cdf = np.full(close.shape, np.nan)
+    scores = np.array([-_Z95, -_Z80, 0.0, _Z80, _Z95])
+    z = np.full(close.shape, np.nan)
     for k in range(4):
         lo, hi = q[:, k], q[:, k + 1]
         inside = (close >= lo) & (close <= hi)
         width = np.where(hi > lo, hi - lo, 1.0)
-        cdf = np.where(inside, probs[k] + (probs[k + 1] - probs[k]) * (close - lo) / width, cdf)
+        z = np.where(inside, scores[k] + (scores[k + 1] - scores[k]) * (close - lo) / width, z)
     sigma = np.maximum((q[:, 4] - q[:, 0]) / (2 * _Z95), 1e-12)
-    cdf = np.where(close < q[:, 0], norm.cdf(-_Z95 + (close - q[:, 0]) / sigma), cdf)
-    cdf = np.where(close > q[:, 4], norm.cdf(_Z95 + (close - q[:, 4]) / sigma), cdf)
-    return 1.0 - cdf
+    z = np.where(close < q[:, 0], -_Z95 + (close - q[:, 0]) / sigma, z)
+    z = np.where(close > q[:, 4], _Z95 + (close - q[:, 4]) / sigma, z)
+    return np.where(np.isnan(z), np.nan, norm.sf(z))
 
 
 def _interval_weights(
