@@ -40,6 +40,7 @@ __all__ = [
     "make_costs",
     "orders_from_weights",
     "run_backtest",
+    "run_batch",
     "scale_gross",
     "simulate",
 ]
@@ -426,3 +427,38 @@ def _positions_frame(fills: list, sim: SimArrays) -> pd.DataFrame:
     for i, qty, *_ in fills:
         delta[i] = qty[0]
     return pd.DataFrame(np.cumsum(delta, axis=0), index=sim.index, columns=sim.symbols)
+
+
+def run_batch(
+    bars: dict[str, pd.DataFrame],
+    weights: np.ndarray,
+    *,
+    costs: Costs | None = None,
+    init_cash: float = 100_000.0,
+    max_gross: float = 1.0,
+) -> pd.DataFrame:
+    """Equity curves of P weight sets at once (a parameter sweep), no fill records.
+
+    Args:
+        bars: symbol -> OHLCV frame.
+        weights: (T, P, S) decisions on the union grid of the bars (``align_bars``), symbols in
+            the order of ``bars``.
+        costs, init_cash, max_gross: as in ``run_backtest``.
+
+    Returns:
+        Equity, one column per weight set, indexed by the union ts.
+    """
+    costs = costs or Costs()
+    sim = align_bars(bars)
+    if weights.ndim != 3 or weights.shape[0] != len(sim.index) or weights.shape[2] != len(sim.symbols):
+        raise InvalidInputError(
+            f"expected weights of shape (T={len(sim.index)}, P, S={len(sim.symbols)}), was {weights.shape}"
+        )
+    if np.nanmax(np.abs(weights), initial=0.0) > 1.0 + 1e-12:
+        raise InvalidInputError("expected target weights in [-1, 1], was a value outside")
+    orders = orders_from_weights(scale_gross(weights, max_gross), sim.has_bar)
+    slip = np.array([costs.slip(s) for s in sim.symbols])
+    equity, _, _ = simulate(
+        sim, orders, commission=costs.commission, fixed=costs.fixed, slip=slip, init_cash=init_cash, record_fills=False
+    )
+    return pd.DataFrame(equity, index=sim.index)

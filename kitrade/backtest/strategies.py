@@ -41,6 +41,8 @@ __all__ = [
     "StrategyParams",
     "drift_forecasts",
     "expected_returns",
+    "forecast_threshold_array",
+    "forecast_threshold_batch",
     "naive_signal",
     "parse_strategy",
     "target_weights",
@@ -326,7 +328,20 @@ def forecast_threshold_batch(
     *,
     costs: Costs | None = None,
 ) -> list[pd.DataFrame]:
-    """Target weights of many ``forecast_threshold`` parameter sets, one frame each.
+    """Target weights of many ``forecast_threshold`` parameter sets, one frame each."""
+    array = forecast_threshold_array(params, bars, forecasts, costs=costs)
+    index, symbols = _union_index(bars), list(bars)
+    return [pd.DataFrame(array[:, k, :], index=index, columns=symbols) for k in range(len(params))]
+
+
+def forecast_threshold_array(
+    params: list[ForecastThreshold],
+    bars: dict[str, pd.DataFrame],
+    forecasts: pd.DataFrame | None,
+    *,
+    costs: Costs | None = None,
+) -> np.ndarray:
+    """(T, P, S) target weights of P ``forecast_threshold`` sets on the union grid.
 
     The state machine runs once per symbol and horizon with the parameter sets as a numpy
     axis, which is what makes a 1,000-set sweep cheap.
@@ -337,9 +352,9 @@ def forecast_threshold_batch(
     out = np.zeros((len(index), len(params), len(bars)))
     for horizon in sorted({p.horizon for p in params}):
         chosen = [k for k, p in enumerate(params) if p.horizon == horizon]
+        group = [params[k] for k in chosen]
         expected = expected_returns(forecasts, bars, horizon)
         for s, symbol in enumerate(bars):
-            group = [params[k] for k in chosen]
             unit = np.array([costs.round_trip(symbol) if p.enter_unit == "cost" and costs else 1.0 for p in group])
             pos = threshold_positions(
                 expected[symbol].to_numpy(float),
@@ -348,10 +363,11 @@ def forecast_threshold_batch(
                 np.array([p.hold_bars for p in group], dtype=float),
                 np.array([p.allow_short for p in group]),
             ) * np.array([p.weight for p in group])
-            own = pd.DataFrame(pos, index=bars[symbol].index).reindex(index).ffill().fillna(0.0)
-            out[:, chosen, s] = own.to_numpy()
-    symbols = list(bars)
-    return [pd.DataFrame(out[:, k, :], index=index, columns=symbols) for k in range(len(params))]
+            rows = index.get_indexer(bars[symbol].index)
+            own = np.full((len(index), len(group)), np.nan)
+            own[rows] = pos
+            out[:, chosen, s] = pd.DataFrame(own).ffill().fillna(0.0).to_numpy()
+    return out
 
 
 def prob_up(close: np.ndarray, quantiles: np.ndarray) -> np.ndarray:
