@@ -25,7 +25,7 @@ Parts:
       that differ (``lookahead_violations``, target 0).
 
 Usage:
-    python scripts/bench_backtest.py [--sets 1000] [--bt-sets 40] [--repeat 3] [--json PATH]
+    python scripts/bench_backtest.py [--sets 1000] [--bt-sets 40] [--repeat 2] [--json PATH]
 """
 
 from __future__ import annotations
@@ -89,7 +89,9 @@ def param_grid(n: int) -> list[ForecastThreshold]:
         (0, 2, 5, 10, 20),
     )
     sets = [
-        ForecastThreshold(horizon=h, enter=float(e), exit=float(e) * x, hold_bars=hb, allow_short=True)
+        ForecastThreshold(
+            horizon=h, enter=float(e), exit=float(e) * x, hold_bars=hb, allow_short=True
+        )
         for h, e, x, hb in grid
     ]
     return [sets[k % len(sets)] for k in range(n)]
@@ -108,7 +110,13 @@ def _best(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
 def _kitrade_equity(sim: Any, orders: np.ndarray) -> np.ndarray:
     slip = np.array([COSTS.slip(s) for s in sim.symbols])
     equity, _, _ = simulate(
-        sim, orders, commission=COSTS.commission, fixed=COSTS.fixed, slip=slip, init_cash=INIT_CASH, record_fills=False
+        sim,
+        orders,
+        commission=COSTS.commission,
+        fixed=COSTS.fixed,
+        slip=slip,
+        init_cash=INIT_CASH,
+        record_fills=False,
     )
     return equity
 
@@ -134,7 +142,12 @@ def _vectorbt_equity(sim: Any, orders: np.ndarray) -> np.ndarray:
     return np.asarray(pf.value())
 
 
-def part_a(bars: dict[str, pd.DataFrame], forecasts: pd.DataFrame, sets: list[ForecastThreshold], repeat: int) -> dict[str, Any]:
+def part_a(
+    bars: dict[str, pd.DataFrame],
+    forecasts: pd.DataFrame,
+    sets: list[ForecastThreshold],
+    repeat: int,
+) -> dict[str, Any]:
     """kitrade vs vectorbt on the same orders."""
     sim = align_bars(bars)
     t0 = time.perf_counter()
@@ -186,7 +199,11 @@ class FollowWeights(Strategy):
 
 
 def part_b(
-    bars: dict[str, pd.DataFrame], forecasts: pd.DataFrame, sets: list[ForecastThreshold], n_bt: int, repeat: int
+    bars: dict[str, pd.DataFrame],
+    forecasts: pd.DataFrame,
+    sets: list[ForecastThreshold],
+    n_bt: int,
+    repeat: int,
 ) -> dict[str, Any]:
     """backtesting.py's optimizer on GOOG, per set against kitrade's batch on GOOG."""
     from backtesting import Backtest
@@ -199,7 +216,14 @@ def part_b(
     _BT_WEIGHTS[:] = [weights[:, :, 0]]
     data = bars["GOOG"].rename(columns=str.capitalize)
     data.index = data.index.tz_localize(None)
-    bt = Backtest(data, FollowWeights, cash=INIT_CASH, commission=COSTS.commission, exclusive_orders=True, finalize_trades=True)
+    bt = Backtest(
+        data,
+        FollowWeights,
+        cash=INIT_CASH,
+        commission=COSTS.commission,
+        exclusive_orders=True,
+        finalize_trades=True,
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         start = time.perf_counter()
@@ -224,7 +248,9 @@ def part_c(**_: Any) -> dict[str, Any]:
 PART_C: Callable[..., dict[str, Any]] = part_c
 
 
-def part_d(bars: dict[str, pd.DataFrame], forecasts: pd.DataFrame, cuts: int, seed: int = 0) -> dict[str, Any]:
+def part_d(
+    bars: dict[str, pd.DataFrame], forecasts: pd.DataFrame, cuts: int, seed: int = 0
+) -> dict[str, Any]:
     """Truncation: values up to a cut must not change when the later bars are removed."""
     params = ForecastThreshold(horizon=3, enter=0.002, exit=0.001, hold_bars=2, allow_short=True)
     full_w = target_weights(params, bars, forecasts)
@@ -247,7 +273,11 @@ def part_d(bars: dict[str, pd.DataFrame], forecasts: pd.DataFrame, cuts: int, se
             compared += a.size
         full_fills = full.fills[full.fills["ts"] <= cut].reset_index(drop=True)
         same_len = len(full_fills) == len(short.fills)
-        differing += int((short.fills != full_fills).to_numpy().sum()) if same_len else max(len(full_fills), len(short.fills))
+        differing += (
+            int((short.fills != full_fills).to_numpy().sum())
+            if same_len
+            else max(len(full_fills), len(short.fills))
+        )
     return {"cut_points": cuts, "values_compared": compared, "lookahead_violations": differing}
 
 
@@ -261,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sets", type=int, default=1000, help="forecast_threshold parameter sets")
     parser.add_argument("--bt-sets", type=int, default=40, help="sets run through backtesting.py")
-    parser.add_argument("--repeat", type=int, default=3, help="timed runs per side (best counts)")
+    parser.add_argument("--repeat", type=int, default=2, help="timed runs per side (best counts)")
     parser.add_argument("--cuts", type=int, default=20, help="truncation cut points")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -276,18 +306,33 @@ def main(argv: list[str] | None = None) -> int:
     results.update(part_d(bars, forecasts, args.cuts))
     _print_table(
         [
-            ("bars x symbols x sets", f"{results['bars']} x {results['symbols']} x {results['sets']}"),
+            (
+                "bars x symbols x sets",
+                f"{results['bars']} x {results['symbols']} x {results['sets']}",
+            ),
             ("orders (non-NaN targets)", f"{results['orders']:,}"),
             ("kitrade engine (s)", f"{results['kitrade_s']:.3f}"),
             ("vectorbt from_orders + value (s)", f"{results['vectorbt_s']:.3f}"),
-            ("engine ratio vectorbt / kitrade", f"{results['engine_ratio_vs_vectorbt']:.2f} (target >= 1.0)"),
-            ("equity max relative difference", f"{results['equity_max_rel_diff']:.2e} (target <= 1e-6)"),
+            (
+                "engine ratio vectorbt / kitrade",
+                f"{results['engine_ratio_vs_vectorbt']:.2f} (target >= 1.0)",
+            ),
+            (
+                "equity max relative difference",
+                f"{results['equity_max_rel_diff']:.2e} (target <= 1e-6)",
+            ),
             ("weights for all sets (s)", f"{results['weights_s']:.3f}"),
-            (f"backtesting.py optimize, {results['backtesting_sets']} sets (s)", f"{results['backtesting_s']:.2f}"),
+            (
+                f"backtesting.py optimize, {results['backtesting_sets']} sets (s)",
+                f"{results['backtesting_s']:.2f}",
+            ),
             ("kitrade, all sets on GOOG (s)", f"{results['kitrade_goog_s']:.3f}"),
             ("per-set ratio backtesting.py / kitrade", f"{results['ratio_vs_backtesting_py']:.0f}"),
             *[(k, str(v)) for k, v in results.items() if k.startswith("walk_forward")],
-            ("truncation cut points / values compared", f"{results['cut_points']} / {results['values_compared']:,}"),
+            (
+                "truncation cut points / values compared",
+                f"{results['cut_points']} / {results['values_compared']:,}",
+            ),
             ("lookahead violations", f"{results['lookahead_violations']} (target 0)"),
         ]
     )

@@ -78,7 +78,7 @@ class Costs(BaseModel):
         return value
 
     def slip(self, symbol: str) -> float:
-        """The adverse fraction of the price one fill of ``symbol`` pays (half spread + slippage)."""
+        """The adverse price fraction one fill of ``symbol`` pays (half spread + slippage)."""
         spread = self.spread.get(symbol, self.spread.get("*", 0.0))
         return spread / 2 + self.slippage.get(symbol, self.slippage.get("*", 0.0))
 
@@ -142,9 +142,15 @@ def align_bars(bars: dict[str, pd.DataFrame]) -> SimArrays:
     for symbol, frame in bars.items():
         missing = {"open", "close"} - set(frame.columns)
         if missing:
-            raise InvalidInputError(f"bars of {symbol}: expected columns open, close; missing {sorted(missing)}")
+            raise InvalidInputError(
+                f"bars of {symbol}: expected columns open, close; missing {sorted(missing)}"
+            )
         idx = frame.index
-        if not isinstance(idx, pd.DatetimeIndex) or not idx.is_monotonic_increasing or not idx.is_unique:
+        if (
+            not isinstance(idx, pd.DatetimeIndex)
+            or not idx.is_monotonic_increasing
+            or not idx.is_unique
+        ):
             raise InvalidInputError(f"bars of {symbol}: expected a sorted, unique DatetimeIndex")
         if (frame[["open", "close"]] <= 0).any().any():
             raise InvalidInputError(f"bars of {symbol}: expected positive open and close prices")
@@ -197,7 +203,9 @@ def orders_from_weights(weights: np.ndarray, has_bar: np.ndarray) -> np.ndarray:
 class _State:
     cash: np.ndarray  # (P,)
     pos: np.ndarray  # (P, S)
-    fills: list[tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=list)
+    fills: list[tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = field(
+        default_factory=list
+    )
 
 
 def simulate(
@@ -209,7 +217,9 @@ def simulate(
     slip: np.ndarray,
     init_cash: float,
     record_fills: bool = True,
-) -> tuple[np.ndarray, np.ndarray, list[tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]]:
+) -> tuple[
+    np.ndarray, np.ndarray, list[tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
+]:
     """Run target-weight orders for P parameter sets at once.
 
     Args:
@@ -237,7 +247,9 @@ def simulate(
     for k in range(len(bounds) - 1):
         i, j = bounds[k], bounds[k + 1]
         if not np.isnan(orders[i]).all():
-            _fill_bar(state, i, orders[i], sim.open[i], vp[i], commission, fixed, slip, record_fills)
+            _fill_bar(
+                state, i, orders[i], sim.open[i], vp[i], commission, fixed, slip, record_fills
+            )
         equity[i:j] = state.cash + close_ff[i:j] @ state.pos.T
         cash[i:j] = state.cash
     return equity, cash, state.fills
@@ -301,7 +313,10 @@ def _buy(
     """Buy ``size`` at ``px`` for the given (row, col) pairs, cut to the cash each row has."""
     cash = np.where(np.isclose(st.cash[rows], 0.0, rtol=0, atol=_ABS_TOL), 0.0, st.cash[rows])
     need = size * px * (1 + commission) + fixed
-    enough = (need <= cash) | (np.abs(need - cash) <= np.maximum(_REL_TOL * np.maximum(np.abs(need), np.abs(cash)), _ABS_TOL))
+    enough = (need <= cash) | (
+        np.abs(need - cash)
+        <= np.maximum(_REL_TOL * np.maximum(np.abs(need), np.abs(cash)), _ABS_TOL)
+    )
     max_notional = (cash - fixed) / (1 + commission)
     fill = np.where(enough, size, np.maximum(max_notional, 0.0) / px)
     paid = np.where(enough, size * px * commission + fixed, cash - max_notional)
@@ -378,7 +393,9 @@ def run_backtest(
     """
     costs = costs or Costs()
     if not init_cash > 0 or not max_gross > 0:
-        raise InvalidInputError(f"expected init_cash > 0 and max_gross > 0, was {init_cash}, {max_gross}")
+        raise InvalidInputError(
+            f"expected init_cash > 0 and max_gross > 0, was {init_cash}, {max_gross}"
+        )
     sim = align_bars(bars)
     w = _weights_matrix(weights, sim)
     w = scale_gross(w, max_gross)
@@ -416,7 +433,15 @@ def _fills_frame(fills: list, sim: SimArrays) -> pd.DataFrame:
         for s in np.flatnonzero(qty[0]):
             q = float(qty[0, s])
             rows.append(
-                (sim.index[i], sim.symbols[s], "buy" if q > 0 else "sell", abs(q), float(price[0, s]), float(fee[0, s]), float(value[0]))
+                (
+                    sim.index[i],
+                    sim.symbols[s],
+                    "buy" if q > 0 else "sell",
+                    abs(q),
+                    float(price[0, s]),
+                    float(fee[0, s]),
+                    float(value[0]),
+                )
             )
     columns = ["ts", "symbol", "side", "qty", "price", "fee", "value"]
     return pd.DataFrame(rows, columns=columns)
@@ -450,15 +475,26 @@ def run_batch(
     """
     costs = costs or Costs()
     sim = align_bars(bars)
-    if weights.ndim != 3 or weights.shape[0] != len(sim.index) or weights.shape[2] != len(sim.symbols):
+    if (
+        weights.ndim != 3
+        or weights.shape[0] != len(sim.index)
+        or weights.shape[2] != len(sim.symbols)
+    ):
         raise InvalidInputError(
-            f"expected weights of shape (T={len(sim.index)}, P, S={len(sim.symbols)}), was {weights.shape}"
+            f"expected weights of shape (T={len(sim.index)}, P, S={len(sim.symbols)}), "
+            f"was {weights.shape}"
         )
     if np.nanmax(np.abs(weights), initial=0.0) > 1.0 + 1e-12:
         raise InvalidInputError("expected target weights in [-1, 1], was a value outside")
     orders = orders_from_weights(scale_gross(weights, max_gross), sim.has_bar)
     slip = np.array([costs.slip(s) for s in sim.symbols])
     equity, _, _ = simulate(
-        sim, orders, commission=costs.commission, fixed=costs.fixed, slip=slip, init_cash=init_cash, record_fills=False
+        sim,
+        orders,
+        commission=costs.commission,
+        fixed=costs.fixed,
+        slip=slip,
+        init_cash=init_cash,
+        record_fills=False,
     )
     return pd.DataFrame(equity, index=sim.index)

@@ -43,8 +43,10 @@ __all__ = ["drawdown", "max_drawdown_duration", "periods_per_year", "round_trips
 _SECONDS_PER_DAY = 86_400
 
 
-def periods_per_year(timeframe: str, *, trading_days: float = 252.0, hours_per_day: float = 24.0) -> float:
-    """Bars per year of ``timeframe`` (``D1`` -> 252, ``H1`` -> 252 * 24, ``W1`` -> 52, ``MN1`` -> 12).
+def periods_per_year(
+    timeframe: str, *, trading_days: float = 252.0, hours_per_day: float = 24.0
+) -> float:
+    """Bars per year of ``timeframe`` (``D1`` -> 252, ``H1`` -> 252 * 24, ``MN1`` -> 12).
 
     Raises:
         KeyError: an unknown timeframe.
@@ -111,7 +113,9 @@ def _split_at_zero(pos: float, signed: float) -> list[float]:
     return [signed]
 
 
-def _trip(symbol: str, entry: Any, exit_ts: Any, held: float, pnl: float, closed: bool) -> dict[str, Any]:
+def _trip(
+    symbol: str, entry: Any, exit_ts: Any, held: float, pnl: float, closed: bool
+) -> dict[str, Any]:
     return {
         "symbol": symbol,
         "entry_ts": entry,
@@ -122,7 +126,9 @@ def _trip(symbol: str, entry: Any, exit_ts: Any, held: float, pnl: float, closed
     }
 
 
-def summarize(result: BacktestResult, *, timeframe: str | None = None, ppy: float | None = None) -> dict[str, float]:
+def summarize(
+    result: BacktestResult, *, timeframe: str | None = None, ppy: float | None = None
+) -> dict[str, float]:
     """All the metrics of one backtest (see the module docstring for the definitions).
 
     Args:
@@ -143,14 +149,16 @@ def summarize(result: BacktestResult, *, timeframe: str | None = None, ppy: floa
     held = (result.positions.abs() > 0).any(axis=1)
     stats.update(
         win_rate=float((closed > 0).mean()) if len(closed) else float("nan"),
-        profit_factor=float(wins / losses) if losses > 0 else (float("inf") if wins > 0 else float("nan")),
+        profit_factor=float(wins / losses)
+        if losses > 0
+        else (float("inf") if wins > 0 else float("nan")),
         expectancy=float(closed.mean()) if len(closed) else float("nan"),
         exposure=float(held.mean()),
         turnover=result.turnover,
         fees_paid=result.fees_paid,
-        n_trades=int(len(closed)),
-        n_fills=int(len(result.fills)),
-        n_bars=int(len(equity)),
+        n_trades=len(closed),
+        n_fills=len(result.fills),
+        n_bars=len(equity),
     )
     return stats
 
@@ -161,7 +169,11 @@ def _return_stats(equity: pd.Series, returns: pd.Series, ppy: float) -> dict[str
     growth = end / start
     cagr = growth ** (1 / years) - 1 if years > 0 and growth > 0 else float("nan")
     std = float(returns.std(ddof=1)) if len(returns) > 1 else float("nan")
-    downside = float(np.sqrt(np.mean(np.minimum(returns.to_numpy(), 0.0) ** 2))) if len(returns) else float("nan")
+    downside = (
+        float(np.sqrt(np.mean(np.minimum(returns.to_numpy(), 0.0) ** 2)))
+        if len(returns)
+        else float("nan")
+    )
     mean = float(returns.mean()) if len(returns) else float("nan")
     mdd = float(drawdown(equity).min())
     return {

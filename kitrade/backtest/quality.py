@@ -48,9 +48,7 @@ def realized(forecasts: pd.DataFrame, bars: dict[str, pd.DataFrame], step: int) 
     return pd.concat(parts, ignore_index=True)[cols] if parts else pd.DataFrame(columns=cols)
 
 
-def diebold_mariano(
-    loss_model: np.ndarray, loss_naive: np.ndarray, h: int = 1
-) -> dict[str, float]:
+def diebold_mariano(loss_model: np.ndarray, loss_naive: np.ndarray, h: int = 1) -> dict[str, float]:
     """The HLN-corrected Diebold-Mariano test of equal loss; ``n`` is the points used."""
     d = np.asarray(loss_model, float) - np.asarray(loss_naive, float)
     d = d[~np.isnan(d)]
@@ -104,14 +102,24 @@ def forecast_quality(
     test = diebold_mariano(np.abs(err_model) ** power, np.abs(err_naive) ** power, h=step)
     n = len(rows)
     return {
-        "hit_rate": float((move[scored] == called[scored]).mean()) if scored.any() else float("nan"),
+        "hit_rate": float((move[scored] == called[scored]).mean())
+        if scored.any()
+        else float("nan"),
         "n_hit": int(scored.sum()),
         "mae": mae,
         "mae_naive": mae_naive,
         "rmae": mae / mae_naive if mae_naive > 0 else float("nan"),
         "n_mae": n,
-        "coverage_80": float(((rows["actual"] >= rows["lo_80"]) & (rows["actual"] <= rows["hi_80"])).mean()) if n else float("nan"),
-        "coverage_95": float(((rows["actual"] >= rows["lo_95"]) & (rows["actual"] <= rows["hi_95"])).mean()) if n else float("nan"),
+        "coverage_80": float(
+            ((rows["actual"] >= rows["lo_80"]) & (rows["actual"] <= rows["hi_80"])).mean()
+        )
+        if n
+        else float("nan"),
+        "coverage_95": float(
+            ((rows["actual"] >= rows["lo_95"]) & (rows["actual"] <= rows["hi_95"])).mean()
+        )
+        if n
+        else float("nan"),
         "n_coverage": n,
         "dm_stat": test["dm_stat"],
         "dm_pvalue": test["dm_pvalue"],

@@ -26,7 +26,8 @@ __all__ = ["render_report", "write_report"]
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:24px;color:#1d232a;max-width:1200px}
 h1{font-size:22px} h2{font-size:17px;margin-top:28px}
-table{border-collapse:collapse;font-size:13px} td,th{border:1px solid #ccd;padding:3px 8px;text-align:right}
+table{border-collapse:collapse;font-size:13px}
+td,th{border:1px solid #ccd;padding:3px 8px;text-align:right}
 th{background:#f1f3f7} td:first-child,th:first-child{text-align:left}
 """
 
@@ -39,7 +40,7 @@ def _plotly_js() -> str:
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
         if math.isnan(value):
-            return "–"
+            return "-"
         return f"{value:.6g}"
     return html.escape(str(value))
 
@@ -50,7 +51,8 @@ def _table(rows: Sequence[Mapping[str, Any]], table_id: str) -> str:
     columns = list(dict.fromkeys(k for row in rows for k in row))
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in columns)
     body = "".join(
-        "<tr>" + "".join(f"<td>{_fmt(row.get(c, ''))}</td>" for c in columns) + "</tr>" for row in rows
+        "<tr>" + "".join(f"<td>{_fmt(row.get(c, ''))}</td>" for c in columns) + "</tr>"
+        for row in rows
     )
     return f'<table id="{table_id}"><tr>{head}</tr>{body}</table>'
 
@@ -67,23 +69,41 @@ def _equity_figure(result: BacktestResult, benchmark: pd.Series | None) -> go.Fi
 def _drawdown_figure(result: BacktestResult) -> go.Figure:
     dd = drawdown(result.equity)
     fig = go.Figure(go.Scatter(x=dd.index, y=dd, fill="tozeroy", name="drawdown"))
-    fig.update_layout(title="Drawdown", height=260, margin={"t": 40, "b": 30}, yaxis_tickformat=".0%")
+    fig.update_layout(
+        title="Drawdown", height=260, margin={"t": 40, "b": 30}, yaxis_tickformat=".0%"
+    )
     return fig
 
 
 def _trades_figure(symbol: str, bars: pd.DataFrame, fills: pd.DataFrame) -> go.Figure:
     fig = go.Figure(
         go.Candlestick(
-            x=bars.index, open=bars["open"], high=bars["high"], low=bars["low"], close=bars["close"], name=symbol
+            x=bars.index,
+            open=bars["open"],
+            high=bars["high"],
+            low=bars["low"],
+            close=bars["close"],
+            name=symbol,
         )
     )
     mine = fills[fills["symbol"] == symbol]
     for side, marker in (("buy", "triangle-up"), ("sell", "triangle-down")):
         part = mine[mine["side"] == side]
         fig.add_trace(
-            go.Scatter(x=part["ts"], y=part["price"], mode="markers", name=side, marker={"symbol": marker, "size": 9})
+            go.Scatter(
+                x=part["ts"],
+                y=part["price"],
+                mode="markers",
+                name=side,
+                marker={"symbol": marker, "size": 9},
+            )
         )
-    fig.update_layout(title=f"Trades: {symbol}", height=380, xaxis_rangeslider_visible=False, margin={"t": 40, "b": 30})
+    fig.update_layout(
+        title=f"Trades: {symbol}",
+        height=380,
+        xaxis_rangeslider_visible=False,
+        margin={"t": 40, "b": 30},
+    )
     return fig
 
 
@@ -98,10 +118,16 @@ def render_report(
     title: str = "kitrade backtest",
 ) -> str:
     """The report as one HTML string (see ``write_report``)."""
-    figures = [("equity", _equity_figure(result, benchmark)), ("drawdown", _drawdown_figure(result))]
-    figures += [(f"trades-{s}", _trades_figure(s, frame, result.fills)) for s, frame in bars.items()]
+    figures = [
+        ("equity", _equity_figure(result, benchmark)),
+        ("drawdown", _drawdown_figure(result)),
+    ]
+    figures += [
+        (f"trades-{s}", _trades_figure(s, frame, result.fills)) for s, frame in bars.items()
+    ]
     divs = "\n".join(
-        fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"fig-{name}") for name, fig in figures
+        fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"fig-{name}")
+        for name, fig in figures
     )
     metric_rows = [{"metric": k, "value": v} for k, v in metrics.items()]
     quality_rows = [{"figure": k, "value": v} for k, v in (quality or {}).items()]

@@ -20,7 +20,6 @@ Kinds (``parse_strategy(kind, params)``):
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, Literal
 
 import numpy as np
@@ -175,7 +174,8 @@ def parse_strategy(kind: str, params: dict[str, Any] | None = None) -> StrategyP
         return model.model_validate(values)  # type: ignore[return-value]
     except ValidationError as exc:
         raise InvalidInputError(
-            f"invalid {kind} parameters: {describe_validation_errors(exc.errors(), show_input=True)}"
+            f"invalid {kind} parameters: "
+            f"{describe_validation_errors(exc.errors(), show_input=True)}"
         ) from exc
 
 
@@ -262,7 +262,8 @@ def _checked_forecasts(forecasts: pd.DataFrame | None) -> pd.DataFrame:
         )
         if late.any():
             raise InvalidInputError(
-                f"forecasts: {int(late.sum())} rows were trained on data after their issued_at bar (lookahead)"
+                f"forecasts: {int(late.sum())} rows were trained on data after their "
+                "issued_at bar (lookahead)"
             )
     return forecasts
 
@@ -355,7 +356,12 @@ def forecast_threshold_array(
         group = [params[k] for k in chosen]
         expected = expected_returns(forecasts, bars, horizon)
         for s, symbol in enumerate(bars):
-            unit = np.array([costs.round_trip(symbol) if p.enter_unit == "cost" and costs else 1.0 for p in group])
+            unit = np.array(
+                [
+                    costs.round_trip(symbol) if p.enter_unit == "cost" and costs else 1.0
+                    for p in group
+                ]
+            )
             pos = threshold_positions(
                 expected[symbol].to_numpy(float),
                 np.array([p.enter for p in group]) * unit,

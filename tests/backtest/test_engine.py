@@ -3,11 +3,20 @@ exposure, truncation (no lookahead)."""
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from kitrade.backtest.engine import Costs, align_bars, make_costs, orders_from_weights, run_backtest, scale_gross
+from kitrade.backtest.engine import (
+    Costs,
+    align_bars,
+    make_costs,
+    orders_from_weights,
+    run_backtest,
+    scale_gross,
+)
 from kitrade.errors import InvalidInputError
 
 
@@ -17,14 +26,22 @@ def _random_weights(bars: dict[str, pd.DataFrame], seed: int, hold: float = 0.95
     rng = np.random.default_rng(seed)
     draw = rng.choice([-1.0, -0.5, 0.0, 0.5, 1.0], size=sim.open.shape)
     change = rng.random(sim.open.shape) > hold
-    frame = pd.DataFrame(np.where(change & sim.has_bar, draw, np.nan), index=sim.index, columns=sim.symbols)
+    frame = pd.DataFrame(
+        np.where(change & sim.has_bar, draw, np.nan), index=sim.index, columns=sim.symbols
+    )
     return frame.ffill().fillna(0.0)
 
 
 def _tiny_bars() -> dict[str, pd.DataFrame]:
     idx = pd.date_range("2024-01-01", periods=4, freq="D", tz="UTC")
     frame = pd.DataFrame(
-        {"open": [10.0, 11.0, 12.0, 13.0], "high": 14.0, "low": 9.0, "close": [10.5, 11.5, 12.5, 13.5], "volume": 1.0},
+        {
+            "open": [10.0, 11.0, 12.0, 13.0],
+            "high": 14.0,
+            "low": 9.0,
+            "close": [10.5, 11.5, 12.5, 13.5],
+            "volume": 1.0,
+        },
         index=idx,
     )
     return {"X": frame}
@@ -56,18 +73,31 @@ def test_decision_fills_at_next_open_with_costs_by_hand() -> None:
     ("commission", "fixed", "spread", "slippage", "seed"),
     [(0.0, 0.0, 0.0, 0.0, 1), (0.001, 0.0, 0.0004, 0.0002, 2), (0.0005, 2.0, 0.001, 0.0, 3)],
 )
-def test_equity_equals_vectorbt_from_orders(bars3, commission, fixed, spread, slippage, seed) -> None:
+def test_equity_equals_vectorbt_from_orders(
+    bars3, commission, fixed, spread, slippage, seed
+) -> None:
     vbt = pytest.importorskip("vectorbt")
     weights = _random_weights(bars3, seed)
-    costs = make_costs(commission=commission, fixed=fixed, spread={"*": spread}, slippage={"*": slippage})
+    costs = make_costs(
+        commission=commission, fixed=fixed, spread={"*": spread}, slippage={"*": slippage}
+    )
     ours = run_backtest(bars3, weights, costs=costs, init_cash=100_000.0)
     sim = align_bars(bars3)
     orders = orders_from_weights(scale_gross(weights.to_numpy(), 1.0), sim.has_bar)
     frame = lambda a: pd.DataFrame(a, index=sim.index, columns=sim.symbols)  # noqa: E731
     pf = vbt.Portfolio.from_orders(
-        close=frame(sim.close), size=frame(orders), size_type="targetpercent", price=frame(sim.open),
-        val_price=frame(sim.val_price), fees=commission, fixed_fees=fixed, slippage=costs.slip("any"),
-        init_cash=100_000.0, cash_sharing=True, group_by=True, call_seq="auto",
+        close=frame(sim.close),
+        size=frame(orders),
+        size_type="targetpercent",
+        price=frame(sim.open),
+        val_price=frame(sim.val_price),
+        fees=commission,
+        fixed_fees=fixed,
+        slippage=costs.slip("any"),
+        init_cash=100_000.0,
+        cash_sharing=True,
+        group_by=True,
+        call_seq="auto",
     )
     theirs = pf.value().to_numpy()
     assert len(ours.fills) == pf.orders.count() > 50
@@ -78,9 +108,14 @@ def test_more_cost_never_raises_the_result(bars3) -> None:
     weights = _random_weights(bars3, 7, hold=0.97).clip(lower=0.0)
     finals = []
     for scale in (0.0, 0.5, 1.0, 2.0, 4.0):
-        costs = make_costs(commission=0.0005 * scale, fixed=1.0 * scale, spread={"*": 0.0002 * scale}, slippage={"*": 0.0001 * scale})
+        costs = make_costs(
+            commission=0.0005 * scale,
+            fixed=1.0 * scale,
+            spread={"*": 0.0002 * scale},
+            slippage={"*": 0.0001 * scale},
+        )
         finals.append(run_backtest(bars3, weights, costs=costs).equity.iloc[-1])
-    assert all(a > b for a, b in zip(finals, finals[1:], strict=False)), finals
+    assert all(a > b for a, b in itertools.pairwise(finals)), finals
 
 
 @pytest.mark.parametrize("max_gross", [0.5, 1.0])
@@ -102,7 +137,9 @@ def test_gross_exposure_at_each_fill_stays_within_max_gross(bars3, max_gross) ->
     both = pd.DataFrame(1.0, index=one["A"].index, columns=["A", "B"])
     both.iloc[::50] = 0.9  # every change re-sends both symbols
     book = run_backtest(one, both, max_gross=max_gross)
-    exposure = (book.positions * pd.DataFrame({s: f["close"] for s, f in one.items()})).abs().sum(axis=1)
+    exposure = (
+        (book.positions * pd.DataFrame({s: f["close"] for s, f in one.items()})).abs().sum(axis=1)
+    )
     fill_ts = book.fills["ts"].unique()
     assert (exposure.loc[fill_ts] / book.equity.loc[fill_ts]).max() <= max_gross * 1.05
 
@@ -122,7 +159,14 @@ def test_results_before_a_cut_do_not_depend_on_later_bars(bars3) -> None:
 
 
 @pytest.mark.parametrize(
-    "values", [{"commission": -0.1}, {"fixed": -1}, {"spread": {"*": -0.01}}, {"slippage": {"GOOG": -1e-4}}, {"bogus": 1}]
+    "values",
+    [
+        {"commission": -0.1},
+        {"fixed": -1},
+        {"spread": {"*": -0.01}},
+        {"slippage": {"GOOG": -1e-4}},
+        {"bogus": 1},
+    ],
 )
 def test_bad_costs_are_refused_naming_the_field(values) -> None:
     with pytest.raises(InvalidInputError) as err:

@@ -15,7 +15,11 @@ from kitrade.backtest.metrics import max_drawdown_duration, periods_per_year, ro
 def _bars(closes: list[float], opens: list[float] | None = None) -> dict[str, pd.DataFrame]:
     idx = pd.date_range("2023-01-01", periods=len(closes), freq="D", tz="UTC")
     opens = opens or closes
-    return {"X": pd.DataFrame({"open": opens, "high": max(closes), "low": min(closes), "close": closes}, index=idx)}
+    return {
+        "X": pd.DataFrame(
+            {"open": opens, "high": max(closes), "low": min(closes), "close": closes}, index=idx
+        )
+    }
 
 
 def test_periods_per_year_follow_the_timeframe() -> None:
@@ -75,7 +79,8 @@ def test_round_trips_split_a_flip_and_count_fees() -> None:
 
 
 def test_trade_statistics_by_hand() -> None:
-    # Long on bar 1 (open 10), out on bar 3 (open 12); long again on bar 4 (open 12), out on bar 6 (open 9).
+    # Long on bar 1 (open 10), out on bar 3 (open 12); long again on bar 4 (open 12),
+    # out on bar 6 (open 9).
     opens = [10.0, 10.0, 11.0, 12.0, 12.0, 10.0, 9.0, 9.0]
     bars = _bars(opens, opens)
     weights = pd.DataFrame({"X": [1, 1, 0, 1, 1, 0, 0, 0]}, index=bars["X"].index, dtype=float)

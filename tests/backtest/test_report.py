@@ -13,7 +13,9 @@ from kitrade.backtest.strategies import parse_strategy, target_weights
 
 def test_report_is_self_contained_and_has_the_figures(tmp_path, bars3, forecasts3) -> None:
     bars = {s: bars3[s] for s in ("GOOG", "BTCUSD")}
-    result = run_backtest(bars, target_weights(parse_strategy("sma_cross", {"fast": 5, "slow": 20}), bars))
+    result = run_backtest(
+        bars, target_weights(parse_strategy("sma_cross", {"fast": 5, "slow": 20}), bars)
+    )
     hold = run_backtest(bars, target_weights(parse_strategy("buy_and_hold", {}), bars))
     path = write_report(
         tmp_path / "out" / "report.html",

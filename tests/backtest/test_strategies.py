@@ -20,7 +20,14 @@ from kitrade.backtest.strategies import (
 from kitrade.errors import InvalidInputError
 
 KINDS = {
-    "forecast_threshold": {"horizon": 3, "enter": 1.0, "exit": 0.5, "enter_unit": "cost", "allow_short": True, "hold_bars": 2},
+    "forecast_threshold": {
+        "horizon": 3,
+        "enter": 1.0,
+        "exit": 0.5,
+        "enter_unit": "cost",
+        "allow_short": True,
+        "hold_bars": 2,
+    },
     "forecast_interval": {"horizon": 5, "min_prob": 0.55, "allow_short": True, "target_vol": 0.02},
     "buy_and_hold": {"weight": 0.5},
     "sma_cross": {"fast": 5, "slow": 20, "allow_short": True},
@@ -80,7 +87,11 @@ def test_each_kind_trades_the_sample_symbols_point_in_time(bars3, forecasts3, ki
 def test_threshold_state_machine_by_hand() -> None:
     r = np.array([0.0, 0.02, 0.005, -0.001, -0.02, -0.02, 0.001, np.nan, 0.03])
     pos = threshold_positions(
-        r, np.array([0.01, 0.01]), np.array([0.0, 0.0]), np.array([0.0, 3.0]), np.array([True, False])
+        r,
+        np.array([0.01, 0.01]),
+        np.array([0.0, 0.0]),
+        np.array([0.0, 3.0]),
+        np.array([True, False]),
     )
     # Set 0: enter long, hold while r > exit, leave at -0.001, short at -0.02, cover at +0.001.
     assert pos[:, 0].tolist() == [0, 1, 1, 0, -1, -1, 0, 0, 1]
@@ -89,8 +100,15 @@ def test_threshold_state_machine_by_hand() -> None:
 
 
 def test_cost_unit_thresholds_scale_with_the_costs(bars3, forecasts3) -> None:
-    params = parse_strategy("forecast_threshold", {"horizon": 5, "enter": 2.0, "enter_unit": "cost"})
-    cheap = target_weights(params, bars3, forecasts3, costs=Costs(commission=0.0, spread={"*": 0.0}, slippage={"*": 0.0}))
+    params = parse_strategy(
+        "forecast_threshold", {"horizon": 5, "enter": 2.0, "enter_unit": "cost"}
+    )
+    cheap = target_weights(
+        params,
+        bars3,
+        forecasts3,
+        costs=Costs(commission=0.0, spread={"*": 0.0}, slippage={"*": 0.0}),
+    )
     dear = target_weights(params, bars3, forecasts3, costs=Costs(commission=0.01))
     assert (dear.abs().sum() <= cheap.abs().sum()).all()
     assert dear.abs().sum().sum() < cheap.abs().sum().sum()
@@ -100,7 +118,9 @@ def test_cost_unit_thresholds_scale_with_the_costs(bars3, forecasts3) -> None:
 
 def test_forecasts_that_saw_the_future_are_refused(bars3, forecasts3) -> None:
     leaky = forecasts3.copy()
-    leaky.loc[leaky.index[5], "trained_through"] = leaky["issued_at"].iloc[5] + pd.Timedelta(hours=1)
+    leaky.loc[leaky.index[5], "trained_through"] = leaky["issued_at"].iloc[5] + pd.Timedelta(
+        hours=1
+    )
     with pytest.raises(InvalidInputError, match="lookahead"):
         target_weights(parse_strategy("forecast_interval", {}), bars3, leaky)
 
