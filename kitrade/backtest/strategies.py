@@ -352,8 +352,11 @@ def forecast_threshold_array(
     index = _union_index(bars)
     out = np.zeros((len(index), len(params), len(bars)))
     for horizon in sorted({p.horizon for p in params}):
-        chosen = [k for k, p in enumerate(params) if p.horizon == horizon]
-        group = [params[k] for k in chosen]
+        picked = [k for k, p in enumerate(params) if p.horizon == horizon]
+        group = [params[k] for k in picked]
+        # A contiguous block (the usual sweep layout) is written as a view, much faster.
+        contiguous = picked == list(range(picked[0], picked[-1] + 1))
+        chosen: slice | list[int] = slice(picked[0], picked[-1] + 1) if contiguous else picked
         expected = expected_returns(forecasts, bars, horizon)
         for s, symbol in enumerate(bars):
             unit = np.array(
@@ -369,10 +372,9 @@ def forecast_threshold_array(
                 np.array([p.hold_bars for p in group], dtype=float),
                 np.array([p.allow_short for p in group]),
             ) * np.array([p.weight for p in group])
-            rows = index.get_indexer(bars[symbol].index)
-            own = np.full((len(index), len(group)), np.nan)
-            own[rows] = pos
-            out[:, chosen, s] = pd.DataFrame(own).ffill().fillna(0.0).to_numpy()
+            # Each union bar takes the symbol's last decision at or before it (0 before any).
+            last = np.searchsorted(bars[symbol].index, index, side="right")
+            out[:, chosen, s] = np.vstack([np.zeros((1, len(group))), pos])[last]
     return out
 
 

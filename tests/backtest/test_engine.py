@@ -182,3 +182,27 @@ def test_weights_outside_the_range_or_for_unknown_symbols_are_refused() -> None:
         run_backtest(bars, pd.DataFrame({"Y": [1.0, 0, 0, 0]}, index=bars["X"].index))
     with pytest.raises(InvalidInputError, match="max_gross"):
         run_backtest(bars, pd.DataFrame({"X": [1.0, 0, 0, 0]}, index=bars["X"].index), max_gross=0)
+
+
+def test_a_batch_of_weight_sets_equals_one_backtest_each(bars3, forecasts3) -> None:
+    from kitrade.backtest.engine import run_batch
+    from kitrade.backtest.strategies import forecast_threshold_array, parse_strategy, target_weights
+
+    sets = [
+        parse_strategy(
+            "forecast_threshold", {"horizon": h, "enter": e, "allow_short": s, "hold_bars": hb}
+        )
+        for h, e, s, hb in [
+            (1, 0.001, True, 0),
+            (3, 0.004, False, 5),
+            (5, 0.0, True, 2),
+            (1, 0.02, True, 0),
+        ]
+    ]
+    costs = make_costs(commission=0.001, fixed=1.0)
+    batch = run_batch(bars3, forecast_threshold_array(sets, bars3, forecasts3), costs=costs)
+    for k, params in enumerate(sets):
+        single = run_backtest(bars3, target_weights(params, bars3, forecasts3), costs=costs)
+        np.testing.assert_allclose(batch[k].to_numpy(), single.equity.to_numpy(), rtol=1e-12)
+    with pytest.raises(InvalidInputError, match="shape"):
+        run_batch(bars3, np.zeros((5, 2, 3)))
