@@ -57,9 +57,9 @@ class Costs(BaseModel):
             (default 0.0005 = 5 bp).
         fixed: fixed fee per fill, in account currency (default 0).
         spread: full bid-ask spread as a fraction of the price, by symbol or ``"*"`` for all
-            (default 0.0002 = 2 bp); each fill pays half of it.
+            (default 0.0002 = 2 bp); each fill pays half of it. A bare number = ``{"*": x}``.
         slippage: adverse price move per fill as a fraction of the price, by symbol or ``"*"``
-            (default 0.0001 = 1 bp).
+            (default 0.0001 = 1 bp). A bare number = ``{"*": x}``.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -68,6 +68,12 @@ class Costs(BaseModel):
     fixed: float = Field(default=0.0, ge=0)
     spread: dict[str, float] = Field(default_factory=lambda: {"*": 0.0002})
     slippage: dict[str, float] = Field(default_factory=lambda: {"*": 0.0001})
+
+    @field_validator("spread", "slippage", mode="before")
+    @classmethod
+    def _scalar_for_all(cls, value: object) -> object:
+        """A bare number means the same value for every symbol."""
+        return {"*": value} if isinstance(value, int | float) else value
 
     @field_validator("spread", "slippage")
     @classmethod

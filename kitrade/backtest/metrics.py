@@ -1,13 +1,16 @@
 """Performance metrics of a backtest, with kitrade's own definitions.
 
-Why our own and not quantstats, ffn or empyrical: the formulas are a few lines each and
-textbook, while the libraries bring weight and assumptions we would have to undo.
-quantstats (Apache-2.0, maintained) pulls yfinance, curl_cffi and seaborn into the install
-and assumes 252 daily periods; empyrical (Apache-2.0) is unmaintained upstream, its fork
-empyrical-reloaded is maintained but also daily-centric; ffn (MIT) pulls matplotlib and
-scikit-learn. kitrade's bars come in nine timeframes and several symbols share one account,
-so the periods per year must come from the timeframe, and trade statistics must come from the
-engine's fills. The tests check the figures against independent hand computations.
+Why our own and not a library (checked at the time of writing, versions on PyPI): the
+formulas are a few lines each and textbook, while the libraries bring weight and
+assumptions we would have to undo. quantstats 0.0.86 (Apache-2.0, maintained) pulls
+yfinance, curl_cffi, seaborn and matplotlib into the install and assumes daily data; ffn
+1.4.1 (MIT) pulls matplotlib and scikit-learn; empyrical 0.5.5 (Apache-2.0) has had no
+release since 2020, and its maintained fork empyrical-reloaded 0.7.1 (Apache-2.0) is light
+but pins an old peewee and knows only daily/weekly/monthly/quarterly/yearly periods.
+kitrade's bars come in nine timeframes and several symbols share one account, so the
+periods per year must come from the timeframe, and trade statistics must come from the
+engine's fills. The tests check the figures against hand computations on tiny series and
+against empyrical-reloaded (a test-only dependency) on a real backtest.
 
 Definitions (bar returns ``r_t = E_t / E_{t-1} - 1`` of the equity curve ``E``):
 
@@ -24,7 +27,8 @@ Definitions (bar returns ``r_t = E_t / E_{t-1} - 1`` of the equity curve ``E``):
 
 ``ppy`` (periods per year) is ``periods_per_year(timeframe)``: 252 trading days, intraday
 bars of 24 h a day (FX and crypto; pass ``hours_per_day=6.5`` for an exchange), 52 weeks, 12
-months.
+months. Where symbols of different timeframes share one account the equity curve's bars are
+irregular; ``summarize`` without a timeframe then uses the observed bars per calendar year.
 """
 
 from __future__ import annotations
@@ -134,13 +138,12 @@ def summarize(
     Args:
         result: the engine's result.
         timeframe: the bars' timeframe, for the periods per year.
-        ppy: periods per year, overriding ``timeframe`` (one of the two is needed).
+        ppy: periods per year, overriding ``timeframe``; with neither, the observed bars
+            per calendar year of the equity curve.
     """
-    if ppy is None:
-        if timeframe is None:
-            raise ValueError("expected timeframe or ppy, got neither")
-        ppy = periods_per_year(timeframe)
     equity = result.equity
+    if ppy is None:
+        ppy = periods_per_year(timeframe) if timeframe else _observed_ppy(equity)
     returns = equity.pct_change().dropna()
     stats = _return_stats(equity, returns, ppy)
     trips = round_trips(result.fills, result.close)
@@ -161,6 +164,11 @@ def summarize(
         n_bars=len(equity),
     )
     return stats
+
+
+def _observed_ppy(equity: pd.Series) -> float:
+    years = (equity.index[-1] - equity.index[0]).total_seconds() / (365.25 * _SECONDS_PER_DAY)
+    return (len(equity) - 1) / years if years > 0 else float("nan")
 
 
 def _return_stats(equity: pd.Series, returns: pd.Series, ppy: float) -> dict[str, float]:

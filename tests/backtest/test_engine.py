@@ -206,3 +206,12 @@ def test_a_batch_of_weight_sets_equals_one_backtest_each(bars3, forecasts3) -> N
         np.testing.assert_allclose(batch[k].to_numpy(), single.equity.to_numpy(), rtol=1e-12)
     with pytest.raises(InvalidInputError, match="shape"):
         run_batch(bars3, np.zeros((5, 2, 3)))
+
+
+def test_costs_take_a_number_for_all_symbols_or_a_value_per_symbol() -> None:
+    costs = make_costs(spread=0.001, slippage={"GOOG": 0.0005, "*": 0.0001})
+    assert costs.slip("EURUSD") == pytest.approx(0.0005 + 0.0001)
+    assert costs.slip("GOOG") == pytest.approx(0.0005 + 0.0005)
+    assert costs.round_trip("GOOG") == pytest.approx(2 * (0.0005 + 0.001))
+    with pytest.raises(InvalidInputError, match="spread"):
+        make_costs(spread=-0.001)

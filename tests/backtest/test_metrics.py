@@ -92,3 +92,30 @@ def test_trade_statistics_by_hand() -> None:
     assert m["profit_factor"] == pytest.approx(240 / 360)
     assert m["expectancy"] == pytest.approx(-60.0)
     assert m["total_return"] == pytest.approx((1200 + 240 - 360) / 1200 - 1)
+
+
+def test_ratios_agree_with_empyrical_on_a_real_backtest(bars3) -> None:
+    """An independent implementation (empyrical-reloaded, test-only) on the same returns."""
+    ep = pytest.importorskip("empyrical")
+    from kitrade.backtest.strategies import parse_strategy, target_weights
+
+    goog = {"GOOG": bars3["GOOG"]}
+    params = parse_strategy("sma_cross", {"fast": 10, "slow": 40, "allow_short": True})
+    result = run_backtest(goog, target_weights(params, goog))
+    m = summarize(result, timeframe="D1")
+    returns = result.equity.pct_change().dropna()
+    assert m["sharpe"] == pytest.approx(ep.sharpe_ratio(returns, period="daily"), rel=1e-9)
+    assert m["sortino"] == pytest.approx(ep.sortino_ratio(returns, period="daily"), rel=1e-9)
+    assert m["volatility"] == pytest.approx(ep.annual_volatility(returns, period="daily"), rel=1e-9)
+    assert m["max_drawdown"] == pytest.approx(ep.max_drawdown(returns), rel=1e-9)
+    assert m["total_return"] == pytest.approx(ep.cum_returns_final(returns), rel=1e-9)
+
+
+def test_without_a_timeframe_the_observed_bars_per_year_are_used() -> None:
+    closes = [100.0, 101.0, 99.0, 102.0, 103.0]
+    bars = _bars(closes)
+    weights = pd.DataFrame({"X": 1.0}, index=bars["X"].index)
+    result = run_backtest(bars, weights)
+    assert summarize(result)["volatility"] == pytest.approx(
+        summarize(result, ppy=365.25)["volatility"]
+    )
