@@ -302,22 +302,26 @@ def threshold_positions(
         (T, P) positions in {-1, 0, 1}; row ``t`` uses ``expected[: t + 1]`` only.
     """
     n_p = enter.shape[0]
+    r = expected[:, None]
+    with np.errstate(invalid="ignore"):  # NaN compares False: no forecast, no signal
+        # Per bar the target an entry rule asks for (1, -1, or NaN for none) and whether the
+        # exit rule fires for a long / a short; computed for all bars at once.
+        entry = np.where(r > enter, 1.0, np.where((r < -enter) & allow_short, -1.0, np.nan))
+        leave_long = r < exit_
+        leave_short = r > -exit_
+    known = ~np.isnan(expected)
     pos = np.zeros(n_p)
     held = np.zeros(n_p)
     out = np.empty((expected.shape[0], n_p))
-    for t, r in enumerate(expected):
-        if np.isnan(r):
+    for t in range(expected.shape[0]):
+        if known[t]:
+            leave = np.where(pos > 0, leave_long[t], leave_short[t] & (pos < 0))
+            want = np.where(np.isnan(entry[t]), np.where(leave, 0.0, pos), entry[t])
+            new = np.where((pos == 0) | (held >= hold_bars), want, pos)
+            held = np.where(new != pos, 0.0, held + 1)
+            pos = new
+        else:
             held += 1
-            out[t] = pos
-            continue
-        want = np.where((pos > 0) & (r < exit_), 0.0, pos)
-        want = np.where((pos < 0) & (r > -exit_), 0.0, want)
-        want = np.where(r > enter, 1.0, want)
-        want = np.where((r < -enter) & allow_short, -1.0, want)
-        free = (pos == 0) | (held >= hold_bars)
-        new = np.where(free, want, pos)
-        held = np.where(new != pos, 0.0, held + 1)
-        pos = new
         out[t] = pos
     return out
 
