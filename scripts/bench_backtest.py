@@ -12,7 +12,8 @@ Parts:
       Both sides get the same precomputed orders array; each is run once untimed first
       (vectorbt's numba JIT compiles then, and its on-disk cache is warm), then timed as the
       best of ``--repeat`` runs. All BLAS/numba/OpenMP pools are pinned to one thread, so both
-      sides run single-threaded.
+      sides run single-threaded. Both return the (bars x sets) equity; vectorbt also writes
+      its order records (it always does), kitrade's batch path keeps no fill records.
   (b) the same sweep through backtesting.py's ``Backtest.optimize`` on GOOG alone, for
       context: ``--bt-sets`` of the sets (backtesting.py runs one Python backtest per set;
       its optimizer forks one process per core), scaled per set against kitrade running

@@ -16,7 +16,13 @@ tests and ``scripts/bench_backtest.py`` check):
   cash left when that is not enough (a partial fill); a sell receives
   ``qty * open * (1 - slip) * (1 - commission) - fixed``; shorts are allowed (their proceeds
   go to cash);
-* ``slip`` is half the symbol's spread plus its slippage.
+* ``slip`` is half the symbol's spread plus its slippage;
+* there is no margin call: a short can lose more than the account, and once the portfolio
+  value is zero or below no order fills any more (as in vectorbt).
+
+``max_gross`` bounds each decision row (``sum(|w|)``, scaled down when above). The symbols
+that trade at a fill reach their share of the value at that fill; a holding that is not
+re-ordered drifts with its price until its next order.
 
 Every bar's result depends only on bars up to it, so a backtest cut at bar ``t`` gives the same
 values up to ``t`` as the full one (the truncation property, tested).
