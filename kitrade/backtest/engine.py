@@ -447,6 +447,12 @@ def _weights_matrix(weights: pd.DataFrame, sim: SimArrays) -> np.ndarray:
     unknown = set(weights.columns) - set(sim.symbols)
     if unknown:
         raise InvalidInputError(f"weights name symbols without bars: {sorted(unknown)}")
+    stray = pd.DatetimeIndex(weights.index).difference(sim.index)
+    if len(stray):
+        raise InvalidInputError(
+            f"weights are indexed by decision bars; {len(stray)} timestamps are no bar's "
+            f"(first {stray[0]})"
+        )
     values = weights.to_numpy(float)
     if np.nanmax(np.abs(values), initial=0.0) > 1.0 + 1e-12:
         raise InvalidInputError("expected target weights in [-1, 1], was a value outside")

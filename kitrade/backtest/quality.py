@@ -23,6 +23,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from kitrade.backtest.strategies import issued_index
+
 __all__ = ["diebold_mariano", "forecast_quality", "realized"]
 
 
@@ -38,7 +40,7 @@ def realized(forecasts: pd.DataFrame, bars: dict[str, pd.DataFrame], step: int) 
     for symbol, frame in bars.items():
         sub = rows[rows["symbol"] == symbol].drop_duplicates("issued_at", keep="last")
         close = frame["close"].astype(float)
-        pos = close.index.get_indexer(pd.DatetimeIndex(sub["issued_at"]))
+        pos = close.index.get_indexer(issued_index(sub["issued_at"], close.index))
         ok = (pos >= 0) & (pos + step < len(close))
         sub = sub[ok].copy()
         sub["base"] = close.to_numpy()[pos[ok]]
@@ -90,7 +92,7 @@ def forecast_quality(
     """
     rows = realized(forecasts, bars, step)
     if decision_bars is not None:
-        rows = rows[pd.DatetimeIndex(rows["issued_at"]).isin(decision_bars)]
+        rows = rows[issued_index(rows["issued_at"], decision_bars).isin(decision_bars)]
     move = np.sign(rows["actual"] - rows["base"])
     called = np.sign(rows["mean"] - rows["base"])
     scored = (move != 0) & (called != 0)

@@ -42,6 +42,7 @@ __all__ = [
     "expected_returns",
     "forecast_threshold_array",
     "forecast_threshold_batch",
+    "issued_index",
     "naive_signal",
     "parse_strategy",
     "target_weights",
@@ -268,6 +269,17 @@ def _checked_forecasts(forecasts: pd.DataFrame | None) -> pd.DataFrame:
     return forecasts
 
 
+def issued_index(issued_at: pd.Series, like: pd.Index) -> pd.DatetimeIndex:
+    """``issued_at`` as a DatetimeIndex in the time zone of the bars' index ``like``.
+
+    Both are UTC by contract; this keeps a tz-naive side (read from a file, say) from
+    silently matching nothing.
+    """
+    stamps = pd.DatetimeIndex(pd.to_datetime(issued_at, utc=True))
+    tz = getattr(like, "tz", None)
+    return stamps.tz_convert(tz) if tz is not None else stamps.tz_localize(None)
+
+
 def expected_returns(
     forecasts: pd.DataFrame, bars: dict[str, pd.DataFrame], horizon: int
 ) -> dict[str, pd.Series]:
@@ -280,7 +292,9 @@ def expected_returns(
     out = {}
     for symbol, frame in bars.items():
         rows = step[step["symbol"] == symbol].drop_duplicates("issued_at", keep="last")
-        mean = pd.Series(rows["mean"].to_numpy(float), index=pd.DatetimeIndex(rows["issued_at"]))
+        mean = pd.Series(
+            rows["mean"].to_numpy(float), index=issued_index(rows["issued_at"], frame.index)
+        )
         out[symbol] = mean.reindex(frame.index) / frame["close"] - 1.0
     return out
 
@@ -416,7 +430,7 @@ def _interval_weights(
     out = {}
     for symbol, frame in bars.items():
         rows = rows_h[rows_h["symbol"] == symbol].drop_duplicates("issued_at", keep="last")
-        levels = rows.set_index(pd.DatetimeIndex(rows["issued_at"]))[
+        levels = rows.set_index(issued_index(rows["issued_at"], frame.index))[
             ["lo_95", "lo_80", "mean", "hi_80", "hi_95"]
         ].reindex(frame.index)
         close = frame["close"].to_numpy(float)

@@ -215,3 +215,10 @@ def test_costs_take_a_number_for_all_symbols_or_a_value_per_symbol() -> None:
     assert costs.round_trip("GOOG") == pytest.approx(2 * (0.0005 + 0.001))
     with pytest.raises(InvalidInputError, match="spread"):
         make_costs(spread=-0.001)
+
+
+def test_weights_at_timestamps_that_are_no_bar_are_refused() -> None:
+    bars = _tiny_bars()
+    off = bars["X"].index + pd.Timedelta(hours=1)
+    with pytest.raises(InvalidInputError, match="no bar"):
+        run_backtest(bars, pd.DataFrame({"X": 1.0}, index=off))

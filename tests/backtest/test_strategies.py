@@ -149,3 +149,11 @@ def test_drift_forecasts_use_only_past_bars(bars3) -> None:
         short.sort_values(["issued_at", "step"]).reset_index(drop=True),
         full[full["issued_at"] <= cut].sort_values(["issued_at", "step"]).reset_index(drop=True),
     )
+
+
+def test_forecasts_with_naive_timestamps_still_meet_their_bars(bars3, forecasts3) -> None:
+    params = parse_strategy("forecast_threshold", {"horizon": 2, "enter": 0.001})
+    naive = forecasts3.assign(issued_at=forecasts3["issued_at"].dt.tz_localize(None))
+    pd.testing.assert_frame_equal(
+        target_weights(params, bars3, naive), target_weights(params, bars3, forecasts3)
+    )
