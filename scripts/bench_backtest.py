@@ -1,0 +1,356 @@
+"""Benchmark: kitrade's backtest engine against vectorbt and backtesting.py, in one run.
+
+Parts:
+  (a) the same target-weight orders (3 real sample symbols from ``backtesting``: EURUSD H1,
+      GOOG D1, BTCUSD MN1 on the union of their timestamps, one shared cash account; 1,000
+      ``forecast_threshold`` parameter sets over precomputed forecasts) through kitrade's
+      engine (``simulate``, the sets as a numpy axis) and through vectorbt's
+      ``Portfolio.from_orders`` (target percent, cash sharing, one group per set, next-open
+      prices, same fees and slippage) — the time ratio (vectorbt / kitrade) and the largest
+      relative equity difference. The forecasts are SYNTHETIC point-in-time ones
+      (``drift_forecasts``: mean and sd of the last 20 log returns at each bar), not a model's.
+      Both sides get the same precomputed orders array; each is run once untimed first
+      (vectorbt's numba JIT compiles then, and its on-disk cache is warm), then timed as the
+      best of ``--repeat`` runs. All BLAS/numba/OpenMP pools are pinned to one thread, so both
+      sides run single-threaded. Both return the (bars x sets) equity; vectorbt also writes
+      its order records (it always does), kitrade's batch path keeps no fill records.
+  (b) the same sweep through backtesting.py's ``Backtest.optimize`` on GOOG alone, for
+      context: ``--bt-sets`` of the sets (backtesting.py runs one Python backtest per set;
+      its optimizer forks one process per core), scaled per set against kitrade running
+      all 1,000 on GOOG. Its fill rules differ (whole position per order), so only time is
+      compared.
+  (c) hook for the walk-forward point-in-time forecasts (added with the forecasts work):
+      ``PART_C`` below.
+  (d) truncation: 20 random cut points; the backtest (and the strategy's weights) on the bars
+      up to the cut must equal the full run's values up to it; prints the count of values
+      that differ (``lookahead_violations``, target 0).
+
+Usage:
+    python scripts/bench_backtest.py [--sets 1000] [--bt-sets 40] [--repeat 2] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+    os.environ[_var] = "1"  # before numpy / numba load: both sides single-threaded
+os.environ.setdefault("TQDM_DISABLE", "1")  # backtesting.py's progress bars
+
+import argparse  # noqa: E402
+import itertools  # noqa: E402
+import json  # noqa: E402
+import time  # noqa: E402
+import warnings  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from backtesting import Strategy  # noqa: E402
+
+from kitrade.backtest.engine import (  # noqa: E402
+    Costs,
+    align_bars,
+    orders_from_weights,
+    run_backtest,
+    scale_gross,
+    simulate,
+)
+from kitrade.backtest.strategies import (  # noqa: E402
+    ForecastThreshold,
+    drift_forecasts,
+    forecast_threshold_array,
+    target_weights,
+)
+
+COSTS = Costs(commission=0.0005, fixed=0.0, spread={"*": 0.0002}, slippage={"*": 0.0001})
+INIT_CASH = 100_000.0
+
+
+def sample_bars(symbols: tuple[str, ...] = ("EURUSD", "GOOG", "BTCUSD")) -> dict[str, pd.DataFrame]:
+    """The ``backtesting`` sample bars as kitrade's bar frames (UTC index, lower-case columns)."""
+    import backtesting.test as bt
+
+    out = {}
+    for symbol in symbols:
+        frame = getattr(bt, symbol).rename(columns=str.lower)
+        frame.index = pd.DatetimeIndex(frame.index).tz_localize("UTC")
+        out[symbol] = frame[["open", "high", "low", "close", "volume"]].astype(float)
+    return out
+
+
+def param_grid(n: int) -> list[ForecastThreshold]:
+    """``n`` forecast_threshold sets: horizon x enter x exit x hold_bars (cycled)."""
+    grid = itertools.product(
+        (1, 2, 3, 4, 5),
+        np.round(np.geomspace(0.0002, 0.05, 20), 6),
+        (0.0, 0.5),
+        (0, 2, 5, 10, 20),
+    )
+    sets = [
+        ForecastThreshold(
+            horizon=h, enter=float(e), exit=float(e) * x, hold_bars=hb, allow_short=True
+        )
+        for h, e, x, hb in grid
+    ]
+    return [sets[k % len(sets)] for k in range(n)]
+
+
+def _best(fn: Callable[[], Any], warm: Callable[[], Any], repeat: int) -> tuple[float, Any]:
+    """Best of ``repeat`` timed runs of ``fn`` after one untimed ``warm`` (a small slice:
+    compiles vectorbt's numba kernels, loads its on-disk cache; a no-op cost for numpy)."""
+    warm()
+    best, out = float("inf"), None
+    for _ in range(repeat):
+        start = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - start)
+    return best, out
+
+
+def _kitrade_equity(sim: Any, orders: np.ndarray) -> np.ndarray:
+    slip = np.array([COSTS.slip(s) for s in sim.symbols])
+    equity, _, _ = simulate(
+        sim,
+        orders,
+        commission=COSTS.commission,
+        fixed=COSTS.fixed,
+        slip=slip,
+        init_cash=INIT_CASH,
+        record_fills=False,
+    )
+    return equity
+
+
+def _vectorbt_equity(sim: Any, orders: np.ndarray) -> np.ndarray:
+    import vectorbt as vbt
+
+    n_t, n_p, n_s = orders.shape
+    pf = vbt.Portfolio.from_orders(
+        close=np.tile(sim.close, n_p),
+        size=orders.reshape(n_t, n_p * n_s),
+        size_type="targetpercent",
+        price=np.tile(sim.open, n_p),
+        val_price=np.tile(sim.val_price, n_p),
+        fees=COSTS.commission,
+        fixed_fees=COSTS.fixed,
+        slippage=COSTS.slip("*"),
+        init_cash=INIT_CASH,
+        cash_sharing=True,
+        group_by=np.repeat(np.arange(n_p), n_s),
+        call_seq="auto",
+    )
+    return np.asarray(pf.value())
+
+
+def part_a(
+    bars: dict[str, pd.DataFrame],
+    forecasts: pd.DataFrame,
+    sets: list[ForecastThreshold],
+    repeat: int,
+) -> dict[str, Any]:
+    """kitrade vs vectorbt on the same orders."""
+    sim = align_bars(bars)
+    t0 = time.perf_counter()
+    weights = forecast_threshold_array(sets, bars, forecasts)
+    t_weights = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    orders = orders_from_weights(scale_gross(weights, 1.0), sim.has_bar)
+    t_orders = time.perf_counter() - t0
+    small = orders[:, :2]
+    t_kit, eq_kit = _best(
+        lambda: _kitrade_equity(sim, orders), lambda: _kitrade_equity(sim, small), repeat
+    )
+    t_vbt, eq_vbt = _best(
+        lambda: _vectorbt_equity(sim, orders), lambda: _vectorbt_equity(sim, small), repeat
+    )
+    rel = np.abs(eq_kit - eq_vbt) / np.abs(eq_vbt)
+    return {
+        "bars": len(sim.index),
+        "symbols": len(sim.symbols),
+        "sets": len(sets),
+        "orders": int((~np.isnan(orders)).sum()),
+        "weights_s": t_weights,
+        "orders_s": t_orders,
+        "kitrade_s": t_kit,
+        "vectorbt_s": t_vbt,
+        "engine_ratio_vs_vectorbt": t_vbt / t_kit,
+        "equity_max_rel_diff": float(np.nanmax(rel)),
+    }
+
+
+#: The weights of part (b), read by ``FollowWeights`` in the optimizer's forked workers.
+_BT_WEIGHTS: list[np.ndarray] = []
+
+
+class FollowWeights(Strategy):
+    """backtesting.py strategy: trade to set ``k``'s precomputed weight when it changes."""
+
+    k = 0
+
+    def init(self) -> None:
+        self.w, self.last = _BT_WEIGHTS[0][:, self.k], 0.0
+
+    def next(self) -> None:
+        w = self.w[len(self.data) - 1]
+        if w == self.last:
+            return
+        self.last = w
+        if w > 0:
+            self.buy(size=min(w, 0.9999))  # exclusive_orders: closes a short first
+        elif w < 0:
+            self.sell(size=min(-w, 0.9999))
+        else:
+            self.position.close()
+
+
+def part_b(
+    bars: dict[str, pd.DataFrame],
+    forecasts: pd.DataFrame,
+    sets: list[ForecastThreshold],
+    n_bt: int,
+    repeat: int,
+) -> dict[str, Any]:
+    """backtesting.py's optimizer on GOOG, per set against kitrade's batch on GOOG."""
+    from backtesting import Backtest
+
+    goog = {"GOOG": bars["GOOG"]}
+    weights = forecast_threshold_array(sets, goog, forecasts[forecasts["symbol"] == "GOOG"])
+    sim = align_bars(goog)
+    orders = orders_from_weights(weights, sim.has_bar)
+    t_kit, _ = _best(
+        lambda: _kitrade_equity(sim, orders), lambda: _kitrade_equity(sim, orders[:, :2]), repeat
+    )
+    _BT_WEIGHTS[:] = [weights[:, :, 0]]
+    data = bars["GOOG"].rename(columns=str.capitalize)
+    data.index = data.index.tz_localize(None)
+    bt = Backtest(
+        data,
+        FollowWeights,
+        cash=INIT_CASH,
+        commission=COSTS.commission,
+        exclusive_orders=True,
+        finalize_trades=True,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        start = time.perf_counter()
+        bt.optimize(k=list(range(n_bt)), maximize="Equity Final [$]")
+        t_bt = time.perf_counter() - start
+    per_bt, per_kit = t_bt / n_bt, t_kit / len(sets)
+    return {
+        "backtesting_sets": n_bt,
+        "backtesting_s": t_bt,
+        "kitrade_goog_s": t_kit,
+        "ratio_vs_backtesting_py": per_bt / per_kit,
+        "backtesting_processes": os.cpu_count(),
+    }
+
+
+def part_c(**_: Any) -> dict[str, Any]:
+    """Walk-forward point-in-time forecasts: added with the forecasts work (hook, no-op)."""
+    return {}
+
+
+#: Part (c) is looked up here so that the forecasts work can replace it without touching main.
+PART_C: Callable[..., dict[str, Any]] = part_c
+
+
+def part_d(
+    bars: dict[str, pd.DataFrame], forecasts: pd.DataFrame, cuts: int, seed: int = 0
+) -> dict[str, Any]:
+    """Truncation: values up to a cut must not change when the later bars are removed."""
+    params = ForecastThreshold(horizon=3, enter=0.002, exit=0.001, hold_bars=2, allow_short=True)
+    full_w = target_weights(params, bars, forecasts)
+    full = run_backtest(bars, full_w, costs=COSTS)
+    rng = np.random.default_rng(seed)
+    differing = compared = 0
+    for cut in rng.choice(full.equity.index[20:], size=cuts, replace=False):
+        short_bars = {s: f[f.index <= cut] for s, f in bars.items()}
+        short_w = target_weights(params, short_bars, forecasts[forecasts["issued_at"] <= cut])
+        short = run_backtest(short_bars, short_w, costs=COSTS)
+        n = len(short.equity)
+        pairs = [
+            (short_w.to_numpy(), full_w.to_numpy()[:n]),
+            (short.equity.to_numpy(), full.equity.to_numpy()[:n]),
+            (short.cash.to_numpy(), full.cash.to_numpy()[:n]),
+            (short.positions.to_numpy(), full.positions.to_numpy()[:n]),
+        ]
+        for a, b in pairs:
+            differing += int((a != b).sum())
+            compared += a.size
+        full_fills = full.fills[full.fills["ts"] <= cut].reset_index(drop=True)
+        same_len = len(full_fills) == len(short.fills)
+        differing += (
+            int((short.fills != full_fills).to_numpy().sum())
+            if same_len
+            else max(len(full_fills), len(short.fills))
+        )
+    return {"cut_points": cuts, "values_compared": compared, "lookahead_violations": differing}
+
+
+def _print_table(rows: list[tuple[str, str]]) -> None:
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sets", type=int, default=1000, help="forecast_threshold parameter sets")
+    parser.add_argument("--bt-sets", type=int, default=40, help="sets run through backtesting.py")
+    parser.add_argument("--repeat", type=int, default=2, help="timed runs per side (best counts)")
+    parser.add_argument("--cuts", type=int, default=20, help="truncation cut points")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args(argv)
+
+    bars = sample_bars()
+    forecasts = drift_forecasts(bars, horizon=5)
+    sets = param_grid(args.sets)
+    results: dict[str, Any] = {"threads": 1}
+    results.update(part_a(bars, forecasts, sets, args.repeat))
+    results.update(part_b(bars, forecasts, sets, args.bt_sets, args.repeat))
+    results.update(PART_C(bars=bars, sets=sets, repeat=args.repeat))
+    results.update(part_d(bars, forecasts, args.cuts))
+    _print_table(
+        [
+            (
+                "bars x symbols x sets",
+                f"{results['bars']} x {results['symbols']} x {results['sets']}",
+            ),
+            ("orders (non-NaN targets)", f"{results['orders']:,}"),
+            ("kitrade engine (s)", f"{results['kitrade_s']:.3f}"),
+            ("vectorbt from_orders + value (s)", f"{results['vectorbt_s']:.3f}"),
+            (
+                "engine ratio vectorbt / kitrade",
+                f"{results['engine_ratio_vs_vectorbt']:.2f} (target >= 1.0)",
+            ),
+            (
+                "equity max relative difference",
+                f"{results['equity_max_rel_diff']:.2e} (target <= 1e-6)",
+            ),
+            ("weights for all sets (s)", f"{results['weights_s']:.3f}"),
+            ("weights -> orders, max_gross applied (s)", f"{results['orders_s']:.3f}"),
+            (
+                f"backtesting.py optimize, {results['backtesting_sets']} sets (s)",
+                f"{results['backtesting_s']:.2f}",
+            ),
+            ("kitrade, all sets on GOOG (s)", f"{results['kitrade_goog_s']:.3f}"),
+            ("per-set ratio backtesting.py / kitrade", f"{results['ratio_vs_backtesting_py']:.0f}"),
+            *[(k, str(v)) for k, v in results.items() if k.startswith("walk_forward")],
+            (
+                "truncation cut points / values compared",
+                f"{results['cut_points']} / {results['values_compared']:,}",
+            ),
+            ("lookahead violations", f"{results['lookahead_violations']} (target 0)"),
+        ]
+    )
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

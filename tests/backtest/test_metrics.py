@@ -1,0 +1,121 @@
+"""Metrics against hand computations on tiny series."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from kitrade.backtest.engine import make_costs, run_backtest
+from kitrade.backtest.metrics import max_drawdown_duration, periods_per_year, round_trips, summarize
+
+
+def _bars(closes: list[float], opens: list[float] | None = None) -> dict[str, pd.DataFrame]:
+    idx = pd.date_range("2023-01-01", periods=len(closes), freq="D", tz="UTC")
+    opens = opens or closes
+    return {
+        "X": pd.DataFrame(
+            {"open": opens, "high": max(closes), "low": min(closes), "close": closes}, index=idx
+        )
+    }
+
+
+def test_periods_per_year_follow_the_timeframe() -> None:
+    assert periods_per_year("D1") == 252
+    assert periods_per_year("H1") == 252 * 24
+    assert periods_per_year("M15") == 252 * 24 * 4
+    assert periods_per_year("H1", hours_per_day=6.5) == pytest.approx(252 * 6.5)
+    assert periods_per_year("W1") == 52 and periods_per_year("MN1") == 12
+
+
+def test_return_metrics_by_hand() -> None:
+    # Fully invested from bar 0's decision at bar 1's open = close, no costs: equity follows price.
+    closes = [100.0, 100.0, 110.0, 99.0, 108.9, 120.0]
+    bars = _bars(closes)
+    weights = pd.DataFrame({"X": 1.0}, index=bars["X"].index)
+    free = make_costs(commission=0, spread={"*": 0}, slippage={"*": 0})
+    result = run_backtest(bars, weights, costs=free, init_cash=1000.0)
+    np.testing.assert_allclose(result.equity.to_numpy(), [1000, 1000, 1100, 990, 1089, 1200])
+    m = summarize(result, ppy=252)
+    r = np.array([0.0, 0.1, -0.1, 0.1, 1200 / 1089 - 1])
+    assert m["total_return"] == pytest.approx(0.2)
+    years = 5 / 365.25
+    assert m["cagr"] == pytest.approx(1.2 ** (1 / years) - 1)
+    sd = math.sqrt(((r - r.mean()) ** 2).sum() / 4)
+    assert m["volatility"] == pytest.approx(sd * math.sqrt(252))
+    assert m["sharpe"] == pytest.approx(r.mean() / sd * math.sqrt(252))
+    assert m["sortino"] == pytest.approx(r.mean() / math.sqrt(0.01 / 5) * math.sqrt(252))
+    assert m["max_drawdown"] == pytest.approx(-0.1)
+    assert m["max_drawdown_bars"] == 2  # 990 and 1089 are below the 1100 peak
+    assert m["calmar"] == pytest.approx(m["cagr"] / 0.1)
+    assert m["exposure"] == pytest.approx(5 / 6)
+    assert m["n_trades"] == 0 and m["n_fills"] == 1
+
+
+def test_drawdown_duration_counts_the_longest_run() -> None:
+    eq = pd.Series([1, 2, 1.5, 1.8, 2.1, 2.0, 1.9, 1.95, 1.99, 2.2])
+    assert max_drawdown_duration(eq) == 4
+
+
+def test_round_trips_split_a_flip_and_count_fees() -> None:
+    ts = pd.date_range("2024-01-01", periods=4, freq="D", tz="UTC")
+    fills = pd.DataFrame(
+        {
+            "ts": ts,
+            "symbol": "X",
+            "side": ["buy", "sell", "buy", "buy"],
+            "qty": [10.0, 20.0, 5.0, 5.0],
+            "price": [10.0, 12.0, 11.0, 9.0],
+            "fee": [1.0, 2.0, 0.5, 0.5],
+        }
+    )
+    trips = round_trips(fills)
+    # Long 10 @10 -> sold @12 (half the 2.0 fee): +20 - 1 - 1 = 18.
+    # Short 10 @12 (other half of the fee) -> covered 5 @11 and 5 @9: +5 + 15 - 1 - 0.5 - 0.5 = 18.
+    assert trips["direction"].tolist() == ["long", "short"]
+    assert trips["pnl"].tolist() == pytest.approx([18.0, 18.0])
+
+
+def test_trade_statistics_by_hand() -> None:
+    # Long on bar 1 (open 10), out on bar 3 (open 12); long again on bar 4 (open 12),
+    # out on bar 6 (open 9).
+    opens = [10.0, 10.0, 11.0, 12.0, 12.0, 10.0, 9.0, 9.0]
+    bars = _bars(opens, opens)
+    weights = pd.DataFrame({"X": [1, 1, 0, 1, 1, 0, 0, 0]}, index=bars["X"].index, dtype=float)
+    free = make_costs(commission=0, spread={"*": 0}, slippage={"*": 0})
+    m = summarize(run_backtest(bars, weights, costs=free, init_cash=1200.0), ppy=252)
+    # Trade 1: 120 units 10 -> 12 = +240; trade 2: 1440 / 12 = 120 units 12 -> 9 = -360.
+    assert m["n_trades"] == 2
+    assert m["win_rate"] == pytest.approx(0.5)
+    assert m["profit_factor"] == pytest.approx(240 / 360)
+    assert m["expectancy"] == pytest.approx(-60.0)
+    assert m["total_return"] == pytest.approx((1200 + 240 - 360) / 1200 - 1)
+
+
+def test_ratios_agree_with_empyrical_on_a_real_backtest(bars3) -> None:
+    """An independent implementation (empyrical-reloaded, test-only) on the same returns."""
+    ep = pytest.importorskip("empyrical")
+    from kitrade.backtest.strategies import parse_strategy, target_weights
+
+    goog = {"GOOG": bars3["GOOG"]}
+    params = parse_strategy("sma_cross", {"fast": 10, "slow": 40, "allow_short": True})
+    result = run_backtest(goog, target_weights(params, goog))
+    m = summarize(result, timeframe="D1")
+    returns = result.equity.pct_change().dropna()
+    assert m["sharpe"] == pytest.approx(ep.sharpe_ratio(returns, period="daily"), rel=1e-9)
+    assert m["sortino"] == pytest.approx(ep.sortino_ratio(returns, period="daily"), rel=1e-9)
+    assert m["volatility"] == pytest.approx(ep.annual_volatility(returns, period="daily"), rel=1e-9)
+    assert m["max_drawdown"] == pytest.approx(ep.max_drawdown(returns), rel=1e-9)
+    assert m["total_return"] == pytest.approx(ep.cum_returns_final(returns), rel=1e-9)
+
+
+def test_without_a_timeframe_the_observed_bars_per_year_are_used() -> None:
+    closes = [100.0, 101.0, 99.0, 102.0, 103.0]
+    bars = _bars(closes)
+    weights = pd.DataFrame({"X": 1.0}, index=bars["X"].index)
+    result = run_backtest(bars, weights)
+    assert summarize(result)["volatility"] == pytest.approx(
+        summarize(result, ppy=365.25)["volatility"]
+    )
