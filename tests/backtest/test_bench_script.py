@@ -18,7 +18,7 @@ def test_bench_backtest_small_run_writes_the_figures(tmp_path) -> None:
     out = tmp_path / "bench.json"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     args = ["--sets", "6", "--bt-sets", "2", "--repeat", "1", "--cuts", "3", "--json", str(out)]
-    done = subprocess.run(  # noqa: S603 - our own script, fixed arguments
+    done = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "bench_backtest.py"), *args],
         env=env,
         capture_output=True,
