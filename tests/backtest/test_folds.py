@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -30,7 +32,7 @@ def test_folds_cover_the_period_contiguously_and_train_strictly_before() -> None
     assert folds[-1].end == idx[449]
     assert sum(f.n_decisions for f in folds) == 250
     assert max(f.n_decisions for f in folds) - min(f.n_decisions for f in folds) <= 1
-    for a, b in zip(folds, folds[1:], strict=False):
+    for a, b in itertools.pairwise(folds):
         assert b.start == idx[idx.get_loc(a.end) + 1]  # no gap, no overlap
     for f in folds:
         pos = idx.get_loc(f.start)
