@@ -1,0 +1,1 @@
+"""Use cases: plain functions over settings and a database that compose the layers below."""
