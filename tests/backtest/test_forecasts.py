@@ -190,3 +190,15 @@ def test_a_failed_fold_names_the_symbol_and_the_fold(cluster, setup) -> None:
         compute_forecasts(cluster, [FoldJob("SYN", bad[0], config, bars)])
     assert info.value.symbol == "SYN"
     assert info.value.fold == 1
+
+
+@pytest.mark.slow
+def test_the_benchmark_hook_times_both_ways_and_gets_the_same_forecasts(cluster, setup) -> None:
+    from kitrade.backtest.forecasts import time_walk_forward
+
+    bars, config, folds, _ = setup
+    out = time_walk_forward(cluster, [FoldJob("SYN", f, config, bars) for f in folds])
+    assert out["folds"] == 2
+    assert out["parallel_s"] > 0 and out["sequential_s"] > 0
+    assert out["identical"] is True
+    assert out["resources"]["num_gpus"] == cluster.train_gpu_fraction
