@@ -5,6 +5,8 @@ Locally:      python scripts/backtest.py 12
 On a cluster: ray job submit --working-dir . -- python scripts/backtest.py 12
 
 Prints progress lines and the backtest's final status; exits non-zero when it failed.
+Ray is joined (``RAY_ADDRESS``, set by ``ray job submit``) or started only when
+folds need computing; stored forecasts are reused.
 """
 
 from __future__ import annotations
@@ -35,7 +37,6 @@ def main(argv: list[str] | None = None) -> int:
         print("error: give a backtest id or --strategy NAME (one of them)", file=sys.stderr)
         return 2
 
-    from kitrade.cluster import connect
     from kitrade.config import load_settings
     from kitrade.data.store import open_store
     from kitrade.errors import KitradeError
@@ -61,7 +62,6 @@ def main(argv: list[str] | None = None) -> int:
                     model_overrides=overrides,
                 ).id
                 print(f"backtest {backtest_id} recorded", flush=True)
-            connect()
             try:
                 record = run_backtest(settings, db, backtest_id, progress=show)
             except KitradeError:

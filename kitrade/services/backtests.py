@@ -80,7 +80,6 @@ def create_backtest(
         InvalidInputError: neither or both of ``strategy``/``spec``, a bad spec or period.
         NotFoundError: unknown strategy or symbol.
     """
-    from kitrade.backtest import strategies  # core package (kitrade/backtest/strategies.py)
     from kitrade.data.strategies import get_strategy
     from kitrade.data.symbols import get_symbol
 
@@ -107,11 +106,14 @@ def create_backtest(
             raise InvalidInputError(
                 f"spec: expected {{'kind': str, 'params': object}}, was {spec!r}"[:300]
             )
-        strategies.parse_strategy(spec["kind"], spec.get("params", {}))
         if not symbols or timeframe is None:
             raise InvalidInputError("an inline spec needs symbols and a timeframe")
         for s in symbols:
             get_symbol(conn, symbol=s)
+        _check_model(timeframe, model_overrides or {})
+        from kitrade.backtest import strategies  # core package (kitrade/backtest/strategies.py)
+
+        strategies.parse_strategy(spec["kind"], spec.get("params", {}))
         return store.create_backtest(
             conn,
             strategy_name=strategy,
@@ -124,6 +126,21 @@ def create_backtest(
             model_overrides=model_overrides,
             costs=costs,
         )
+
+
+def _check_model(timeframe: str, overrides: dict[str, Any]) -> None:
+    """Refuse a timeframe or NHITS overrides the folds could not train with."""
+    from pydantic import ValidationError
+
+    from kitrade.backtest.folds import fold_config
+    from kitrade.errors import describe_validation_errors
+
+    try:
+        fold_config(timeframe, **overrides)
+    except ValidationError as exc:
+        raise InvalidInputError(
+            "model_overrides: " + describe_validation_errors(exc.errors())
+        ) from None
 
 
 def get_backtest(db: Database, *, backtest_id: int) -> store.BacktestRecord:

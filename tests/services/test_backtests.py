@@ -303,3 +303,91 @@ def test_a_period_too_short_for_the_folds_fails_with_the_numbers(seeded, db) -> 
     final = svc.get_backtest(db, backtest_id=rec.id)
     assert final.status == "failed"
     assert "at least 36" in (final.error or "")
+
+
+# ------------------------------------------------------------- create: bad input first
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({}, "InvalidInputError", "either a strategy name or an inline spec"),
+        (
+            {"strategy": "x", "spec": {"kind": "k", "params": {}}},
+            "InvalidInputError",
+            "not both",
+        ),
+        ({"strategy": "no-such-strategy"}, "NotFoundError", "no-such-strategy"),
+        (
+            {"spec": {"kind": 3}, "symbols": ["SYNA"], "timeframe": "H1"},
+            "InvalidInputError",
+            "spec",
+        ),
+        ({"spec": {"kind": "k", "params": {}}}, "InvalidInputError", "symbols and a timeframe"),
+        (
+            {"spec": {"kind": "k", "params": {}}, "symbols": ["NOPE"], "timeframe": "H1"},
+            "NotFoundError",
+            "NOPE",
+        ),
+        (
+            {"spec": {"kind": "k"}, "symbols": ["SYNA"], "timeframe": "H1", "n_folds": 0},
+            "InvalidInputError",
+            "n_folds",
+        ),
+        (
+            {
+                "spec": {"kind": "k"},
+                "symbols": ["SYNA"],
+                "timeframe": "H1",
+                "model_overrides": {"max_steps": 0},
+            },
+            "InvalidInputError",
+            "model_overrides: max_steps",
+        ),
+    ],
+)
+def test_create_refuses_bad_input_and_records_nothing(seeded, db, kwargs, error, message) -> None:
+    import kitrade.errors
+
+    with db.connection() as conn:
+        before = len(store.list_backtests(conn, limit=10_000))
+    with pytest.raises(getattr(kitrade.errors, error), match=message):
+        svc.create_backtest(db, **kwargs)
+    with db.connection() as conn:
+        assert len(store.list_backtests(conn, limit=10_000)) == before
+
+
+# ---------------------------------------------------------------- the job entry point
+def _job(settings, *args: str):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.conftest import app_env
+
+    root = Path(__file__).parents[2]
+    env = os.environ | app_env(settings, uuid.uuid4().hex * 2) | {"PYTHONPATH": str(root)}
+    return subprocess.run(
+        [sys.executable, str(root / "scripts" / "backtest.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=root,
+        env=env,
+    )
+
+
+def test_the_job_reports_a_failed_backtest_and_exits_non_zero(seeded, db) -> None:
+    rec = new_record(db, period_start=pd.Timestamp("2024-01-01 05:00", tz="UTC").to_pydatetime())
+    res = _job(seeded, str(rec.id))
+    assert res.returncode == 6, res.stderr[-2000:]
+    assert f"backtest {rec.id}: failed (SYNA: 5 bars before the period start" in res.stdout
+    assert svc.get_backtest(db, backtest_id=rec.id).status == "failed"
+
+
+def test_the_job_refuses_bad_arguments(seeded) -> None:
+    res = _job(seeded)
+    assert res.returncode == 2
+    assert "give a backtest id or --strategy NAME" in res.stderr
+    res = _job(seeded, "987654")
+    assert res.returncode == 3
+    assert "backtest 987654 not found" in res.stderr
