@@ -59,6 +59,8 @@ _COLS = (
 )
 _SELECT = ", ".join(_COLS)
 _LEVELS = ("mean", "lo_80", "hi_80", "lo_95", "hi_95")
+#: rows per upsert statement.
+_BATCH = 20_000
 
 
 class BacktestRecord(BaseModel):
@@ -209,33 +211,41 @@ def mark_done(conn: psycopg.Connection, *, backtest_id: int, result: dict[str, A
 def store_forecasts(
     conn: psycopg.Connection, *, fold_key: str, horizon: int, frame: pd.DataFrame
 ) -> int:
-    """Upsert one fold's forecasts (the contract's frame); returns the rows written."""
-    rows = [
-        (
-            fold_key,
-            r.symbol,
-            r.issued_at.to_pydatetime(),
-            int(r.step),
-            horizon,
-            r.model_version,
-            pd.Timestamp(r.trained_through).to_pydatetime(),
-            *(float(getattr(r, k)) for k in _LEVELS),
+    """Upsert one fold's forecasts (the contract's frame); returns the rows written.
+
+    One statement over column arrays (``unnest``), in batches: a long fold's
+    tens of thousands of rows go in a few round trips.
+    """
+    if frame.empty:
+        return 0
+    sql = (
+        "INSERT INTO backtest_forecasts (fold_key, symbol, issued_at, step, horizon,"
+        " model_version, trained_through, mean, lo_80, hi_80, lo_95, hi_95)"
+        " SELECT %s, * FROM unnest(%s::text[], %s::timestamptz[], %s::int[], %s::int[],"
+        " %s::text[], %s::timestamptz[], %s::float8[], %s::float8[], %s::float8[],"
+        " %s::float8[], %s::float8[])"
+        " ON CONFLICT (fold_key, symbol, issued_at, step) DO UPDATE SET"
+        " horizon = EXCLUDED.horizon, model_version = EXCLUDED.model_version,"
+        " trained_through = EXCLUDED.trained_through, mean = EXCLUDED.mean,"
+        " lo_80 = EXCLUDED.lo_80, hi_80 = EXCLUDED.hi_80, lo_95 = EXCLUDED.lo_95,"
+        " hi_95 = EXCLUDED.hi_95, created_at = now()"
+    )
+    for lo in range(0, len(frame), _BATCH):
+        part = frame.iloc[lo : lo + _BATCH]
+        conn.execute(
+            sql,
+            (
+                fold_key,
+                part["symbol"].astype(str).tolist(),
+                pd.to_datetime(part["issued_at"], utc=True).dt.to_pydatetime().tolist(),
+                part["step"].astype("int64").tolist(),
+                [horizon] * len(part),
+                part["model_version"].astype(str).tolist(),
+                pd.to_datetime(part["trained_through"], utc=True).dt.to_pydatetime().tolist(),
+                *(part[k].astype("float64").tolist() for k in _LEVELS),
+            ),
         )
-        for r in frame.itertuples(index=False)
-    ]
-    with conn.cursor() as cur:
-        cur.executemany(
-            "INSERT INTO backtest_forecasts (fold_key, symbol, issued_at, step, horizon,"
-            " model_version, trained_through, mean, lo_80, hi_80, lo_95, hi_95)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-            " ON CONFLICT (fold_key, symbol, issued_at, step) DO UPDATE SET"
-            " horizon = EXCLUDED.horizon, model_version = EXCLUDED.model_version,"
-            " trained_through = EXCLUDED.trained_through, mean = EXCLUDED.mean,"
-            " lo_80 = EXCLUDED.lo_80, hi_80 = EXCLUDED.hi_80, lo_95 = EXCLUDED.lo_95,"
-            " hi_95 = EXCLUDED.hi_95, created_at = now()",
-            rows,
-        )
-    return len(rows)
+    return len(frame)
 
 
 def load_forecasts(

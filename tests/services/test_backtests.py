@@ -391,3 +391,36 @@ def test_the_job_refuses_bad_arguments(seeded) -> None:
     res = _job(seeded, "987654")
     assert res.returncode == 3
     assert "backtest 987654 not found" in res.stderr
+
+
+def test_a_long_fold_is_stored_in_batches_quickly(db) -> None:
+    key = "big" + uuid.uuid4().hex[:8]
+    n, h = 2500, 24  # 60 000 rows: more than one upsert batch
+    issued = pd.date_range("2020-01-01", periods=n, freq="h", tz="UTC")
+    mean = np.random.default_rng(3).normal(size=n * h)
+    frame = pd.DataFrame(
+        {
+            "symbol": "SYNB",
+            "issued_at": np.repeat(issued, h),
+            "step": np.tile(np.arange(1, h + 1), n),
+            "mean": mean,
+            "lo_80": mean - 1,
+            "hi_80": mean + 1,
+            "lo_95": mean - 2,
+            "hi_95": mean + 2,
+            "model_version": "nhits-wf-big",
+            "trained_through": issued[0] - pd.Timedelta(hours=1),
+        }
+    )
+    t0 = time.monotonic()
+    with db.connection() as conn:
+        assert store.store_forecasts(conn, fold_key=key, horizon=h, frame=frame) == n * h
+    took = time.monotonic() - t0
+    with db.connection() as conn:
+        back = store.load_forecasts(conn, fold_key=key, symbol="SYNB")
+        full = store.stored_decisions(
+            conn, fold_key=key, symbol="SYNB", start=issued[0], end=issued[-1], horizon=h
+        )
+    pd.testing.assert_frame_equal(back, frame)
+    assert full == n
+    assert took < 30, took
