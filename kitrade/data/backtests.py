@@ -31,6 +31,7 @@ __all__ = [
     "mark_done",
     "mark_failed",
     "mark_running",
+    "pin_period_end",
     "set_progress",
     "store_forecasts",
     "stored_decisions",
@@ -179,6 +180,11 @@ def mark_running(conn: psycopg.Connection, *, backtest_id: int) -> None:
         " started_at = now(), finished_at = NULL",
         (),
     )
+
+
+def pin_period_end(conn: psycopg.Connection, *, backtest_id: int, end: datetime) -> None:
+    """Fix an open period's end (the last bar when the backtest first ran) so reruns match."""
+    _update(conn, backtest_id, "period_end = coalesce(period_end, %s)", (end,))
 
 
 def set_progress(conn: psycopg.Connection, *, backtest_id: int, progress: float) -> None:

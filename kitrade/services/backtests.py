@@ -305,6 +305,10 @@ def run_backtest(
     with db.connection() as conn:
         record = store.get_backtest(conn, backtest_id=backtest_id)
         store.mark_running(conn, backtest_id=backtest_id)
+        end = _last_bar(conn, record)
+        if end is not None:
+            store.pin_period_end(conn, backtest_id=backtest_id, end=end)
+            record = store.get_backtest(conn, backtest_id=backtest_id)
 
     def report(fraction: float, message: str) -> None:
         with db.connection() as conn:
@@ -332,6 +336,20 @@ def run_backtest(
     if progress is not None:
         progress(1.0, "done")
     return done
+
+
+def _last_bar(conn: Any, record: store.BacktestRecord) -> datetime | None:
+    """The latest bar of the backtest's symbols when its period is open-ended, else None.
+
+    Pinned on the first run so a rerun after new bars arrive cuts the same
+    folds and reuses their stored forecasts.
+    """
+    from kitrade.data.bars import bar_stats
+
+    if record.period_end is not None:
+        return None
+    lasts = [b.last_ts for s in record.symbols for b in bar_stats(conn, symbol=s) if b.last_ts]
+    return max(lasts) if lasts else None
 
 
 def _evaluate(record: store.BacktestRecord, prepared: PreparedForecasts) -> dict[str, Any]:
