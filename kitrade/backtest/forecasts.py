@@ -331,7 +331,7 @@ def _warm_workers(settings: Settings, n: int) -> None:
         import os
 
         from kitrade.training import nhits
-        from kitrade.training.spec import NHITSConfig
+        from kitrade.training.spec import default_config
 
         n_bars = 40
         frame = pd.DataFrame(
@@ -341,7 +341,7 @@ def _warm_workers(settings: Settings, n: int) -> None:
                 "y": np.sin(np.arange(n_bars) / 3.0),
             }
         )
-        config = NHITSConfig(horizon=2, input_size=8, max_steps=1, mlp_units=4, val_size=2)
+        config = default_config("H1", horizon=2, input_size=8, max_steps=1, mlp_units=4)
         nhits.fit(frame, config)
         time.sleep(1.0)  # hold this worker so the others start beside it
         return os.getpid()
