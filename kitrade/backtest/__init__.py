@@ -1,8 +1,9 @@
 """Backtests: strategy kinds, the execution and costs engine, metrics, forecast quality and
 the HTML report.
 
-Pure logic over frames: no Ray, no database here (the walk-forward point-in-time forecasts
-and the orchestration live in their own modules). The data contract:
+The modules re-exported here are pure logic over frames: no Ray, no database. The
+walk-forward folds (``folds``) and the point-in-time forecasts computed as Ray tasks
+(``forecasts``) sit beside them; the orchestration is ``kitrade.services.backtests``. The data contract:
 
 * bars: ``dict[str, DataFrame]`` symbol -> frame indexed by UTC ``ts`` (sorted), columns
   ``open, high, low, close, volume``;

@@ -158,6 +158,60 @@ def _bars(conn: psycopg.Connection) -> None:
     )
 
 
+@register(3, "strategy kinds (existing strategies are parameter-only)")
+def _strategy_kind(conn: psycopg.Connection) -> None:
+    # 'parameters': a parameter-only strategy (what every strategy was before kinds).
+    conn.execute("ALTER TABLE strategies ADD COLUMN kind text NOT NULL DEFAULT 'parameters'")
+
+
+register(4, "backtests and point-in-time backtest forecasts")(
+    _sql(
+        """
+        CREATE TABLE backtests (
+            id bigserial PRIMARY KEY,
+            strategy_name text,
+            spec jsonb NOT NULL,
+            symbols text[] NOT NULL,
+            timeframe text NOT NULL,
+            period_start timestamptz,
+            period_end timestamptz,
+            n_folds integer NOT NULL,
+            model_overrides jsonb NOT NULL DEFAULT '{}'::jsonb,
+            costs jsonb NOT NULL DEFAULT '{}'::jsonb,
+            status text NOT NULL DEFAULT 'queued'
+                CHECK (status IN ('queued', 'running', 'failed', 'done')),
+            progress float8 NOT NULL DEFAULT 0,
+            error text,
+            result jsonb,
+            created_at timestamptz NOT NULL DEFAULT now(),
+            started_at timestamptz,
+            finished_at timestamptz
+        );
+        CREATE INDEX backtests_created ON backtests (created_at DESC);
+        -- One row per (fold model, symbol, decision bar, step ahead). fold_key hashes
+        -- the NHITS configuration and the fold's training bars, so a rerun with the
+        -- same folds upserts the same rows and another configuration never reuses them.
+        CREATE TABLE backtest_forecasts (
+            fold_key text NOT NULL,
+            symbol text NOT NULL,
+            issued_at timestamptz NOT NULL,
+            step integer NOT NULL CHECK (step >= 1),
+            horizon integer NOT NULL,
+            model_version text NOT NULL,
+            trained_through timestamptz NOT NULL,
+            mean float8 NOT NULL,
+            lo_80 float8 NOT NULL,
+            hi_80 float8 NOT NULL,
+            lo_95 float8 NOT NULL,
+            hi_95 float8 NOT NULL,
+            created_at timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (fold_key, symbol, issued_at, step)
+        );
+        """
+    )
+)
+
+
 def applied_versions(conn: psycopg.Connection) -> list[int]:
     """Versions recorded in ``schema_migrations`` (empty when the table is missing)."""
     exists = conn.execute("SELECT to_regclass('schema_migrations')").fetchone()

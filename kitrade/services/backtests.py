@@ -1,0 +1,380 @@
+"""Backtests as use cases: record one, run it, list and read them.
+
+``run_backtest`` loads the bars, cuts each symbol's period into walk-forward
+folds, reuses the point-in-time forecasts already stored for a fold (same
+configuration, same training bars) and computes the missing folds as
+parallel Ray tasks, storing each as soon as it finishes. Then the core
+package (``kitrade.backtest.strategies / engine / metrics / quality``) turns
+bars and forecasts into trades, equity and metrics, and the result is stored.
+A failed fold marks the backtest failed with the symbol and fold named and
+stores no result; a rerun of a failed or interrupted backtest computes only
+the folds not stored yet.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from kitrade.backtest.folds import Fold, walk_forward_folds
+from kitrade.backtest.forecasts import FoldJob, point_in_time_checks
+from kitrade.data import backtests as store
+from kitrade.errors import InvalidInputError, KitradeError
+
+if TYPE_CHECKING:
+    from kitrade.config import Settings
+    from kitrade.data.db import Database
+
+__all__ = [
+    "PreparedForecasts",
+    "create_backtest",
+    "get_backtest",
+    "list_backtests",
+    "prepare_forecasts",
+    "run_backtest",
+]
+
+_log = logging.getLogger(__name__)
+#: ``progress(fraction 0..1, message)``.
+BacktestProgress = Callable[[float, str], None]
+#: share of the progress bar the forecasts take; the engine and metrics take the rest.
+_FORECAST_SHARE = 0.9
+
+
+def create_backtest(
+    db: Database,
+    *,
+    strategy: str | None = None,
+    spec: dict[str, Any] | None = None,
+    symbols: list[str] | None = None,
+    timeframe: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    n_folds: int = 4,
+    costs: dict[str, Any] | None = None,
+    model_overrides: dict[str, Any] | None = None,
+) -> store.BacktestRecord:
+    """Validate and record a queued backtest of a stored or an inline strategy.
+
+    Args:
+        db: the database.
+        strategy: name of a stored strategy (its symbols, timeframe, kind and
+            parameters); or
+        spec: an inline strategy ``{"kind": ..., "params": {...}}`` with
+            ``symbols`` and ``timeframe``.
+        symbols: the symbols to trade (default: the stored strategy's).
+        timeframe: the bars' timeframe (default: the stored strategy's).
+        start: first decision bar (default: as early as the folds' training allows).
+        end: last decision bar, inclusive (default: the last stored bar).
+        n_folds: walk-forward folds per symbol.
+        costs: execution costs for the engine (JSON object).
+        model_overrides: NHITS configuration fields for the fold models.
+
+    Raises:
+        InvalidInputError: neither or both of ``strategy``/``spec``, a bad spec or period.
+        NotFoundError: unknown strategy or symbol.
+    """
+    from kitrade.data.strategies import get_strategy
+    from kitrade.data.symbols import get_symbol
+
+    if (strategy is None) == (spec is None):
+        raise InvalidInputError("expected either a strategy name or an inline spec, not both")
+    if n_folds < 1:
+        raise InvalidInputError(f"n_folds: expected at least 1, was {n_folds}")
+    if start is not None and end is not None and start > end:
+        raise InvalidInputError(f"period: expected start <= end, was {start} > {end}")
+    if costs is not None and not isinstance(costs, dict):
+        raise InvalidInputError(f"costs: expected a JSON object, was {type(costs).__name__}")
+    with db.connection() as conn:
+        if strategy is not None:
+            stored = get_strategy(conn, name=strategy)
+            kind = store.strategy_kind(conn, name=strategy)
+            spec = {"kind": kind, "params": stored.parameters}
+            symbols = symbols or stored.symbols
+            timeframe = timeframe or stored.timeframe
+        if (
+            spec is None
+            or not isinstance(spec.get("kind"), str)
+            or not isinstance(spec.get("params", {}), dict)
+        ):
+            raise InvalidInputError(
+                f"spec: expected {{'kind': str, 'params': object}}, was {spec!r}"[:300]
+            )
+        if not symbols or timeframe is None:
+            raise InvalidInputError("an inline spec needs symbols and a timeframe")
+        for s in symbols:
+            get_symbol(conn, symbol=s)
+        _check_model(timeframe, model_overrides or {})
+        from kitrade.backtest import strategies  # core package (kitrade/backtest/strategies.py)
+
+        strategies.parse_strategy(spec["kind"], spec.get("params", {}))
+        return store.create_backtest(
+            conn,
+            strategy_name=strategy,
+            spec=spec,
+            symbols=list(symbols),
+            timeframe=timeframe,
+            period_start=start,
+            period_end=end,
+            n_folds=n_folds,
+            model_overrides=model_overrides,
+            costs=costs,
+        )
+
+
+def _check_model(timeframe: str, overrides: dict[str, Any]) -> None:
+    """Refuse a timeframe or NHITS overrides the folds could not train with."""
+    from pydantic import ValidationError
+
+    from kitrade.backtest.folds import fold_config
+    from kitrade.errors import describe_validation_errors
+
+    try:
+        fold_config(timeframe, **overrides)
+    except ValidationError as exc:
+        raise InvalidInputError(
+            "model_overrides: " + describe_validation_errors(exc.errors())
+        ) from None
+
+
+def get_backtest(db: Database, *, backtest_id: int) -> store.BacktestRecord:
+    """One backtest (NotFoundError when unknown)."""
+    with db.connection() as conn:
+        return store.get_backtest(conn, backtest_id=backtest_id)
+
+
+def list_backtests(
+    db: Database, *, status: str | None = None, limit: int = 100
+) -> list[store.BacktestRecord]:
+    """The newest backtests first."""
+    with db.connection() as conn:
+        return store.list_backtests(conn, status=status, limit=limit)
+
+
+@dataclass
+class PreparedForecasts:
+    """Bars, folds and point-in-time forecasts of a backtest, and what it cost."""
+
+    bars: dict[str, pd.DataFrame]
+    folds: dict[str, list[Fold]]
+    forecasts: pd.DataFrame
+    computed: list[tuple[str, int]] = field(default_factory=list)
+    reused: list[tuple[str, int]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def _load_bars(db: Database, symbols: list[str], end: datetime | None) -> dict[str, pd.DataFrame]:
+    from kitrade.data.bars import get_bars
+
+    out = {}
+    with db.connection() as conn:
+        for s in symbols:
+            frame = get_bars(conn, symbol=s).set_index("ts").sort_index()
+            if end is not None:
+                frame = frame.loc[frame.index <= pd.Timestamp(end)]
+            out[s] = frame
+    return out
+
+
+def _plan(
+    record: store.BacktestRecord,
+    bars: dict[str, pd.DataFrame],
+    folds: dict[str, list[Fold]] | None,
+) -> tuple[list[FoldJob], dict[str, list[Fold]]]:
+    """One job per (symbol, fold); ``folds`` given by the caller replace the computed ones."""
+    jobs, out = [], {}
+    for s in record.symbols:
+        config, made = walk_forward_folds(
+            bars[s],
+            timeframe=record.timeframe,
+            n_folds=record.n_folds,
+            start=record.period_start,
+            end=record.period_end,
+            symbol=s,
+            **record.model_overrides,
+        )
+        out[s] = (folds or {}).get(s, made)
+        jobs += [FoldJob(symbol=s, fold=f, config=config, bars=bars[s]) for f in out[s]]
+    return jobs, out
+
+
+def prepare_forecasts(
+    settings: Settings,
+    db: Database,
+    record: store.BacktestRecord,
+    *,
+    progress: BacktestProgress | None = None,
+    folds: dict[str, list[Fold]] | None = None,
+) -> PreparedForecasts:
+    """Bars, folds and forecasts of ``record``: stored folds reused, missing ones computed.
+
+    Missing folds run as parallel Ray tasks on the connected cluster (a local
+    one is started when none is); each is stored as soon as it finishes.
+
+    Args:
+        settings: configuration (Ray task resources).
+        db: the database.
+        record: the backtest.
+        progress: called with ``(fraction, message)``; the forecasts fill 0..1.
+        folds: per-symbol folds to use instead of the computed ones (callers
+            that pick folds themselves: benchmarks, tests forcing a bad fold).
+
+    Raises:
+        FoldError: a fold failed (names the symbol and fold).
+        InvalidInputError, TooShortError: the period cannot be cut into folds.
+    """
+    from kitrade.backtest.forecasts import compute_forecasts
+
+    t0 = time.monotonic()
+    bars = _load_bars(db, record.symbols, record.period_end)
+    jobs, fold_map = _plan(record, bars, folds)
+    missing: list[FoldJob] = []
+    reused: list[FoldJob] = []
+    with db.connection() as conn:
+        for job in jobs:
+            have = store.stored_decisions(
+                conn,
+                fold_key=job.key,
+                symbol=job.symbol,
+                start=job.fold.start,
+                end=job.fold.end,
+                horizon=job.config.horizon,
+            )
+            (reused if have == job.fold.n_decisions else missing).append(job)
+    total = len(jobs)
+
+    def report(done: int, _total: int, message: str) -> None:
+        if progress is not None:
+            progress((len(reused) + done) / total, message)
+
+    def keep(job: FoldJob, frame: pd.DataFrame) -> None:
+        with db.connection() as conn:
+            store.store_forecasts(conn, fold_key=job.key, horizon=job.config.horizon, frame=frame)
+
+    report(0, total, f"{len(reused)} of {total} folds stored, {len(missing)} to compute")
+    if missing:
+        from kitrade.cluster import connect
+
+        connect()
+        compute_forecasts(settings, missing, progress=report, on_fold=keep)
+    with db.connection() as conn:
+        frames = [
+            store.load_forecasts(
+                conn, fold_key=j.key, symbol=j.symbol, start=j.fold.start, end=j.fold.end
+            )
+            for j in jobs
+        ]
+    return PreparedForecasts(
+        bars=bars,
+        folds=fold_map,
+        forecasts=pd.concat(frames, ignore_index=True),
+        computed=[(j.symbol, j.fold.index) for j in missing],
+        reused=[(j.symbol, j.fold.index) for j in reused],
+        seconds=time.monotonic() - t0,
+    )
+
+
+def run_backtest(
+    settings: Settings,
+    db: Database,
+    backtest_id: int,
+    *,
+    progress: BacktestProgress | None = None,
+    folds: dict[str, list[Fold]] | None = None,
+) -> store.BacktestRecord:
+    """Run a recorded backtest to done or failed; returns its final record.
+
+    Args:
+        settings: configuration.
+        db: the database.
+        backtest_id: the backtest (queued, failed, interrupted or done: a rerun
+            reuses the stored forecasts).
+        progress: called with ``(fraction, message)``; the fraction is stored too.
+        folds: see ``prepare_forecasts``.
+
+    Raises:
+        KitradeError: the backtest failed; it is marked failed with the same
+            message (a failed fold names the symbol and fold) and has no result.
+    """
+    with db.connection() as conn:
+        record = store.get_backtest(conn, backtest_id=backtest_id)
+        store.mark_running(conn, backtest_id=backtest_id)
+        end = _last_bar(conn, record)
+        if end is not None:
+            store.pin_period_end(conn, backtest_id=backtest_id, end=end)
+            record = store.get_backtest(conn, backtest_id=backtest_id)
+
+    def report(fraction: float, message: str) -> None:
+        with db.connection() as conn:
+            store.set_progress(conn, backtest_id=backtest_id, progress=fraction)
+        if progress is not None:
+            progress(fraction, message)
+
+    try:
+        prepared = prepare_forecasts(
+            settings,
+            db,
+            record,
+            progress=lambda f, m: report(f * _FORECAST_SHARE, m),
+            folds=folds,
+        )
+        result = _evaluate(record, prepared)
+    except Exception as exc:
+        message = exc.message if isinstance(exc, KitradeError) else f"{type(exc).__name__}: {exc}"
+        with db.connection() as conn:
+            store.mark_failed(conn, backtest_id=backtest_id, error=message)
+        raise
+    with db.connection() as conn:
+        store.mark_done(conn, backtest_id=backtest_id, result=result)
+        done = store.get_backtest(conn, backtest_id=backtest_id)
+    if progress is not None:
+        progress(1.0, "done")
+    return done
+
+
+def _last_bar(conn: Any, record: store.BacktestRecord) -> datetime | None:
+    """The latest bar of the backtest's symbols when its period is open-ended, else None.
+
+    Pinned on the first run so a rerun after new bars arrive cuts the same
+    folds and reuses their stored forecasts.
+    """
+    from kitrade.data.bars import bar_stats
+
+    if record.period_end is not None:
+        return None
+    lasts = [b.last_ts for s in record.symbols for b in bar_stats(conn, symbol=s) if b.last_ts]
+    return max(lasts) if lasts else None
+
+
+def _evaluate(record: store.BacktestRecord, prepared: PreparedForecasts) -> dict[str, Any]:
+    """Trades, equity, drawdown and metrics from the core package, plus folds and checks.
+
+    Depends on the core package built beside this module (``kitrade.backtest.
+    strategies / engine / metrics / quality``); the calls below follow the
+    contract (bars: symbol -> ts-indexed OHLCV frame; forecasts: the long
+    point-in-time frame) and are the only lines that do.
+    """
+    from kitrade.backtest import engine, metrics, quality, strategies  # core package
+
+    checks = point_in_time_checks(prepared.forecasts, prepared.folds)
+    if not all(c["passed"] for c in checks):
+        failed = [c["name"] for c in checks if not c["passed"]]
+        raise KitradeError(f"look-ahead checks failed: {failed}; no result stored")
+    strategy = strategies.parse_strategy(record.spec["kind"], record.spec.get("params", {}))
+    run = engine.run(prepared.bars, prepared.forecasts, strategy, costs=record.costs)
+    return {
+        "metrics": metrics.summary(run),
+        "quality": quality.summary(prepared.forecasts, prepared.bars),
+        "equity": run.equity_json(),
+        "drawdown": run.drawdown_json(),
+        "trades": run.trades_json(),
+        "folds": {s: [f.to_json() for f in fs] for s, fs in prepared.folds.items()},
+        "lookahead_checks": checks,
+        "forecast_folds": {"computed": len(prepared.computed), "reused": len(prepared.reused)},
+    }

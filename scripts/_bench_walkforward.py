@@ -1,0 +1,164 @@
+"""Benchmark hook: a walk-forward forecast backtest of the sample symbols.
+
+Folds as parallel Ray tasks against the same folds one after another
+(``kitrade.backtest.forecasts.time_walk_forward``). Call
+``bench_walkforward(settings, db)`` from a benchmark (the database must hold
+the symbols, e.g. after ``sync_symbols(db, SampleSource())``, and Ray must be
+connected), or run this file for a self-contained run on a temporary
+embedded PostgreSQL and a local Ray cluster::
+
+    python scripts/_bench_walkforward.py --folds 4 --decisions 48 --max-steps 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import sys
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from kitrade.backtest.forecasts import FoldJob
+    from kitrade.config import Settings
+    from kitrade.data.db import Database
+
+SAMPLE = ("EURUSD", "GOOG", "BTCUSD")
+#: a tiny NHITS per fold; the point is the scheduling, not the accuracy.
+TINY: dict[str, Any] = {"max_steps": 20, "mlp_units": 32, "windows_batch_size": 64}
+
+
+def walk_forward_jobs(
+    db: Database,
+    *,
+    symbols: tuple[str, ...] = SAMPLE,
+    n_folds: int = 4,
+    decisions_per_fold: int = 24,
+    overrides: dict[str, Any] | None = None,
+) -> list[FoldJob]:
+    """One job per (symbol, fold) over each symbol's last ``n_folds * decisions_per_fold`` bars.
+
+    A symbol too short for that period uses as many bars as its training floor leaves.
+    """
+    from kitrade.backtest.folds import walk_forward_folds
+    from kitrade.backtest.forecasts import FoldJob
+    from kitrade.data.bars import get_bars
+    from kitrade.data.symbols import get_symbol
+    from kitrade.training.spec import min_bars
+
+    jobs = []
+    with db.connection() as conn:
+        for s in symbols:
+            timeframe = get_symbol(conn, symbol=s).timeframe
+            bars = get_bars(conn, symbol=s).set_index("ts")
+            period = min(n_folds * decisions_per_fold, len(bars))
+            config, _ = walk_forward_folds(
+                bars, timeframe=timeframe, n_folds=1, symbol=s, **(overrides or TINY)
+            )
+            first = max(len(bars) - period, min_bars(config, evaluate=False))
+            config, folds = walk_forward_folds(
+                bars,
+                timeframe=timeframe,
+                n_folds=n_folds,
+                start=bars.index[first],
+                symbol=s,
+                **(overrides or TINY),
+            )
+            jobs += [FoldJob(s, f, config, bars) for f in folds]
+    return jobs
+
+
+def bench_walkforward(
+    settings: Settings,
+    db: Database,
+    *,
+    symbols: tuple[str, ...] = SAMPLE,
+    n_folds: int = 4,
+    decisions_per_fold: int = 24,
+    overrides: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Wall times of the sample symbols' folds as parallel Ray tasks and one after another.
+
+    Returns:
+        ``time_walk_forward``'s dict (``parallel_s``, ``sequential_s``, ``speedup``,
+        ``folds``, ``resources``, ``identical``) plus ``decisions``.
+    """
+    from kitrade.backtest.forecasts import time_walk_forward
+
+    jobs = walk_forward_jobs(
+        db,
+        symbols=symbols,
+        n_folds=n_folds,
+        decisions_per_fold=decisions_per_fold,
+        overrides=overrides,
+    )
+    out = time_walk_forward(settings, jobs)
+    out["decisions"] = sum(j.fold.n_decisions for j in jobs)
+    return out
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Self-contained run: temporary database, sample symbols, local Ray cluster."""
+    parser = argparse.ArgumentParser(description="walk-forward folds: parallel vs sequential")
+    parser.add_argument("--folds", type=int, default=4)
+    parser.add_argument("--decisions", type=int, default=24, help="decision bars per fold")
+    parser.add_argument("--max-steps", type=int, default=TINY["max_steps"])
+    parser.add_argument("--cpus", type=int, default=None, help="local cluster CPUs")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args(argv)
+
+    import ray
+
+    from kitrade.cluster import connect
+    from kitrade.config import Settings
+    from kitrade.data.embedded import EmbeddedPostgres
+    from kitrade.data.sources.sample import SampleSource
+    from kitrade.data.store import open_store
+    from kitrade.data.sync import sync_symbols
+
+    with tempfile.TemporaryDirectory(prefix="kitrade-bench-wf-") as tmp:
+        server = EmbeddedPostgres(Path(tmp) / "pg", _free_port())
+        server.start()
+        try:
+            settings = Settings(
+                data_dir=Path(tmp),
+                timescale_host="127.0.0.1",
+                timescale_port=server.port,
+                timescale_db="bench",
+                _env_file=None,
+            )
+            db = open_store(settings, start=False)
+            sync_symbols(db, SampleSource())
+            connect(num_cpus=args.cpus)
+            result = bench_walkforward(
+                settings,
+                db,
+                n_folds=args.folds,
+                decisions_per_fold=args.decisions,
+                overrides=TINY | {"max_steps": args.max_steps},
+            )
+            db.close()
+        finally:
+            ray.shutdown()
+            server.stop(mode="immediate")
+    print(
+        f"{result['folds']} folds ({result['decisions']} decision bars) of {result['symbols']}: "
+        f"parallel {result['parallel_s']:.1f} s, one after another {result['sequential_s']:.1f} s, "
+        f"speed-up x{result['speedup']:.2f}, resources per task {result['resources']}, "
+        f"identical forecasts: {result['identical']}"
+    )
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
