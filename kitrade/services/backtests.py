@@ -18,14 +18,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from kitrade.backtest import strategies
+from kitrade.backtest.evaluate import execution_options
 from kitrade.backtest.folds import Fold, walk_forward_folds
 from kitrade.backtest.forecasts import FoldJob, point_in_time_checks
+from kitrade.backtest.strategies import STRATEGY_KINDS
 from kitrade.data import backtests as store
-from kitrade.errors import InvalidInputError, KitradeError
+from kitrade.errors import ConflictError, InvalidInputError, KitradeError
 
 if TYPE_CHECKING:
     from kitrade.config import Settings
@@ -38,9 +42,12 @@ __all__ = [
     "list_backtests",
     "prepare_forecasts",
     "run_backtest",
+    "write_report",
 ]
 
 _log = logging.getLogger(__name__)
+#: The kind of a strategy stored before strategies had kinds: parameters only, not executable.
+PARAMETER_ONLY = "parameters"
 #: ``progress(fraction 0..1, message)``.
 BacktestProgress = Callable[[float, str], None]
 #: share of the progress bar the forecasts take; the engine and metrics take the rest.
@@ -111,9 +118,14 @@ def create_backtest(
         for s in symbols:
             get_symbol(conn, symbol=s)
         _check_model(timeframe, model_overrides or {})
-        from kitrade.backtest import strategies  # core package (kitrade/backtest/strategies.py)
 
+        if spec["kind"] == PARAMETER_ONLY:
+            raise InvalidInputError(
+                f"strategy {strategy!r} is parameter-only (kind {PARAMETER_ONLY!r}) and cannot "
+                f"be backtested; give it one of the kinds: {', '.join(sorted(STRATEGY_KINDS))}"
+            )
         strategies.parse_strategy(spec["kind"], spec.get("params", {}))
+        execution_options(costs)
         return store.create_backtest(
             conn,
             strategy_name=strategy,
@@ -352,29 +364,62 @@ def _last_bar(conn: Any, record: store.BacktestRecord) -> datetime | None:
     return max(lasts) if lasts else None
 
 
-def _evaluate(record: store.BacktestRecord, prepared: PreparedForecasts) -> dict[str, Any]:
-    """Trades, equity, drawdown and metrics from the core package, plus folds and checks.
-
-    Depends on the core package built beside this module (``kitrade.backtest.
-    strategies / engine / metrics / quality``); the calls below follow the
-    contract (bars: symbol -> ts-indexed OHLCV frame; forecasts: the long
-    point-in-time frame) and are the only lines that do.
-    """
-    from kitrade.backtest import engine, metrics, quality, strategies  # core package
+def _evaluation(record: store.BacktestRecord, prepared: PreparedForecasts) -> Any:
+    """The engine's runs over the record's decision bars (``kitrade.backtest.evaluate``)."""
+    from kitrade.backtest.evaluate import evaluate
 
     checks = point_in_time_checks(prepared.forecasts, prepared.folds)
     if not all(c["passed"] for c in checks):
         failed = [c["name"] for c in checks if not c["passed"]]
         raise KitradeError(f"look-ahead checks failed: {failed}; no result stored")
-    strategy = strategies.parse_strategy(record.spec["kind"], record.spec.get("params", {}))
-    run = engine.run(prepared.bars, prepared.forecasts, strategy, costs=record.costs)
-    return {
-        "metrics": metrics.summary(run),
-        "quality": quality.summary(prepared.forecasts, prepared.bars),
-        "equity": run.equity_json(),
-        "drawdown": run.drawdown_json(),
-        "trades": run.trades_json(),
-        "folds": {s: [f.to_json() for f in fs] for s, fs in prepared.folds.items()},
-        "lookahead_checks": checks,
-        "forecast_folds": {"computed": len(prepared.computed), "reused": len(prepared.reused)},
-    }
+    folds = [f for fs in prepared.folds.values() for f in fs]
+    evaluation = evaluate(
+        prepared.bars,
+        prepared.forecasts,
+        record.spec,
+        costs=record.costs,
+        timeframe=record.timeframe,
+        decision_start=min(f.start for f in folds),
+        decision_end=max(f.end for f in folds),
+    )
+    evaluation.answer["lookahead_checks"] = checks
+    return evaluation
+
+
+def _evaluate(record: store.BacktestRecord, prepared: PreparedForecasts) -> dict[str, Any]:
+    """The stored result: metrics beside the baselines, curves, trades, folds and checks."""
+    answer: dict[str, Any] = _evaluation(record, prepared).answer
+    answer["folds"] = [{"symbol": s, **f.to_json()} for s, fs in prepared.folds.items() for f in fs]
+    answer["forecast_folds"] = {"computed": len(prepared.computed), "reused": len(prepared.reused)}
+    return answer
+
+
+def write_report(settings: Settings, db: Database, *, backtest_id: int, path: str | Path) -> Path:
+    """Write the HTML report of a finished backtest to ``path``.
+
+    The runs are rebuilt from the stored forecasts (no model is trained again), so the
+    report shows every bar and fill, not the thinned curves of the stored result.
+
+    Raises:
+        ConflictError: the backtest has not finished.
+    """
+    from kitrade.backtest.report import write_report as write_html
+
+    record = get_backtest(db, backtest_id=backtest_id)
+    if record.status != "done" or record.result is None:
+        raise ConflictError(
+            f"backtest {backtest_id}: expected a finished backtest, was {record.status}"
+        )
+    prepared = prepare_forecasts(settings, db, record)
+    evaluation = _evaluation(record, prepared)
+    title = f"kitrade backtest {backtest_id}: {record.strategy_name or record.spec['kind']}"
+    return write_html(
+        path,
+        evaluation.strategy,
+        bars=prepared.bars,
+        metrics=record.result["metrics"]["strategy"],
+        benchmark=evaluation.benchmark.equity,
+        quality=record.result.get("quality", {}).get("step_1"),
+        folds=record.result.get("folds", []),
+        title=title,
+    )

@@ -1,18 +1,10 @@
-"""Backtests run to ``done`` through the core package (strategies, engine, metrics, quality).
-
-FOR THE COORDINATOR: this file needs ``kitrade.backtest.engine`` and friends
-(built on another branch) and is skipped until they are merged. After the
-merge, set ``KIND``/``PARAMS`` to a real strategy kind and align
-``kitrade.services.backtests._evaluate`` with the engine's real API; then
-these tests must pass, not skip.
-"""
+"""Backtests run to ``done`` through the core package (strategies, engine, metrics, quality)
+on real point-in-time NHITS forecasts, and rerun from the stored ones."""
 
 from __future__ import annotations
 
 import pandas as pd
 import pytest
-
-pytest.importorskip("kitrade.backtest.engine", reason="core backtest package not merged yet")
 
 from kitrade.data import backtests as store
 from kitrade.services import backtests as svc
@@ -20,15 +12,14 @@ from tests.services import test_backtests as base
 
 TINY = base.TINY
 seeded = base.seeded  # the module-scoped fixture: symbols, bars and a local Ray cluster
-KIND = "threshold"  # a strategy kind parse_strategy knows
-PARAMS: dict = {}
+KIND = "forecast_threshold"
+PARAMS: dict = {"enter": 0.0005, "allow_short": True}
 
 pytestmark = pytest.mark.slow
 
 
 def test_a_backtest_runs_to_done_with_its_result_and_reruns_from_stored_forecasts(
-    seeded,
-    db,
+    seeded, db, tmp_path
 ) -> None:
     with db.connection() as conn:
         conn.execute("TRUNCATE backtest_forecasts")
@@ -39,7 +30,7 @@ def test_a_backtest_runs_to_done_with_its_result_and_reruns_from_stored_forecast
         timeframe="H1",
         start=pd.Timestamp("2024-01-09 08:00", tz="UTC").to_pydatetime(),
         n_folds=2,
-        costs={"commission_bps": 1.0},
+        costs={"commission": 0.0001, "max_gross": 1.0},
         model_overrides=TINY,
     )
     assert rec.status == "queued"
@@ -52,7 +43,13 @@ def test_a_backtest_runs_to_done_with_its_result_and_reruns_from_stored_forecast
     for key in ("metrics", "equity", "drawdown", "trades", "folds", "lookahead_checks"):
         assert key in result, key
     assert all(c["passed"] for c in result["lookahead_checks"])
-    assert [f["index"] for f in result["folds"]["SYNA"]] == [1, 2]
+    assert [f["index"] for f in result["folds"] if f["symbol"] == "SYNA"] == [1, 2]
+    for name in ("strategy", "buy_and_hold", "naive"):
+        assert result["metrics"][name]["n_bars"] > 0, name
+    assert result["lag_test"]["total_return"] == result["metrics"]["strategy"]["total_return"]
+    assert "step_1" in result["quality"]
+    first = pd.Timestamp(min(f["start"] for f in result["folds"]))
+    assert pd.Timestamp(result["equity"][0][0]) == first  # the curve starts at the period
     assert result["forecast_folds"] == {"computed": 4, "reused": 0}
 
     again = svc.run_backtest(seeded, db, rec.id)
@@ -62,13 +59,34 @@ def test_a_backtest_runs_to_done_with_its_result_and_reruns_from_stored_forecast
     with db.connection() as conn:
         assert store.get_backtest(conn, backtest_id=rec.id).error is None
 
+    report = svc.write_report(seeded, db, backtest_id=rec.id, path=tmp_path / "r" / "bt.html")
+    page = report.read_text(encoding="utf-8")
+    assert "fig-equity" in page and "fig-trades-SYNA" in page
+    assert "<script src=" not in page  # plotly inlined: the file works offline
 
-def test_a_stored_legacy_strategy_is_backtested_as_parameter_only(seeded, db) -> None:
+
+def test_a_stored_legacy_strategy_is_refused_as_parameter_only(seeded, db) -> None:
     from kitrade.data.strategies import create_strategy
+    from kitrade.errors import InvalidInputError
     from kitrade.schemas import StrategySpec
 
     with db.connection() as conn:
         create_strategy(conn, spec=StrategySpec(name="legacy-run", symbols=["SYNA"]))
-    rec = svc.create_backtest(db, strategy="legacy-run", n_folds=1, model_overrides=TINY)
-    assert rec.spec["kind"] == "parameters"
-    assert rec.strategy_name == "legacy-run"
+    with pytest.raises(InvalidInputError, match="parameter-only"):
+        svc.create_backtest(db, strategy="legacy-run", n_folds=1, model_overrides=TINY)
+
+
+def test_negative_costs_are_refused_before_anything_is_recorded(seeded, db) -> None:
+    from kitrade.errors import InvalidInputError
+
+    before = len(svc.list_backtests(db))
+    with pytest.raises(InvalidInputError, match="commission"):
+        svc.create_backtest(
+            db,
+            spec={"kind": KIND, "params": PARAMS},
+            symbols=["SYNA"],
+            timeframe="H1",
+            costs={"commission": -0.001},
+            model_overrides=TINY,
+        )
+    assert len(svc.list_backtests(db)) == before
