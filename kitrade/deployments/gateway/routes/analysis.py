@@ -92,7 +92,7 @@ async def analyze_score_run(gw: GatewayDep, symbol: SymbolQuery = None) -> Any:
     "/api/v1/analyze/history",
     dependencies=[Depends(read_access)],
     response_model=list[dict[str, Any]],
-    responses=responses(),
+    responses=responses(404),
 )
 async def analyze_history(
     gw: GatewayDep,
