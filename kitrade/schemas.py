@@ -378,10 +378,11 @@ class KnowledgeDoc(BaseModel):
     date: CalendarDate | None = None
 
 
-#: http(s), a host of DNS labels (1-63 characters each), an optional port, then anything
+#: http(s), a host (DNS labels of 1-63 characters, or a bracketed IPv6 address), an
+#: optional port, then anything
 _URL_PATTERN = (
-    r"^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9_-]{1,63}(\.[A-Za-z0-9_-]{1,63})*\.?"
-    r"(:[0-9]{1,5})?([/?#][^\s]*)?$"
+    r"^[Hh][Tt][Tt][Pp][Ss]?://([A-Za-z0-9_-]{1,63}(\.[A-Za-z0-9_-]{1,63})*\.?"
+    r"|\[[0-9A-Fa-f:.]{2,45}\])(:[0-9]{1,5})?([/?#][^\s]*)?$"
 )
 
 

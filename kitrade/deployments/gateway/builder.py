@@ -11,6 +11,11 @@ from kitrade.deployments.common import AppArgs
 __all__ = ["build_app"]
 
 
+def _deployment(cls: type, **options: Any) -> Any:
+    """``cls`` as a Serve deployment with ``options`` (the typed form of ``serve.deployment``)."""
+    return serve.deployment(**options)(cls)
+
+
 def build_app(args: dict[str, Any] | AppArgs) -> Any:
     """The kitrade Serve application (``kitrade.deployments.gateway:build_app``)."""
     from kitrade.deployments.analysis import AnalysisDeployment
@@ -23,7 +28,7 @@ def build_app(args: dict[str, Any] | AppArgs) -> Any:
         "health_check_period_s": a.health_check_period_s,
         "health_check_timeout_s": a.health_check_timeout_s,
     }
-    forecast = serve.deployment(
+    forecast = _deployment(
         ForecastDeployment,
         name="forecast",
         **checks,
@@ -33,21 +38,21 @@ def build_app(args: dict[str, Any] | AppArgs) -> Any:
         ray_actor_options={"num_cpus": 0.5, "num_gpus": a.forecast_num_gpus},
         user_config={"model_refresh_s": a.model_refresh_s},
     ).bind(a)
-    data = serve.deployment(
+    data = _deployment(
         DataDeployment,
         name="data",
         **checks,
         num_replicas=a.data_replicas,
         ray_actor_options={"num_cpus": 0.25},
     ).bind(a)
-    analysis = serve.deployment(
+    analysis = _deployment(
         AnalysisDeployment,
         name="analysis",
         **checks,
         num_replicas=1,
         ray_actor_options={"num_cpus": 0.25},
     ).bind(forecast, a)
-    return serve.deployment(
+    return _deployment(
         Gateway,
         name="gateway",
         **checks,
