@@ -6,24 +6,56 @@ Inputs are strict (``extra="forbid"``, validated patterns); outputs are plain.
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StringConstraints,
+    WithJsonSchema,
+    field_validator,
+)
 
 from kitrade.timeframes import Timeframe
 
 __all__ = [
+    "DOC_ID_PATTERN",
+    "STRATEGY_NAME_PATTERN",
     "SYMBOL_PATTERN",
+    "VERSION_PATTERN",
+    "AnalysisAnswerOut",
     "AssetClass",
     "Bar",
+    "BarOut",
+    "CalendarDate",
+    "ErrorBody",
     "Event",
     "Forecast",
     "ForecastPoint",
+    "Health",
+    "IsoDateTime",
+    "KnowledgeAdded",
+    "KnowledgeDeleted",
+    "KnowledgeDoc",
+    "KnowledgeDocument",
+    "KnowledgePassage",
+    "KnowledgeUrl",
+    "ModelVersionOut",
+    "PromoteBody",
+    "RollbackBody",
+    "RunProgress",
+    "ScoreSummaryOut",
     "Strategy",
+    "StrategyDeleted",
     "StrategySpec",
     "StrategyUpdate",
     "Symbol",
+    "SymbolDeleted",
     "SymbolIn",
     "SymbolName",
     "SymbolUpdate",
@@ -31,12 +63,30 @@ __all__ = [
     "SyncState",
     "SyncSymbolResult",
     "Timeframe",
+    "TrainingReport",
+    "TrainingStarted",
+    "VersionId",
     "validate_symbol",
+    "version_symbol",
 ]
 
 SYMBOL_PATTERN = r"^[A-Z0-9._-]{1,20}$"
 _SYMBOL_RE = re.compile(SYMBOL_PATTERN)
 SymbolName = Annotated[str, StringConstraints(pattern=SYMBOL_PATTERN)]
+#: a model version id: ``<SYMBOL>-<yyyymmddThhmmss>-<6 hex>`` (as the registry writes them)
+VERSION_PATTERN = r"^[A-Z0-9._-]{1,20}-\d{8}T\d{6}-[0-9a-f]{6}$"
+VersionId = Annotated[str, StringConstraints(pattern=VERSION_PATTERN)]
+_VERSION_TAIL = len("-yyyymmddThhmmss-abcdef")
+
+
+def version_symbol(version: str) -> str:
+    """The symbol a well-formed version id belongs to (``EURUSD-20240101T000000-abcdef``)."""
+    return version[:-_VERSION_TAIL]
+
+
+#: a knowledge document id (no path tricks)
+DOC_ID_PATTERN = r"^[A-Za-z0-9._-]{1,80}$"
+STRATEGY_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$"
 AssetClass = Literal["fx", "stock", "crypto", "index", "commodity", "other"]
 _PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
@@ -64,7 +114,7 @@ class SymbolIn(_In):
     asset_class: AssetClass = "other"
     description: str = Field("", max_length=500)
     source: Literal["sample", "files", "http", "manual"] = "manual"
-    active: bool = True
+    active: StrictBool = True
 
 
 class SymbolUpdate(_In):
@@ -74,7 +124,7 @@ class SymbolUpdate(_In):
     asset_class: AssetClass | None = None
     description: str | None = Field(None, max_length=500)
     source: Literal["sample", "files", "http", "manual"] | None = None
-    active: bool | None = None
+    active: StrictBool | None = None
 
 
 class Symbol(BaseModel):
@@ -95,15 +145,26 @@ class Symbol(BaseModel):
 
 
 ParamValue = str | int | float | bool | None | list[str | int | float | bool]
+#: a strategy parameter's name: an identifier
+ParamName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]
+#: a strategy's parameters: at most 100, named by identifiers, scalar or list values
+Parameters = Annotated[
+    dict[ParamName, ParamValue],
+    Field(max_length=100, json_schema_extra={"additionalProperties": False}),
+]
+#: a strategy's symbols: 1 to 100, each once
+StrategySymbols = Annotated[
+    list[SymbolName], Field(min_length=1, max_length=100, json_schema_extra={"uniqueItems": True})
+]
 
 
 class StrategySpec(_In):
     """A strategy: which symbols, which timeframe, which parameters (validated JSON)."""
 
-    name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$")]
-    symbols: list[SymbolName] = Field(..., min_length=1, max_length=100)
+    name: Annotated[str, StringConstraints(pattern=STRATEGY_NAME_PATTERN)]
+    symbols: StrategySymbols
     timeframe: Timeframe = "H1"
-    parameters: dict[str, ParamValue] = Field(default_factory=dict)
+    parameters: Parameters = Field(default_factory=dict)
     description: str = Field("", max_length=2000)
 
     @field_validator("parameters")
@@ -120,8 +181,8 @@ class StrategySpec(_In):
 
     @field_validator("symbols")
     @classmethod
-    def _unique(cls, value: list[str]) -> list[str]:
-        if len(set(value)) != len(value):
+    def _unique(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and len(set(value)) != len(value):
             raise ValueError("symbols: expected each symbol once")
         return value
 
@@ -129,12 +190,13 @@ class StrategySpec(_In):
 class StrategyUpdate(_In):
     """Fields of a strategy to change."""
 
-    symbols: list[SymbolName] | None = Field(None, min_length=1, max_length=100)
+    symbols: StrategySymbols | None = None
     timeframe: Timeframe | None = None
-    parameters: dict[str, ParamValue] | None = None
+    parameters: Parameters | None = None
     description: str | None = Field(None, max_length=2000)
 
     _param_names = field_validator("parameters")(StrategySpec._param_names.__func__)  # type: ignore[attr-defined]
+    _unique = field_validator("symbols")(StrategySpec._unique.__func__)  # type: ignore[attr-defined]
 
 
 class Strategy(BaseModel):
@@ -233,3 +295,229 @@ class Forecast(BaseModel):
     mase: float | None = None
     beats_naive: bool | None = None
     cached: bool = False
+
+
+# ------------------------------------------------------------------ HTTP contract
+# Request bodies and query types of the gateway, and the shapes of its answers. The
+# answer models document what the layers below return and allow extra fields, so the
+# response model never drops a field those layers add.
+
+
+def _calendar_date(value: str) -> str:
+    date.fromisoformat(value)  # ValueError -> 422 with pydantic's message
+    return value
+
+
+#: a calendar date, ``YYYY-MM-DD``
+CalendarDate = Annotated[
+    str,
+    StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}$"),
+    AfterValidator(_calendar_date),
+    WithJsonSchema({"type": "string", "format": "date"}),
+]
+
+_ISO_START = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _iso_only(value: Any) -> Any:
+    """Refuse what pydantic would read as a Unix time (``0.5``, ``1700000000``)."""
+    if not (isinstance(value, str) and _ISO_START.match(value)):
+        raise ValueError(
+            f"expected an ISO 8601 date or date-time (2024-01-31T12:00:00Z), was {value!r}"
+        )
+    return value
+
+
+#: an ISO 8601 date-time (or date, read as its midnight); UTC when no offset is given
+IsoDateTime = Annotated[
+    datetime,
+    BeforeValidator(_iso_only),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "format": "date-time"},
+                {"type": "string", "format": "date"},
+            ]
+        }
+    ),
+]
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: the error class and a message saying what was expected."""
+
+    error: str = Field(..., examples=["InvalidInputError"])
+    message: str = Field(..., examples=["symbol: expected 1-20 of A-Z 0-9 . _ - , was 'x y'"])
+
+
+class PromoteBody(BaseModel):
+    """Which version to activate."""
+
+    version: VersionId
+
+
+class RollbackBody(BaseModel):
+    """Optional target of a rollback."""
+
+    to_version: VersionId | None = None
+
+
+class KnowledgeDoc(BaseModel):
+    """A document to add to the knowledge base."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(..., min_length=1, max_length=200_000)
+    source: str = Field(..., min_length=1, max_length=300)
+    title: str | None = Field(None, max_length=300)
+    symbols: list[SymbolName] | None = Field(None, max_length=50)
+    date: CalendarDate | None = None
+
+
+#: http(s), a host (DNS labels of 1-63 characters, or a bracketed IPv6 address), an
+#: optional port, then anything
+_URL_PATTERN = (
+    r"^[Hh][Tt][Tt][Pp][Ss]?://([A-Za-z0-9_-]{1,63}(\.[A-Za-z0-9_-]{1,63})*\.?"
+    r"|\[[0-9A-Fa-f:.]{2,45}\])(:[0-9]{1,5})?([/?#][^\s]*)?$"
+)
+
+
+class KnowledgeUrl(BaseModel):
+    """A document to fetch from a public URL and add to the knowledge base."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(
+        ...,
+        min_length=8,
+        max_length=2000,
+        pattern=_URL_PATTERN,
+        description="an http(s) URL of a public host named in ASCII (IDNA hosts in their "
+        "xn-- form); loopback, private and link-local addresses are refused, redirects "
+        "included",
+    )
+    title: str | None = Field(None, max_length=300)
+    symbols: list[SymbolName] | None = Field(None, max_length=50)
+    date: CalendarDate | None = None
+
+
+class TrainingStarted(BaseModel):
+    """A training run started in the background."""
+
+    run_id: str
+    status: Literal["started"]
+    progress: str = Field(..., description="where to follow it")
+
+
+class TrainingReport(_Out):
+    """What a foreground training run did, per symbol."""
+
+    run_id: str
+    status: str
+    results: list[dict[str, Any]]
+    seconds: float
+
+
+class RunProgress(_Out):
+    """A training run's progress (``run_id`` null when there was no run yet)."""
+
+    run_id: str | None
+    status: str | None = None
+    symbols: list[dict[str, Any]] = Field(default_factory=list)
+    percent: float = 0.0
+    eta_s: float | None = None
+
+
+class ModelVersionOut(_Out):
+    """One registered model version with its metrics."""
+
+    version: str
+    symbol: str
+    status: str
+    metrics: dict[str, Any]
+
+
+class BarOut(BaseModel):
+    """One OHLCV bar as the API returns it (``ts`` ISO 8601)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    ts: str
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+
+
+class SymbolDeleted(BaseModel):
+    """A removed symbol."""
+
+    symbol: str
+    bars_deleted: int
+
+
+class StrategyDeleted(BaseModel):
+    """A removed strategy."""
+
+    deleted: str
+
+
+class AnalysisAnswerOut(_Out):
+    """A grounded answer: recommendation, confidence, rationale, risks, sources, provenance."""
+
+    symbol: str
+    question: str
+    recommendation: Literal["buy", "sell", "hold"]
+    confidence: float
+    rationale: str
+    backend: str
+    sources: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class ScoreSummaryOut(_Out):
+    """Scored answers against always-hold and the forecast-direction signal."""
+
+    symbol: str | None
+    scored: int
+    pending: int
+    newly_scored: int = 0
+    verdict: str
+
+
+class KnowledgeAdded(_Out):
+    """A stored knowledge document."""
+
+    doc_id: str
+
+
+class KnowledgeDocument(_Out):
+    """A knowledge document."""
+
+    doc_id: str
+
+
+class KnowledgePassage(_Out):
+    """A retrieved knowledge chunk."""
+
+    id: str
+    text: str
+
+
+class KnowledgeDeleted(BaseModel):
+    """A deleted knowledge document."""
+
+    doc_id: str
+    chunks_deleted: int
+
+
+class Health(BaseModel):
+    """One entry per component; ``degraded`` (HTTP 503) when a required one is down."""
+
+    status: Literal["ok", "degraded"]
+    components: dict[str, dict[str, Any]]
+    uptime_s: float

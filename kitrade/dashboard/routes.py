@@ -131,8 +131,7 @@ def static(name: str, request: Request) -> Response:
 def mount(api: FastAPI) -> None:
     """Add ``/``, ``/dashboard`` and ``/static/{name}`` to ``api`` (hidden from /docs).
 
-    Call before ``serve.ingress(api)`` decorates the gateway class: Serve serves
-    the routes the app has at that point.
+    The gateway's app factory (``kitrade.deployments.gateway.create_app``) calls it.
     """
     for path in ("/", "/dashboard"):
         api.add_api_route(

@@ -30,12 +30,11 @@ class ForecastDeployment:
         os.environ.update(args.env)
         from kitrade.config import load_settings
         from kitrade.data.db import Database
+        from kitrade.training.engine import ForecastEngine
 
-        if engine_cls is None:
-            from kitrade.training.engine import ForecastEngine as engine_cls  # noqa: N813
         settings = load_settings()
         self._db = Database.from_settings(settings)
-        self._engine = engine_cls(self._db)
+        self._engine = (engine_cls or ForecastEngine)(self._db)
         self._refresh_s = args.model_refresh_s
         self._engine.refresh()
         self._task: asyncio.Task | None = None

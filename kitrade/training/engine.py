@@ -23,9 +23,43 @@ from kitrade.schemas import Forecast, ForecastPoint, validate_symbol
 if TYPE_CHECKING:
     from kitrade.data.db import Database
 
-__all__ = ["Forecast", "ForecastEngine", "ForecastPoint"]
+__all__ = ["Forecast", "ForecastEngine", "ForecastPoint", "answer_is_current", "check_horizon"]
 
 _log = logging.getLogger(__name__)
+
+
+def check_horizon(symbol: str, version: str, max_horizon: int, horizon: int | None) -> None:
+    """The horizon rule: ``horizon`` (None: the model's whole horizon) within 1..max_horizon.
+
+    Raises:
+        InvalidInputError: a horizon the model ``version`` of ``symbol`` cannot answer.
+    """
+    if horizon is not None and not 1 <= horizon <= max_horizon:
+        from kitrade.errors import InvalidInputError
+
+        raise InvalidInputError(
+            f"horizon: expected 1..{max_horizon} for {symbol} (model {version}), was {horizon}"
+        )
+
+
+def answer_is_current(db: Database, answer: dict[str, Any]) -> bool:
+    """Whether ``answer`` (a forecast as JSON) was made by the symbol's active version from its
+    last committed bar. A replica that has not reloaded a just-promoted version yet answers
+    with the old one: such an answer may be served, never cached. False when the database
+    cannot tell."""
+    from kitrade.data.serving import serving_state
+
+    try:
+        with db.connection() as conn:
+            version, last = serving_state(conn, symbol=str(answer.get("symbol")))
+    except KitradeError:
+        return False
+    return (
+        version is not None
+        and version == answer.get("version")
+        and last is not None
+        and datetime.fromisoformat(str(answer.get("last_bar"))) == last
+    )
 
 
 @dataclass
@@ -146,13 +180,7 @@ class ForecastEngine:
                     validate_symbol(symbol)
                     loaded = self._model_for(conn, symbol)
                     cfg = loaded.model.config
-                    if horizon is not None and not 1 <= horizon <= cfg.horizon:
-                        from kitrade.errors import InvalidInputError
-
-                        raise InvalidInputError(
-                            f"horizon: expected 1..{cfg.horizon} for {symbol} "
-                            f"(model {loaded.version}), was {horizon}"
-                        )
+                    check_horizon(symbol, loaded.version, cfg.horizon, horizon)
                     bars = latest_bars(conn, symbol=symbol, n=max(cfg.input_size, 2))
                     if bars.empty:
                         raise ConflictError(f"{symbol} has no bars")

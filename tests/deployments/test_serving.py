@@ -91,15 +91,15 @@ def test_state_changing_routes_need_the_key(app):
 
 
 def test_no_key_configured_refuses_writes_with_how_to():
-    from kitrade.deployments.gateway import _Auth, _Forbidden
+    from kitrade.deployments.gateway.auth import AuthConfig, Forbidden, Unauthorized, check
 
-    saved = _Auth.key
-    _Auth.key = None
-    try:
-        with pytest.raises(_Forbidden, match="set KITRADE_API_KEY"):
-            _Auth.check(None, write=True)  # type: ignore[arg-type]
-    finally:
-        _Auth.key = saved
+    with pytest.raises(Forbidden, match="set KITRADE_API_KEY"):
+        check(AuthConfig(key=None), "Bearer anything", write=True)
+    check(AuthConfig(key=None), "", write=False)  # reads stay open by default
+    with pytest.raises(Forbidden, match="KITRADE_READ_AUTH=1"):
+        check(AuthConfig(key=None, read_auth=True), "", write=False)
+    with pytest.raises(Unauthorized, match="invalid API key"):
+        check(AuthConfig(key="k" * 20, read_auth=True), "Bearer wrong", write=False)
 
 
 def test_health_docs_and_compatible_paths(app):
