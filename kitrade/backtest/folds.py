@@ -110,12 +110,50 @@ def make_folds(
     """
     if n_folds < 1:
         raise InvalidInputError(f"n_folds: expected at least 1, was {n_folds}")
+    idx = _checked_index(index, symbol)
+    lo, hi = _period_bounds(idx, start, end, min_train=min_train, symbol=symbol)
+    if hi - lo < n_folds:
+        raise TooShortError(
+            f"{symbol}: {hi - lo} bars in the period, expected at least {n_folds} "
+            f"(one decision bar per fold)"
+        )
+    folds = []
+    for i, part in enumerate(np.array_split(np.arange(lo, hi), n_folds), start=1):
+        a, b = int(part[0]), int(part[-1])
+        folds.append(
+            Fold(
+                index=i,
+                train_start=idx[0],
+                trained_through=idx[a - 1],
+                n_train=a,
+                start=idx[a],
+                end=idx[b],
+                n_decisions=b - a + 1,
+            )
+        )
+    return folds
+
+
+def _checked_index(index: pd.DatetimeIndex, symbol: str) -> pd.DatetimeIndex:
+    """``index`` in UTC, refused when empty, unsorted or with duplicates."""
     if len(index) == 0:
         raise InvalidInputError(f"{symbol}: expected stored bars, was none")
     idx = pd.DatetimeIndex(index)
     idx = idx.tz_localize("UTC") if idx.tz is None else idx.tz_convert("UTC")
     if not idx.is_monotonic_increasing or idx.has_duplicates:
         raise InvalidInputError(f"{symbol}: expected sorted, unique bar timestamps")
+    return idx
+
+
+def _period_bounds(
+    idx: pd.DatetimeIndex,
+    start: datetime | str | pd.Timestamp | None,
+    end: datetime | str | pd.Timestamp | None,
+    *,
+    min_train: int,
+    symbol: str,
+) -> tuple[int, int]:
+    """Positions ``[lo, hi)`` of the period's bars in ``idx``, checked against the data."""
     first, last = idx[0], idx[-1]
     t0 = _utc(start, "start")
     t1 = _utc(end, "end")
@@ -137,8 +175,7 @@ def make_folds(
         )
     lo = int(idx.searchsorted(t0, side="left"))
     hi = int(idx.searchsorted(t1, side="right"))
-    n_period = hi - lo
-    if n_period == 0:
+    if hi == lo:
         raise InvalidInputError(f"{symbol}: period {t0} .. {t1} holds no bars")
     if lo < min_train:
         raise TooShortError(
@@ -146,26 +183,7 @@ def make_folds(
             f"{min_train} to train the first fold on (period must start at or after "
             f"{idx[min_train] if min_train < len(idx) else 'a later bar than the data has'})"
         )
-    if n_period < n_folds:
-        raise TooShortError(
-            f"{symbol}: {n_period} bars in the period, expected at least {n_folds} "
-            f"(one decision bar per fold)"
-        )
-    folds = []
-    for i, part in enumerate(np.array_split(np.arange(lo, hi), n_folds), start=1):
-        a, b = int(part[0]), int(part[-1])
-        folds.append(
-            Fold(
-                index=i,
-                train_start=first,
-                trained_through=idx[a - 1],
-                n_train=a,
-                start=idx[a],
-                end=idx[b],
-                n_decisions=b - a + 1,
-            )
-        )
-    return folds
+    return lo, hi
 
 
 def walk_forward_folds(

@@ -295,16 +295,7 @@ def compute_forecasts(
     while pending:
         ready, _ = ray.wait(list(pending), num_returns=1)
         job = pending.pop(ready[0])
-        try:
-            frame = ray.get(ready[0])
-        except (ray.exceptions.RayError, KitradeError) as exc:
-            for ref in pending:
-                ray.cancel(ref, force=True)
-            raise FoldError(
-                f"{job.fold.label(job.symbol)} failed: {_error_text(exc)}",
-                symbol=job.symbol,
-                fold=job.fold.index,
-            ) from None
+        frame = _fold_result(ready[0], job, others=list(pending))
         results[(job.symbol, job.fold.index)] = frame
         if on_fold is not None:
             on_fold(job, frame)
@@ -312,6 +303,23 @@ def compute_forecasts(
             progress(len(results), len(jobs), f"{job.fold.label(job.symbol)} done")
         submit()
     return results
+
+
+def _fold_result(ref: Any, job: FoldJob, *, others: list[Any]) -> pd.DataFrame:
+    """The finished fold's frame; on its failure the ``others`` are cancelled and a
+    ``FoldError`` names the symbol and fold."""
+    import ray
+
+    try:
+        return ray.get(ref)
+    except (ray.exceptions.RayError, KitradeError) as exc:
+        for other in others:
+            ray.cancel(other, force=True)
+        raise FoldError(
+            f"{job.fold.label(job.symbol)} failed: {_error_text(exc)}",
+            symbol=job.symbol,
+            fold=job.fold.index,
+        ) from None
 
 
 def _error_text(exc: BaseException) -> str:

@@ -87,9 +87,6 @@ def create_backtest(
         InvalidInputError: neither or both of ``strategy``/``spec``, a bad spec or period.
         NotFoundError: unknown strategy or symbol.
     """
-    from kitrade.data.strategies import get_strategy
-    from kitrade.data.symbols import get_symbol
-
     if (strategy is None) == (spec is None):
         raise InvalidInputError("expected either a strategy name or an inline spec, not both")
     if n_folds < 1:
@@ -99,32 +96,8 @@ def create_backtest(
     if costs is not None and not isinstance(costs, dict):
         raise InvalidInputError(f"costs: expected a JSON object, was {type(costs).__name__}")
     with db.connection() as conn:
-        if strategy is not None:
-            stored = get_strategy(conn, name=strategy)
-            kind = store.strategy_kind(conn, name=strategy)
-            spec = {"kind": kind, "params": stored.parameters}
-            symbols = symbols or stored.symbols
-            timeframe = timeframe or stored.timeframe
-        if (
-            spec is None
-            or not isinstance(spec.get("kind"), str)
-            or not isinstance(spec.get("params", {}), dict)
-        ):
-            raise InvalidInputError(
-                f"spec: expected {{'kind': str, 'params': object}}, was {spec!r}"[:300]
-            )
-        if not symbols or timeframe is None:
-            raise InvalidInputError("an inline spec needs symbols and a timeframe")
-        for s in symbols:
-            get_symbol(conn, symbol=s)
+        spec, symbols, timeframe = _resolve_spec(conn, strategy, spec, symbols, timeframe)
         _check_model(timeframe, model_overrides or {})
-
-        if spec["kind"] == PARAMETER_ONLY:
-            raise InvalidInputError(
-                f"strategy {strategy!r} is parameter-only (kind {PARAMETER_ONLY!r}) and cannot "
-                f"be backtested; give it one of the kinds: {', '.join(sorted(STRATEGY_KINDS))}"
-            )
-        strategies.parse_strategy(spec["kind"], spec.get("params", {}))
         execution_options(costs)
         return store.create_backtest(
             conn,
@@ -138,6 +111,44 @@ def create_backtest(
             model_overrides=model_overrides,
             costs=costs,
         )
+
+
+def _resolve_spec(
+    conn: Any,
+    strategy: str | None,
+    spec: dict[str, Any] | None,
+    symbols: list[str] | None,
+    timeframe: str | None,
+) -> tuple[dict[str, Any], list[str], str]:
+    """The validated ``(spec, symbols, timeframe)`` of a stored or an inline strategy."""
+    from kitrade.data.strategies import get_strategy
+    from kitrade.data.symbols import get_symbol
+
+    if strategy is not None:
+        stored = get_strategy(conn, name=strategy)
+        kind = store.strategy_kind(conn, name=strategy)
+        spec = {"kind": kind, "params": stored.parameters}
+        symbols = symbols or stored.symbols
+        timeframe = timeframe or stored.timeframe
+    if (
+        spec is None
+        or not isinstance(spec.get("kind"), str)
+        or not isinstance(spec.get("params", {}), dict)
+    ):
+        raise InvalidInputError(
+            f"spec: expected {{'kind': str, 'params': object}}, was {spec!r}"[:300]
+        )
+    if not symbols or timeframe is None:
+        raise InvalidInputError("an inline spec needs symbols and a timeframe")
+    for s in symbols:
+        get_symbol(conn, symbol=s)
+    if spec["kind"] == PARAMETER_ONLY:
+        raise InvalidInputError(
+            f"strategy {strategy!r} is parameter-only (kind {PARAMETER_ONLY!r}) and cannot "
+            f"be backtested; give it one of the kinds: {', '.join(sorted(STRATEGY_KINDS))}"
+        )
+    strategies.parse_strategy(spec["kind"], spec.get("params", {}))
+    return spec, list(symbols), timeframe
 
 
 def _check_model(timeframe: str, overrides: dict[str, Any]) -> None:
@@ -246,19 +257,7 @@ def prepare_forecasts(
     t0 = time.monotonic()
     bars = _load_bars(db, record.symbols, record.period_end)
     jobs, fold_map = _plan(record, bars, folds)
-    missing: list[FoldJob] = []
-    reused: list[FoldJob] = []
-    with db.connection() as conn:
-        for job in jobs:
-            have = store.stored_decisions(
-                conn,
-                fold_key=job.key,
-                symbol=job.symbol,
-                start=job.fold.start,
-                end=job.fold.end,
-                horizon=job.config.horizon,
-            )
-            (reused if have == job.fold.n_decisions else missing).append(job)
+    reused, missing = _split_stored(db, jobs)
     total = len(jobs)
 
     def report(done: int, _total: int, message: str) -> None:
@@ -275,6 +274,36 @@ def prepare_forecasts(
 
         connect()
         compute_forecasts(settings, missing, progress=report, on_fold=keep)
+    return PreparedForecasts(
+        bars=bars,
+        folds=fold_map,
+        forecasts=_load_stored(db, jobs),
+        computed=[(j.symbol, j.fold.index) for j in missing],
+        reused=[(j.symbol, j.fold.index) for j in reused],
+        seconds=time.monotonic() - t0,
+    )
+
+
+def _split_stored(db: Database, jobs: list[FoldJob]) -> tuple[list[FoldJob], list[FoldJob]]:
+    """``(reused, missing)``: the folds whose every decision bar is stored, and the rest."""
+    missing: list[FoldJob] = []
+    reused: list[FoldJob] = []
+    with db.connection() as conn:
+        for job in jobs:
+            have = store.stored_decisions(
+                conn,
+                fold_key=job.key,
+                symbol=job.symbol,
+                start=job.fold.start,
+                end=job.fold.end,
+                horizon=job.config.horizon,
+            )
+            (reused if have == job.fold.n_decisions else missing).append(job)
+    return reused, missing
+
+
+def _load_stored(db: Database, jobs: list[FoldJob]) -> pd.DataFrame:
+    """The stored forecasts of every job, in one frame."""
     with db.connection() as conn:
         frames = [
             store.load_forecasts(
@@ -282,14 +311,7 @@ def prepare_forecasts(
             )
             for j in jobs
         ]
-    return PreparedForecasts(
-        bars=bars,
-        folds=fold_map,
-        forecasts=pd.concat(frames, ignore_index=True),
-        computed=[(j.symbol, j.fold.index) for j in missing],
-        reused=[(j.symbol, j.fold.index) for j in reused],
-        seconds=time.monotonic() - t0,
-    )
+    return pd.concat(frames, ignore_index=True)
 
 
 def run_backtest(

@@ -12,11 +12,13 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from kitrade.data.serving import active_artifacts, active_version_id, serving_state
+from kitrade.data.symbols import symbol_exists
 from kitrade.errors import ConflictError, KitradeError, NotFoundError
 from kitrade.schemas import Forecast, ForecastPoint, validate_symbol
 
@@ -47,8 +49,6 @@ def answer_is_current(db: Database, answer: dict[str, Any]) -> bool:
     last committed bar. A replica that has not reloaded a just-promoted version yet answers
     with the old one: such an answer may be served, never cached. False when the database
     cannot tell."""
-    from kitrade.data.serving import serving_state
-
     try:
         with db.connection() as conn:
             version, last = serving_state(conn, symbol=str(answer.get("symbol")))
@@ -60,6 +60,15 @@ def answer_is_current(db: Database, answer: dict[str, Any]) -> bool:
         and last is not None
         and datetime.fromisoformat(str(answer.get("last_bar"))) == last
     )
+
+
+@dataclass
+class _Misses:
+    """Requests the cache could not answer, by (symbol, version, last bar)."""
+
+    rows: dict[tuple[str, str, datetime], list[int]] = field(default_factory=dict)
+    frames: dict[tuple[str, str, datetime], Any] = field(default_factory=dict)
+    loaded: dict[tuple[str, str, datetime], _Loaded] = field(default_factory=dict)
 
 
 @dataclass
@@ -87,10 +96,7 @@ class ForecastEngine:
         from kitrade.training.registry import CorruptArtifactError, verify_artifact
 
         with self._db.connection() as conn:
-            rows = conn.execute(
-                "SELECT symbol, version, artifact_path, metrics FROM model_versions"
-                " WHERE status = 'active'"
-            ).fetchall()
+            rows = active_artifacts(conn)
         active = {r[0]: r for r in rows}
         for symbol, version, path, metrics in rows:
             current = self._models.get(symbol)
@@ -141,11 +147,8 @@ class ForecastEngine:
         if broken is not None:
             from kitrade.training.registry import CorruptArtifactError
 
-            row = conn.execute(
-                "SELECT version FROM model_versions WHERE symbol = %s AND status = 'active'",
-                (symbol,),
-            ).fetchone()
-            if row is not None and row[0] != broken[0]:  # rolled back since: load it now
+            active = active_version_id(conn, symbol=symbol)
+            if active is not None and active != broken[0]:  # rolled back since: load it now
                 self.refresh()
                 with self._lock:
                     loaded = self._models.get(symbol)
@@ -156,8 +159,7 @@ class ForecastEngine:
                 f"{symbol}: active version {broken[0]} cannot be served ({broken[1]}); "
                 f"roll back with POST /api/v1/models/{symbol}/rollback"
             )
-        exists = conn.execute("SELECT 1 FROM symbols WHERE symbol = %s", (symbol,)).fetchone()
-        if exists is None:
+        if not symbol_exists(conn, symbol=symbol):
             raise NotFoundError(f"symbol {symbol} not found")
         raise ConflictError(
             f"{symbol} has no trained model yet; train it with "
@@ -168,12 +170,24 @@ class ForecastEngine:
         self, requests: list[tuple[str, int | None]]
     ) -> list[Forecast | KitradeError]:
         """Answer several (symbol, horizon) requests; each gets a Forecast or its error."""
+        results: list[Forecast | KitradeError | None] = [None] * len(requests)
+        misses = self._lookup(requests, results)
+        by_model: dict[str, list[tuple[str, str, datetime]]] = {}
+        for key in misses.rows:
+            by_model.setdefault(key[1], []).append(key)
+        for keys in by_model.values():
+            self._predict(keys, misses, requests, results)
+        return results  # type: ignore[return-value]
+
+    def _lookup(
+        self,
+        requests: list[tuple[str, int | None]],
+        results: list[Forecast | KitradeError | None],
+    ) -> _Misses:
+        """Answer what the cache holds (or what fails) in ``results``; the rest are misses."""
         from kitrade.data.bars import latest_bars, to_training_frame
 
-        results: list[Forecast | KitradeError | None] = [None] * len(requests)
-        misses: dict[tuple[str, str, datetime], list[int]] = {}
-        frames: dict[tuple[str, str, datetime], Any] = {}
-        loaded_for: dict[tuple[str, str, datetime], _Loaded] = {}
+        misses = _Misses()
         with self._db.connection() as conn:
             for i, (symbol, horizon) in enumerate(requests):
                 try:
@@ -192,43 +206,48 @@ class ForecastEngine:
                     if hit is not None:
                         results[i] = _cut(hit, horizon, cached=True)
                         continue
-                    misses.setdefault(key, []).append(i)
-                    frames[key] = to_training_frame(symbol, bars)
-                    loaded_for[key] = loaded
+                    misses.rows.setdefault(key, []).append(i)
+                    misses.frames[key] = to_training_frame(symbol, bars)
+                    misses.loaded[key] = loaded
                 except KitradeError as exc:
                     results[i] = exc
-        by_model: dict[str, list[tuple[str, str, datetime]]] = {}
-        for key in misses:
-            by_model.setdefault(key[1], []).append(key)
+        return misses
+
+    def _predict(
+        self,
+        keys: list[tuple[str, str, datetime]],
+        misses: _Misses,
+        requests: list[tuple[str, int | None]],
+        results: list[Forecast | KitradeError | None],
+    ) -> None:
+        """One batched forward pass for ``keys`` (one model version); fills their results."""
+        loaded = misses.loaded[keys[0]]
+        try:
+            outs = loaded.model.predict_many([misses.frames[k] for k in keys])
+        except KitradeError as exc:
+            for k in keys:
+                for i in misses.rows[k]:
+                    results[i] = exc
+            return
         now = datetime.now(UTC)
-        for keys in by_model.values():
-            loaded = loaded_for[keys[0]]
-            try:
-                outs = loaded.model.predict_many([frames[k] for k in keys])
-            except KitradeError as exc:
-                for k in keys:
-                    for i in misses[k]:
-                        results[i] = exc
-                continue
-            for k, out in zip(keys, outs, strict=True):
-                full = Forecast(
-                    symbol=k[0],
-                    version=k[1],
-                    horizon=len(out),
-                    max_horizon=len(out),
-                    last_bar=k[2],
-                    generated_at=now,
-                    points=[ForecastPoint(**row) for row in out.to_dict("records")],
-                    mase=(loaded.metrics.get("model") or {}).get("mase"),
-                    beats_naive=loaded.metrics.get("beats_naive"),
-                )
-                with self._lock:
-                    self._cache[k] = full
-                    while len(self._cache) > self._cache_size:
-                        self._cache.popitem(last=False)
-                for i in misses[k]:
-                    results[i] = _cut(full, requests[i][1], cached=False)
-        return results  # type: ignore[return-value]
+        for k, out in zip(keys, outs, strict=True):
+            full = Forecast(
+                symbol=k[0],
+                version=k[1],
+                horizon=len(out),
+                max_horizon=len(out),
+                last_bar=k[2],
+                generated_at=now,
+                points=[ForecastPoint(**row) for row in out.to_dict("records")],
+                mase=(loaded.metrics.get("model") or {}).get("mase"),
+                beats_naive=loaded.metrics.get("beats_naive"),
+            )
+            with self._lock:
+                self._cache[k] = full
+                while len(self._cache) > self._cache_size:
+                    self._cache.popitem(last=False)
+            for i in misses.rows[k]:
+                results[i] = _cut(full, requests[i][1], cached=False)
 
     def forecast(self, symbol: str, horizon: int | None = None) -> Forecast:
         """One forecast; raises its error."""

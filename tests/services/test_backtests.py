@@ -335,7 +335,7 @@ def test_a_period_too_short_for_the_folds_fails_with_the_numbers(seeded, db) -> 
         ),
         (
             {
-                "spec": {"kind": "k"},
+                "spec": {"kind": "buy_and_hold"},
                 "symbols": ["SYNA"],
                 "timeframe": "H1",
                 "model_overrides": {"max_steps": 0},
