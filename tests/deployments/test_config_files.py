@@ -369,3 +369,75 @@ def test_cluster_yaml_passes_the_cluster_launchers_schema_and_fits_the_llm():
     conf["available_node_types"]["llm_worker"]["worker_setup_command"] = ["typo"]
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(conf, schema)
+
+
+def test_the_split_lands_on_each_gpu_in_rays_scheduler():
+    """Ray's own scheduler, 4 logical GPUs: the LLM group's placement group as the GPU
+    file asks for it, then one training task per GPU fits beside it, and not one more."""
+    import time
+
+    import ray
+    from ray.util.placement_group import placement_group, remove_placement_group
+
+    from kitrade.cluster import connect
+    from kitrade.config import Settings
+    from kitrade.training.tasks import task_resources
+
+    kitrade, llm = yaml.safe_load(GPU_FILE.read_text())["applications"]
+    (config,) = llm["args"]["llm_configs"]
+    pg_conf, tp = config["placement_group_config"], config["engine_kwargs"]["tensor_parallel_size"]
+    # as ray.serve.llm builds it: one bundle per worker, the replica's CPU in the first
+    bundles = [dict(pg_conf["bundle_per_worker"]) for _ in range(tp)]
+    bundles[0]["CPU"] = bundles[0].get("CPU", 0) + 1
+    settings = Settings(
+        nhits_use_gpu=True,
+        train_gpu_fraction=float(kitrade["args"]["env"]["KITRADE_TRAIN_GPU_FRACTION"]),
+    )
+
+    @ray.remote(num_cpus=0)
+    class Gate:
+        def __init__(self):
+            self.ids, self.open = [], False
+
+        def arrive(self, ids):
+            self.ids.append(ids)
+
+        def arrived(self):
+            return self.ids
+
+        def release(self):
+            self.open = True
+
+        def is_open(self):
+            return self.open
+
+    def hold(gate):
+        gate.arrive.remote([str(i) for i in ray.get_gpu_ids()])
+        while not ray.get(gate.is_open.remote()):
+            time.sleep(0.05)
+
+    def arrived(gate, n, wait_s):
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            ids = ray.get(gate.arrived.remote())
+            if len(ids) >= n:
+                return ids
+            time.sleep(0.1)
+        return ray.get(gate.arrived.remote())
+
+    connect(num_cpus=tp + 4, num_gpus=tp)
+    try:
+        pg = placement_group(bundles, strategy=pg_conf["strategy"])
+        ray.get(pg.ready(), timeout=60)
+        gate = Gate.remote()
+        train = ray.remote(**task_resources(settings))(hold)
+        refs = [train.remote(gate) for _ in range(tp)]
+        ids = arrived(gate, tp, 60)
+        assert sorted(i for task in ids for i in task) == [str(g) for g in range(tp)], ids
+        extra = train.remote(gate)  # every GPU now holds 0.6 + 0.4
+        assert len(arrived(gate, tp + 1, 3)) == tp
+        ray.get(gate.release.remote())
+        ray.get([*refs, extra], timeout=60)
+        remove_placement_group(pg)
+    finally:
+        ray.shutdown()
