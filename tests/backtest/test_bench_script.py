@@ -20,7 +20,7 @@ def test_bench_backtest_small_run_writes_the_figures(tmp_path) -> None:
     args = ["--sets", "6", "--bt-sets", "2", "--repeat", "1", "--cuts", "3", "--json", str(out)]
     # part (c) at its smallest: one fold of 3 decision bars per sample symbol, 2 NHITS steps
     args += ["--wf-folds", "1", "--wf-decisions", "3", "--wf-max-steps", "2"]
-    done = subprocess.run(  # noqa: S603 - our own script, fixed arguments
+    done = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "bench_backtest.py"), *args],
         env=env,
         capture_output=True,
@@ -46,7 +46,7 @@ def test_bench_backtest_can_leave_out_the_walk_forward_part(tmp_path) -> None:
     out = tmp_path / "bench.json"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     args = ["--sets", "2", "--bt-sets", "1", "--repeat", "1", "--cuts", "1", "--json", str(out)]
-    done = subprocess.run(  # noqa: S603 - our own script, fixed arguments
+    done = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "bench_backtest.py"), *args, "--skip-walkforward"],
         env=env,
         capture_output=True,
