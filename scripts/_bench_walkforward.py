@@ -105,16 +105,15 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Self-contained run: temporary database, sample symbols, local Ray cluster."""
-    parser = argparse.ArgumentParser(description="walk-forward folds: parallel vs sequential")
-    parser.add_argument("--folds", type=int, default=4)
-    parser.add_argument("--decisions", type=int, default=24, help="decision bars per fold")
-    parser.add_argument("--max-steps", type=int, default=TINY["max_steps"])
-    parser.add_argument("--cpus", type=int, default=None, help="local cluster CPUs")
-    parser.add_argument("--json", type=Path, default=None)
-    args = parser.parse_args(argv)
-
+def run_self_contained(
+    *,
+    n_folds: int = 4,
+    decisions_per_fold: int = 24,
+    max_steps: int = TINY["max_steps"],
+    cpus: int | None = None,
+) -> dict[str, Any]:
+    """``bench_walkforward`` on a temporary embedded PostgreSQL holding the sample symbols,
+    with a local Ray cluster of ``cpus`` CPUs (default: all); both are stopped afterwards."""
     import ray
 
     from kitrade.cluster import connect
@@ -137,18 +136,37 @@ def main(argv: list[str] | None = None) -> int:
             )
             db = open_store(settings, start=False)
             sync_symbols(db, SampleSource())
-            connect(num_cpus=args.cpus)
-            result = bench_walkforward(
-                settings,
-                db,
-                n_folds=args.folds,
-                decisions_per_fold=args.decisions,
-                overrides=TINY | {"max_steps": args.max_steps},
-            )
-            db.close()
+            connect(num_cpus=cpus)
+            try:
+                return bench_walkforward(
+                    settings,
+                    db,
+                    n_folds=n_folds,
+                    decisions_per_fold=decisions_per_fold,
+                    overrides=TINY | {"max_steps": max_steps},
+                )
+            finally:
+                db.close()
         finally:
             ray.shutdown()
             server.stop(mode="immediate")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Self-contained run: temporary database, sample symbols, local Ray cluster."""
+    parser = argparse.ArgumentParser(description="walk-forward folds: parallel vs sequential")
+    parser.add_argument("--folds", type=int, default=4)
+    parser.add_argument("--decisions", type=int, default=24, help="decision bars per fold")
+    parser.add_argument("--max-steps", type=int, default=TINY["max_steps"])
+    parser.add_argument("--cpus", type=int, default=None, help="local cluster CPUs")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args(argv)
+    result = run_self_contained(
+        n_folds=args.folds,
+        decisions_per_fold=args.decisions,
+        max_steps=args.max_steps,
+        cpus=args.cpus,
+    )
     print(
         f"{result['folds']} folds ({result['decisions']} decision bars) of {result['symbols']}: "
         f"parallel {result['parallel_s']:.1f} s, one after another {result['sequential_s']:.1f} s, "

@@ -19,14 +19,20 @@ Parts:
       its optimizer forks one process per core), scaled per set against kitrade running
       all 1,000 on GOOG. Its fill rules differ (whole position per order), so only time is
       compared.
-  (c) hook for the walk-forward point-in-time forecasts (added with the forecasts work):
-      ``PART_C`` below.
+  (c) walk-forward point-in-time forecasts (``scripts/_bench_walkforward.py``): on its own
+      temporary embedded PostgreSQL holding the sample symbols and a local Ray cluster,
+      ``--wf-folds`` folds per symbol of ``--wf-decisions`` decision bars each, a tiny NHITS
+      (``--wf-max-steps``) per fold, run as parallel Ray tasks (``walkforward_s``) and the
+      same folds one after another (``walkforward_sequential_s``), workers warmed first for
+      both. ``--skip-walkforward`` leaves it out. Unlike (a), (b) and (d) it is not pinned to
+      one thread: each fold is a Ray task with the configured task resources.
   (d) truncation: 20 random cut points; the backtest (and the strategy's weights) on the bars
       up to the cut must equal the full run's values up to it; prints the count of values
       that differ (``lookahead_violations``, target 0).
 
 Usage:
     python scripts/bench_backtest.py [--sets 1000] [--bt-sets 40] [--repeat 2] [--json PATH]
+        [--wf-folds 4] [--wf-decisions 24] [--wf-max-steps 20] [--skip-walkforward]
 """
 
 from __future__ import annotations
@@ -249,12 +255,31 @@ def part_b(
     }
 
 
-def part_c(**_: Any) -> dict[str, Any]:
-    """Walk-forward point-in-time forecasts: added with the forecasts work (hook, no-op)."""
-    return {}
+def part_c(
+    *, wf_folds: int = 4, wf_decisions: int = 24, wf_max_steps: int = 20, **_: Any
+) -> dict[str, Any]:
+    """Walk-forward folds as parallel Ray tasks against the same folds one after another."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _bench_walkforward import run_self_contained
+
+    wf = run_self_contained(
+        n_folds=wf_folds, decisions_per_fold=wf_decisions, max_steps=wf_max_steps
+    )
+    return {
+        "walkforward_s": wf["parallel_s"],
+        "walkforward_sequential_s": wf["sequential_s"],
+        "walkforward_speedup": wf["speedup"],
+        "walkforward_folds": wf["folds"],
+        "walkforward_decisions": wf["decisions"],
+        "walkforward_symbols": wf["symbols"],
+        "walkforward_resources": wf["resources"],
+        "walkforward_identical": wf["identical"],
+    }
 
 
-#: Part (c) is looked up here so that the forecasts work can replace it without touching main.
+#: Part (c) is looked up here (a caller may replace it, e.g. with a no-op).
 PART_C: Callable[..., dict[str, Any]] = part_c
 
 
@@ -297,6 +322,25 @@ def _print_table(rows: list[tuple[str, str]]) -> None:
         print(f"{key:<{width}}  {value}")
 
 
+def _walkforward_rows(results: dict[str, Any]) -> list[tuple[str, str]]:
+    """Part (c)'s lines of the table (none when it was skipped)."""
+    if "walkforward_s" not in results:
+        return [("walk-forward folds (c)", "skipped")]
+    return [
+        (
+            "walk-forward folds x decision bars (c)",
+            f"{results['walkforward_folds']} x {results['walkforward_decisions']} "
+            f"({', '.join(results['walkforward_symbols'])})",
+        ),
+        ("walk-forward, folds as parallel Ray tasks (s)", f"{results['walkforward_s']:.1f}"),
+        ("walk-forward, one after another (s)", f"{results['walkforward_sequential_s']:.1f}"),
+        (
+            "walk-forward speed-up / identical forecasts",
+            f"x{results['walkforward_speedup']:.2f} / {results['walkforward_identical']}",
+        ),
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sets", type=int, default=1000, help="forecast_threshold parameter sets")
@@ -304,6 +348,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=2, help="timed runs per side (best counts)")
     parser.add_argument("--cuts", type=int, default=20, help="truncation cut points")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--wf-folds", type=int, default=4, help="(c) folds per symbol")
+    parser.add_argument("--wf-decisions", type=int, default=24, help="(c) decision bars per fold")
+    parser.add_argument("--wf-max-steps", type=int, default=20, help="(c) NHITS steps per fold")
+    parser.add_argument("--skip-walkforward", action="store_true", help="leave out part (c)")
     args = parser.parse_args(argv)
 
     bars = sample_bars()
@@ -312,7 +360,14 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {"threads": 1}
     results.update(part_a(bars, forecasts, sets, args.repeat))
     results.update(part_b(bars, forecasts, sets, args.bt_sets, args.repeat))
-    results.update(PART_C(bars=bars, sets=sets, repeat=args.repeat))
+    if not args.skip_walkforward:
+        results.update(
+            PART_C(
+                wf_folds=args.wf_folds,
+                wf_decisions=args.wf_decisions,
+                wf_max_steps=args.wf_max_steps,
+            )
+        )
     results.update(part_d(bars, forecasts, args.cuts))
     _print_table(
         [
@@ -339,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
             ),
             ("kitrade, all sets on GOOG (s)", f"{results['kitrade_goog_s']:.3f}"),
             ("per-set ratio backtesting.py / kitrade", f"{results['ratio_vs_backtesting_py']:.0f}"),
-            *[(k, str(v)) for k, v in results.items() if k.startswith("walk_forward")],
+            *_walkforward_rows(results),
             (
                 "truncation cut points / values compared",
                 f"{results['cut_points']} / {results['values_compared']:,}",

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import click
 import typer
 
-from kitrade.cli import analyze, catalog, db, knowledge, lifecycle, ops, sync, training
+from kitrade.cli import analyze, backtest, catalog, db, knowledge, lifecycle, ops, sync, training
 from kitrade.cli.render import err
 from kitrade.errors import KitradeError
 
@@ -42,6 +42,9 @@ def _build_app() -> typer.Typer:
         ("promote", training.promote_cmd),
         ("rollback", training.rollback_cmd),
         ("analyze", analyze.analyze_cmd),
+        ("backtest", backtest.backtest_cmd),
+        ("backtests", backtest.backtests_cmd),
+        ("backtest-show", backtest.backtest_show_cmd),
         ("backup", ops.backup_cmd),
         ("restore", ops.restore_cmd),
         ("status", ops.status_cmd),

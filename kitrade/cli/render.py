@@ -14,11 +14,16 @@ if TYPE_CHECKING:
 
 __all__ = [
     "answer_lines",
+    "backtest_metrics_table",
+    "backtests_table",
     "bars_table",
     "documents_table",
     "err",
     "fmt",
     "fmt_ts",
+    "forecast_quality_table",
+    "lag_test_table",
+    "lookahead_table",
     "out",
     "progress_table",
     "score_table",
@@ -249,3 +254,117 @@ def answer_lines(a: Any) -> None:
     for p in a.sources:
         out.print(f"  [{p.id}] {p.title}", highlight=False)
     out.print(f"[dim]{a.notice}[/]")
+
+
+#: (label, key, format) of the metrics a backtest table shows, in order.
+_BACKTEST_METRICS = (
+    ("total return", "total_return", "+.2%"),
+    ("CAGR", "cagr", "+.2%"),
+    ("volatility (ann.)", "volatility", ".2%"),
+    ("Sharpe", "sharpe", ".2f"),
+    ("Sortino", "sortino", ".2f"),
+    ("Calmar", "calmar", ".2f"),
+    ("max drawdown", "max_drawdown", ".2%"),
+    ("max drawdown (bars)", "max_drawdown_bars", "d"),
+    ("win rate", "win_rate", ".1%"),
+    ("profit factor", "profit_factor", ".2f"),
+    ("expectancy", "expectancy", ",.2f"),
+    ("exposure", "exposure", ".1%"),
+    ("turnover", "turnover", ".2f"),
+    ("fees paid", "fees_paid", ",.2f"),
+    ("trades (closed)", "n_trades", "d"),
+    ("fills", "n_fills", "d"),
+    ("bars", "n_bars", "d"),
+)
+
+
+def backtest_metrics_table(metrics: dict[str, dict[str, Any]]) -> Table:
+    """The strategy's metrics beside buy-and-hold and the naive signal (a result's ``metrics``).
+
+    A ``None`` (NaN or infinity in the stored JSON, e.g. a profit factor without losses)
+    prints as ``-``.
+    """
+    columns = [("strategy", "strategy"), ("buy & hold", "buy_and_hold"), ("naive", "naive")]
+    table = Table(title="backtest metrics")
+    table.add_column("metric")
+    for label, _ in columns:
+        table.add_column(label, justify="right")
+    for label, key, spec in _BACKTEST_METRICS:
+        table.add_row(
+            label, *[fmt((metrics.get(name) or {}).get(key), spec) for _, name in columns]
+        )
+    return table
+
+
+def forecast_quality_table(quality: dict[str, dict[str, Any]]) -> Table:
+    """Forecast quality per scored step (a result's ``quality``), with the points behind each."""
+    table = Table(title="forecast quality (decision bars, pooled over symbols)")
+    for col in ("step", "hit rate", "n", "rMAE vs naive", "n", "cov 80", "cov 95", "n"):
+        table.add_column(col, justify="left" if col == "step" else "right")
+    table.add_column("DM stat", justify="right")
+    table.add_column("DM p", justify="right")
+    table.add_column("n", justify="right")
+    for step, q in sorted(quality.items(), key=lambda kv: int(kv[0].split("_")[-1])):
+        table.add_row(
+            step.replace("step_", ""),
+            fmt(q.get("hit_rate"), ".1%"),
+            fmt(q.get("n_hit"), "d"),
+            fmt(q.get("rmae"), ".3f"),
+            fmt(q.get("n_mae"), "d"),
+            fmt(q.get("coverage_80"), ".1%"),
+            fmt(q.get("coverage_95"), ".1%"),
+            fmt(q.get("n_coverage"), "d"),
+            fmt(q.get("dm_stat"), "+.2f"),
+            fmt(q.get("dm_pvalue"), ".3f"),
+            fmt(q.get("n_dm"), "d"),
+        )
+    return table
+
+
+def lag_test_table(lag: dict[str, Any]) -> Table:
+    """The strategy on time and its weights one bar late (a result's ``lag_test``)."""
+    table = Table(title="lag test: " + str(lag.get("description", "")))
+    table.add_column("")
+    table.add_column("on time", justify="right")
+    table.add_column("one bar late", justify="right")
+    table.add_row(
+        "total return",
+        fmt(lag.get("total_return"), "+.2%"),
+        fmt(lag.get("total_return_lagged"), "+.2%"),
+    )
+    table.add_row("Sharpe", fmt(lag.get("sharpe"), ".2f"), fmt(lag.get("sharpe_lagged"), ".2f"))
+    return table
+
+
+def lookahead_table(checks: Iterable[dict[str, Any]]) -> Table:
+    """The point-in-time checks of a backtest's forecasts (a result's ``lookahead_checks``)."""
+    table = Table("check", "passed", "detail", title="look-ahead checks")
+    for c in checks:
+        table.add_row(
+            c["name"], "[green]yes[/]" if c["passed"] else "[red]no[/]", escape(str(c["detail"]))
+        )
+    return table
+
+
+def backtests_table(rows: Iterable[Any]) -> Table:
+    """Stored backtests (``BacktestRecord``s), with the strategy's total return when done."""
+    table = Table("id", "strategy", "symbols", "tf", "folds", "status", "progress", "return")
+    table.add_column("B&H", justify="right")
+    table.add_column("created")
+    table.add_column("error")
+    for r in rows:
+        metrics = (r.result or {}).get("metrics") or {}
+        table.add_row(
+            str(r.id),
+            r.strategy_name or f"({r.spec.get('kind')})",
+            ",".join(r.symbols),
+            r.timeframe,
+            str(r.n_folds),
+            f"[{_STATE_COLOURS.get(r.status, 'white')}]{r.status}[/]",
+            f"{r.progress:.0%}",
+            fmt((metrics.get("strategy") or {}).get("total_return"), "+.2%"),
+            fmt((metrics.get("buy_and_hold") or {}).get("total_return"), "+.2%"),
+            fmt_ts(r.created_at),
+            escape((r.error or "")[:60]),
+        )
+    return table

@@ -18,12 +18,14 @@ def test_bench_backtest_small_run_writes_the_figures(tmp_path) -> None:
     out = tmp_path / "bench.json"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     args = ["--sets", "6", "--bt-sets", "2", "--repeat", "1", "--cuts", "3", "--json", str(out)]
+    # part (c) at its smallest: one fold of 3 decision bars per sample symbol, 2 NHITS steps
+    args += ["--wf-folds", "1", "--wf-decisions", "3", "--wf-max-steps", "2"]
     done = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "bench_backtest.py"), *args],
         env=env,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=420,
         check=False,
     )
     assert done.returncode == 0, done.stderr[-2000:]
@@ -32,4 +34,26 @@ def test_bench_backtest_small_run_writes_the_figures(tmp_path) -> None:
         assert figures[key] > 0
     assert figures["equity_max_rel_diff"] <= 1e-6
     assert figures["lookahead_violations"] == 0
+    assert figures["walkforward_s"] > 0 and figures["walkforward_sequential_s"] > 0
+    assert figures["walkforward_folds"] == 3  # one per sample symbol
+    assert figures["walkforward_identical"] is True  # same forecasts either way
     assert "lookahead violations" in done.stdout
+    assert "walk-forward, one after another" in done.stdout
+
+
+def test_bench_backtest_can_leave_out_the_walk_forward_part(tmp_path) -> None:
+    pytest.importorskip("vectorbt")
+    out = tmp_path / "bench.json"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    args = ["--sets", "2", "--bt-sets", "1", "--repeat", "1", "--cuts", "1", "--json", str(out)]
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "bench_backtest.py"), *args, "--skip-walkforward"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "walkforward_s" not in json.loads(out.read_text())
+    assert "skipped" in done.stdout
