@@ -38,6 +38,8 @@ def _plotly_js() -> str:
 
 
 def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
     if isinstance(value, float):
         if math.isnan(value):
             return "-"
@@ -55,6 +57,14 @@ def _table(rows: Sequence[Mapping[str, Any]], table_id: str) -> str:
         for row in rows
     )
     return f'<table id="{table_id}"><tr>{head}</tr>{body}</table>'
+
+
+def _metric_rows(metrics: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One row per metric; one column per run when runs are given side by side."""
+    if metrics and all(isinstance(v, Mapping) for v in metrics.values()):
+        names = list(dict.fromkeys(k for run in metrics.values() for k in run))
+        return [{"metric": m} | {run: vals.get(m) for run, vals in metrics.items()} for m in names]
+    return [{"metric": k, "value": v} for k, v in metrics.items()]
 
 
 def _equity_figure(result: BacktestResult, benchmark: pd.Series | None) -> go.Figure:
@@ -115,9 +125,15 @@ def render_report(
     benchmark: pd.Series | None = None,
     quality: Mapping[str, Any] | None = None,
     folds: Sequence[Mapping[str, Any]] = (),
+    checks: Sequence[Mapping[str, Any]] = (),
     title: str = "kitrade backtest",
 ) -> str:
-    """The report as one HTML string (see ``write_report``)."""
+    """The report as one HTML string (see ``write_report``).
+
+    ``metrics`` is either one run's ``{metric: value}`` or several runs side by side,
+    ``{run name: {metric: value}}`` (strategy, buy_and_hold, naive...); ``checks`` are rows
+    of the look-ahead and lag tests.
+    """
     figures = [
         ("equity", _equity_figure(result, benchmark)),
         ("drawdown", _drawdown_figure(result)),
@@ -129,7 +145,7 @@ def render_report(
         fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"fig-{name}")
         for name, fig in figures
     )
-    metric_rows = [{"metric": k, "value": v} for k, v in metrics.items()]
+    metric_rows = _metric_rows(metrics)
     quality_rows = [{"figure": k, "value": v} for k, v in (quality or {}).items()]
     return (
         f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
@@ -138,6 +154,7 @@ def render_report(
         f"<h2>Metrics</h2>{_table(metric_rows, 'metrics')}"
         f"<h2>Forecast quality</h2>{_table(quality_rows, 'quality')}"
         f"<h2>Walk-forward folds</h2>{_table(list(folds), 'folds')}"
+        f"<h2>Look-ahead checks</h2>{_table(list(checks), 'checks')}"
         "</body></html>"
     )
 

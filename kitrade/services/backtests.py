@@ -434,14 +434,26 @@ def write_report(settings: Settings, db: Database, *, backtest_id: int, path: st
         )
     prepared = prepare_forecasts(settings, db, record)
     evaluation = _evaluation(record, prepared)
-    title = f"kitrade backtest {backtest_id}: {record.strategy_name or record.spec['kind']}"
+    result = record.result
+    first = evaluation.strategy.equity.index[0]
+    lag = result.get("lag_test", {})
+    checks = [*result.get("lookahead_checks", [])]
+    checks.append(
+        {
+            "name": "lag_test",
+            "passed": "reported",
+            "detail": f"total return {lag.get('total_return')} on time, "
+            f"{lag.get('total_return_lagged')} one bar late",
+        }
+    )
     return write_html(
         path,
         evaluation.strategy,
-        bars=prepared.bars,
-        metrics=record.result["metrics"]["strategy"],
+        bars={s: f.loc[f.index >= first] for s, f in prepared.bars.items()},
+        metrics=result["metrics"],
         benchmark=evaluation.benchmark.equity,
-        quality=record.result.get("quality", {}).get("step_1"),
-        folds=record.result.get("folds", []),
-        title=title,
+        quality=result.get("quality", {}).get("step_1"),
+        folds=result.get("folds", []),
+        checks=checks,
+        title=f"kitrade backtest {backtest_id}: {record.strategy_name or record.spec['kind']}",
     )
