@@ -27,6 +27,8 @@ import time
 from collections import OrderedDict
 from typing import Any
 
+from kitrade import observability
+
 __all__ = ["RequestGuard", "TokenBuckets"]
 
 
@@ -126,6 +128,7 @@ class RequestGuard:
         buckets = self._reads if method in ("GET", "HEAD", "OPTIONS") else self._writes
         wait = buckets.take(_client_key(scope, self._key))  # type: ignore[union-attr]
         if wait > 0:
+            observability.count("kitrade_guard_refusals", reason="rate_limited", method=method)
             secs = max(1, math.ceil(wait))
             await _send_error(
                 send,
@@ -147,6 +150,7 @@ class RequestGuard:
                     await _send_error(send, 400, "InvalidInputError", "bad Content-Length")
                     return
                 if size > limit:
+                    observability.count("kitrade_guard_refusals", reason="too_large", method=method)
                     await _send_error(
                         send,
                         413,
@@ -165,6 +169,7 @@ class RequestGuard:
                 chunk = message.get("body", b"")
                 received += len(chunk)
                 if received > limit:
+                    observability.count("kitrade_guard_refusals", reason="too_large", method=method)
                     await _send_error(
                         send,
                         413,
