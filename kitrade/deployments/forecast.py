@@ -25,7 +25,7 @@ _log = logging.getLogger(__name__)
 def replica_device() -> str:
     """``"cuda"`` when Ray gave this replica a GPU share (``forecast_num_gpus``) and torch
     sees the GPU, else ``"cpu"``: the reservation is where the models run."""
-    import ray
+    import ray  # loaded already by `from ray import serve` above; kept local like the rest
 
     if not ray.get_gpu_ids():
         return "cpu"
