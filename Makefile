@@ -4,14 +4,20 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CHROMIUM ?= /usr/bin/chromium
+# Optional extra package index for torch. Empty (default): torch comes from PyPI, whose Linux
+# wheels are the CUDA build (several GB, they also run on CPU). CPU-only machines:
+#   make install TORCH_INDEX=https://download.pytorch.org/whl/cpu
+# (about 200 MB); a given CUDA version: TORCH_INDEX=https://download.pytorch.org/whl/cu128.
+TORCH_INDEX ?=
+PIP_INDEX := $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX))
 
-.PHONY: install run test test-fast check lint format bench clean browser-deps
+.PHONY: install run test test-fast check lint format bench clean browser-deps constraints
 
-$(STAMP): pyproject.toml
+# constraints.txt: the versions the tests passed with (see README "Installation").
+$(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade --quiet pip
-	# torch is pinned to the CPU build in pyproject.toml; see README "GPU" for CUDA.
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt $(PIP_INDEX) -e '.[test]'
 	@touch $(STAMP)
 
 install: $(STAMP)  ## create or update .venv with kitrade and its test dependencies
@@ -52,6 +58,11 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python scripts/bench_ingest.py
+
+constraints:  ## write constraints.txt from the current .venv (after the tests pass)
+	@{ sed -n '1,/^[^#]/{/^#/p}' constraints.txt; \
+	  $(BIN)/python -m pip freeze --exclude-editable | sed -E 's/^(torch==[^+]*)\+.*/\1/'; } \
+	  > constraints.txt.new && mv constraints.txt.new constraints.txt
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

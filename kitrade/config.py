@@ -323,4 +323,7 @@ def load_settings(**overrides: object) -> Settings:
             lines.append(f"{var}: {err['msg']} (was {err.get('input')!r})")
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None
     settings.check_secrets()
+    from kitrade.logs import configure_logging
+
+    configure_logging(settings.log_level)  # every entry point builds its settings here
     return settings

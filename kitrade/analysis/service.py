@@ -13,11 +13,13 @@ them through the knowledge actor and the forecast deployment.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from kitrade import observability
 from kitrade.analysis.indicators import compute_indicators, summarize_bars
 from kitrade.analysis.offline import offline_answer
 from kitrade.analysis.prompt import parse_answer
@@ -132,10 +134,12 @@ class Analyst:
         if self._backend is None:
             answer = offline_answer(ctx)
         else:
+            t0 = time.monotonic()
             try:
                 answer = self._llm_answer(ctx, self._backend.answer(ctx))
             except UpstreamError as exc:
                 answer = offline_answer(ctx, fallback_reason=f"{self._backend.name}: {exc.message}")
+            observability.llm_call(self._backend.name, t0, answer.fallback_reason)
         return self._store(ctx, answer, as_of)
 
     def stream(
@@ -169,6 +173,7 @@ class Analyst:
             answer = offline_answer(ctx)
         else:
             parts: list[str] = []
+            t0 = time.monotonic()
             try:
                 for piece in self._backend.stream(ctx):
                     parts.append(piece)
@@ -180,6 +185,7 @@ class Analyst:
                 answer = self._llm_answer(ctx, llm)
             except UpstreamError as exc:
                 answer = offline_answer(ctx, fallback_reason=f"{self._backend.name}: {exc.message}")
+            observability.llm_call(self._backend.name, t0, answer.fallback_reason)
         yield ("answer", self._store(ctx, answer, as_of).model_dump(mode="json"))
 
     def _store(

@@ -32,9 +32,13 @@ class AppArgs(BaseModel):
         1024, ge=-1, le=1_000_000, description="beyond this backlog the proxy answers 503 at once"
     )
     forecast_max_queued_requests: int = Field(1024, ge=-1, le=1_000_000)
-    forecast_num_gpus: float = Field(0.0, ge=0, le=1, description="GPU share of a forecast replica")
+    forecast_num_gpus: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="GPU share of a forecast replica; a replica given one loads its models there",
+    )
     model_refresh_s: float = Field(5.0, gt=0, le=3600, description="poll for promoted versions")
-    request_timeout_s: float = Field(30.0, gt=0, le=3600)
     health_check_period_s: float = Field(10.0, gt=0, le=3600, description="Serve health checks")
     health_check_timeout_s: float = Field(30.0, gt=0, le=3600)
     gateway_cache: bool = Field(True, description="answer repeated forecasts in the gateway")

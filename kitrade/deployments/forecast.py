@@ -14,11 +14,24 @@ from typing import Any
 
 from ray import serve
 
+from kitrade import observability
 from kitrade.deployments.common import AppArgs, envelope
 
-__all__ = ["ForecastDeployment"]
+__all__ = ["ForecastDeployment", "replica_device"]
 
 _log = logging.getLogger(__name__)
+
+
+def replica_device() -> str:
+    """``"cuda"`` when Ray gave this replica a GPU share (``forecast_num_gpus``) and torch
+    sees the GPU, else ``"cpu"``: the reservation is where the models run."""
+    import ray  # loaded already by `from ray import serve` above; kept local like the rest
+
+    if not ray.get_gpu_ids():
+        return "cpu"
+    import torch  # heavy (torch): only a replica holding a GPU share asks
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 class ForecastDeployment:
@@ -34,16 +47,17 @@ class ForecastDeployment:
 
         settings = load_settings()
         self._db = Database.from_settings(settings)
-        self._engine = (engine_cls or ForecastEngine)(self._db)
+        self._engine = (engine_cls or ForecastEngine)(self._db, device=replica_device())
         self._refresh_s = args.model_refresh_s
-        self._engine.refresh()
+        self._served: dict[str, str] = {}
+        self._refresh()
         self._task: asyncio.Task | None = None
 
     async def _poll(self) -> None:
         while True:
             await asyncio.sleep(self._refresh_s)
             try:
-                await asyncio.get_running_loop().run_in_executor(None, self._engine.refresh)
+                await asyncio.get_running_loop().run_in_executor(None, self._refresh)
             except Exception as exc:  # noqa: BLE001 - keep serving the loaded models
                 _log.warning("model refresh failed: %s", exc)
 
@@ -52,7 +66,7 @@ class ForecastDeployment:
             if self._task is None:
                 # The first request may come long after __init__ loaded the models (a
                 # replica that got no traffic yet): catch up before answering it.
-                await asyncio.get_running_loop().run_in_executor(None, self._engine.refresh)
+                await asyncio.get_running_loop().run_in_executor(None, self._refresh)
             self._task = asyncio.get_running_loop().create_task(self._poll())
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)
@@ -73,7 +87,22 @@ class ForecastDeployment:
     @envelope
     def reload(self) -> dict[str, str]:
         """Pick up promoted versions now."""
-        return self._engine.refresh()
+        return self._refresh()
+
+    def _refresh(self) -> dict[str, str]:
+        """``engine.refresh``, and the served versions as the ``model_version_served`` gauge."""
+        versions = self._engine.refresh()
+        for symbol, old in self._served.items():
+            if versions.get(symbol) != old:
+                observability.set_gauge(
+                    "kitrade_model_version_served", 0, symbol=symbol, version=old
+                )
+        for symbol, version in versions.items():
+            observability.set_gauge(
+                "kitrade_model_version_served", 1, symbol=symbol, version=version
+            )
+        self._served = dict(versions)
+        return versions
 
     @envelope
     def status(self) -> dict[str, Any]:

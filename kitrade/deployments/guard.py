@@ -3,25 +3,31 @@
 * A body larger than ``KITRADE_MAX_BODY_BYTES`` is refused with 413: by its
   ``Content-Length`` before it is read, or, for a chunked body, as soon as the
   bytes received pass the limit (such a body is buffered here, up to the limit).
-* A token bucket per client (the bearer key when one is sent, its SHA-256 only;
-  else the client address) limits non-GET requests to
+* A token bucket per client limits non-GET requests to
   ``KITRADE_RATE_LIMIT_PER_S`` with bursts of ``KITRADE_RATE_LIMIT_BURST``, and
   GET requests to ``KITRADE_READ_RATE_LIMIT_PER_S`` when that is set. Over the
   limit: 429 with ``Retry-After`` in whole seconds. Buckets live in each gateway
   replica, so with N replicas a client may get up to N times the rate.
+* The client is who the caller is, not what it claims: the bucket of the verified
+  API key when the request carries ``KITRADE_API_KEY`` (compared in constant time),
+  else the client address. A made-up or wrong bearer value counts against its
+  address, so new values on each request get no fresh burst, create no bucket and
+  cannot push a real client's bucket out of the LRU.
 
 Pure ASGI middleware: responses (streams included) pass through untouched.
 """
 
 from __future__ import annotations
 
-import hashlib
+import hmac
 import json
 import math
 import threading
 import time
 from collections import OrderedDict
 from typing import Any
+
+from kitrade import observability
 
 __all__ = ["RequestGuard", "TokenBuckets"]
 
@@ -55,10 +61,16 @@ class TokenBuckets:
             return wait
 
 
-def _client_key(scope: dict[str, Any]) -> str:
-    for name, value in scope.get("headers") or []:
-        if name == b"authorization" and value[:7].lower() == b"bearer ":
-            return "key:" + hashlib.sha256(value[7:].strip()).hexdigest()[:32]
+def _client_key(scope: dict[str, Any], api_key: bytes | None) -> str:
+    """The bucket of a request: ``key`` for the verified API key, else ``addr:<address>``."""
+    if api_key is not None:
+        for name, value in scope.get("headers") or []:
+            if (
+                name == b"authorization"
+                and value[:7].lower() == b"bearer "
+                and hmac.compare_digest(value[7:].strip(), api_key)
+            ):
+                return "key"
     client = scope.get("client") or ("?", 0)
     return f"addr:{client[0]}"
 
@@ -93,6 +105,7 @@ class RequestGuard:
         self._settings = settings
         self._writes: TokenBuckets | None = None
         self._reads: TokenBuckets | None = None
+        self._key: bytes | None = None
 
     def _configure(self) -> None:
         if self._settings is None:
@@ -103,6 +116,7 @@ class RequestGuard:
         self.max_body = s.max_body_bytes
         self._writes = TokenBuckets(s.rate_limit_per_s, s.rate_limit_burst)
         self._reads = TokenBuckets(s.read_rate_limit_per_s, s.rate_limit_burst)
+        self._key = s.api_key.get_secret_value().encode() if s.api_key else None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -112,8 +126,9 @@ class RequestGuard:
             self._configure()
         method = scope.get("method", "GET")
         buckets = self._reads if method in ("GET", "HEAD", "OPTIONS") else self._writes
-        wait = buckets.take(_client_key(scope))  # type: ignore[union-attr]
+        wait = buckets.take(_client_key(scope, self._key))  # type: ignore[union-attr]
         if wait > 0:
+            observability.count("kitrade_guard_refusals", reason="rate_limited", method=method)
             secs = max(1, math.ceil(wait))
             await _send_error(
                 send,
@@ -135,6 +150,7 @@ class RequestGuard:
                     await _send_error(send, 400, "InvalidInputError", "bad Content-Length")
                     return
                 if size > limit:
+                    observability.count("kitrade_guard_refusals", reason="too_large", method=method)
                     await _send_error(
                         send,
                         413,
@@ -153,6 +169,7 @@ class RequestGuard:
                 chunk = message.get("body", b"")
                 received += len(chunk)
                 if received > limit:
+                    observability.count("kitrade_guard_refusals", reason="too_large", method=method)
                     await _send_error(
                         send,
                         413,

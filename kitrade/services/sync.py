@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from kitrade import observability
 from kitrade.analysis.scoring import score_answers
 from kitrade.data.sources import build_source
 from kitrade.data.sync import sync_symbols
@@ -158,10 +159,13 @@ def run_sync(
         src.close()
     fresh = [r.symbol for r in report.results if r.new_bars]
     follow_ups = after_new_bars(settings, db, fresh, notes=notes)
+    observability.sync_lag(sync_status(db))
     return SyncOutcome(report=report, follow_ups=follow_ups)
 
 
 def sync_status(db: Database) -> list[SyncState]:
     """Every symbol's sync state."""
     with db.connection() as conn:
-        return list_sync_states(conn)
+        states = list_sync_states(conn)
+    observability.sync_lag(states)
+    return states

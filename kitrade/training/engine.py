@@ -81,8 +81,9 @@ class _Loaded:
 class ForecastEngine:
     """Serves the active versions of every symbol."""
 
-    def __init__(self, db: Database, *, cache_size: int = 1024) -> None:
+    def __init__(self, db: Database, *, cache_size: int = 1024, device: str = "cpu") -> None:
         self._db = db
+        self.device = device  # where models are loaded and run: "cpu" or "cuda"
         self._models: dict[str, _Loaded] = {}
         self._broken: dict[str, tuple[str, str]] = {}  # symbol -> (version, error)
         self._lock = threading.Lock()
@@ -106,7 +107,7 @@ class ForecastEngine:
                 continue
             try:
                 verify_artifact(Path(path))
-                model = FittedModel.load(Path(path))
+                model = FittedModel.load(Path(path), device=self.device)
             except (CorruptArtifactError, OSError, ValueError, RuntimeError) as exc:
                 message = (
                     exc.message if isinstance(exc, KitradeError) else f"{type(exc).__name__}: {exc}"
@@ -135,6 +136,7 @@ class ForecastEngine:
                 "models": {s: m.version for s, m in self._models.items()},
                 "broken": {s: {"version": v, "error": e} for s, (v, e) in self._broken.items()},
                 "cache_entries": len(self._cache),
+                "device": self.device,
             }
 
     # --------------------------------------------------------------- forecasts

@@ -356,10 +356,11 @@ class FittedModel:
         for f in frames:
             if len(f) < size:
                 raise TooShortError(f"forecast needs the last {size} bars, got {len(f)}")
-        temporal = torch.zeros(len(frames), size + h, 2, 1)
+        device = next(model.parameters()).device  # where ``load`` put the weights
+        temporal = torch.zeros(len(frames), size + h, 2, 1, device=device)
         for i, f in enumerate(frames):
             tail = np.array(f["y"].to_numpy(dtype="float64")[-size:], dtype="float32")
-            temporal[i, :size, 0, 0] = torch.from_numpy(tail)
+            temporal[i, :size, 0, 0] = torch.from_numpy(tail).to(device)
         temporal[:, :size, 1, 0] = 1.0
         windows = {"temporal": temporal, "temporal_cols": pd.Index(["y", "available_mask"])}
         model.eval()
@@ -430,13 +431,14 @@ class FittedModel:
         (path / "meta.json").write_text(json.dumps(meta, indent=1))
 
     @classmethod
-    def load(cls, path: Path, *, accelerator: str = "cpu") -> FittedModel:
+    def load(cls, path: Path, *, device: str = "cpu") -> FittedModel:
         """Read a model written by ``save``.
 
         Args:
             path: The directory ``save`` wrote.
-            accelerator: Where neuralforecast's own predict runs; a model
-                trained on a GPU loads onto a CPU-only replica by default.
+            device: ``"cpu"`` or ``"cuda"``: where the weights live and ``predict_many``
+                and neuralforecast's own predict run; a model trained on a GPU loads onto
+                a CPU-only replica by default.
         """
 
         path = Path(path)
@@ -448,7 +450,8 @@ class FittedModel:
             nf = NeuralForecast.load(path=str(path / "nf"))
         _quiet()
         for model in nf.models:
-            model.trainer_kwargs["accelerator"] = accelerator
+            model.to(device)
+            model.trainer_kwargs["accelerator"] = "gpu" if device.startswith("cuda") else "cpu"
             model.trainer_kwargs["devices"] = 1
         config = NHITSConfig(**json.loads((path / "config.json").read_text()))
         history = pd.read_parquet(path / "history.parquet")

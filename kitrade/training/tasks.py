@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
+from kitrade import observability
 from kitrade.cluster import cluster_gpus
 from kitrade.data.bars import get_bars, last_bar_ts, to_training_frame
 from kitrade.data.db import connect, conninfo_for
@@ -385,9 +386,11 @@ def train_all(
     ray.get(actor.finish_run.remote(run_id, status))
     if on_update is not None:
         on_update()
-    return TrainAllReport(
+    report = TrainAllReport(
         run_id=run_id, status=status, results=ordered, seconds=time.monotonic() - t0
     )
+    observability.training_finished(report)
+    return report
 
 
 def _plan(

@@ -58,16 +58,39 @@ def test_oversized_bodies_get_413_by_length_and_while_streaming():
 
 def test_rate_limit_per_key_with_retry_after():
     async def go() -> None:
-        async with _app(rate_limit_per_s=1.0, rate_limit_burst=3) as c:
+        async with _app(rate_limit_per_s=1.0, rate_limit_burst=3, api_key="key-a") as c:
             a = {"Authorization": "Bearer key-a"}
             codes = [(await c.post("/echo", json={}, headers=a)).status_code for _ in range(5)]
             assert codes[:3] == [200, 200, 200] and codes[3:] == [429, 429]
             limited = await c.post("/echo", json={}, headers=a)
             assert int(limited.headers["retry-after"]) >= 1
             assert "rate limit" in limited.json()["message"]
-            b = {"Authorization": "Bearer key-b"}
+            b = {"Authorization": "Bearer key-b"}  # not the key: counts as its address
             assert (await c.post("/echo", json={}, headers=b)).status_code == 200
             reads = [(await c.get("/read", headers=a)).status_code for _ in range(10)]
             assert reads == [200] * 10  # reads are not limited by default
+
+    asyncio.run(go())
+
+
+def test_made_up_bearer_values_are_limited_as_one_client_and_the_real_key_keeps_its_bucket():
+    """A new random bearer value on each request gets no fresh burst: the 200 requests share
+    the address's bucket, create no bucket of their own, and the real key is untouched."""
+    import secrets
+
+    async def go() -> None:
+        async with _app(rate_limit_per_s=0.5, rate_limit_burst=5, api_key="the-real-key") as c:
+            guard = c._transport.app  # type: ignore[attr-defined]
+            codes = []
+            for _ in range(200):
+                bogus = {"Authorization": f"Bearer {secrets.token_hex(16)}"}
+                codes.append((await c.post("/echo", json={}, headers=bogus)).status_code)
+            assert codes.count(200) <= 6 and codes.count(429) >= 194, codes
+            anonymous = await c.post("/echo", json={})  # the same address, no key at all
+            assert anonymous.status_code == 429
+            real = {"Authorization": "Bearer the-real-key"}
+            mine = [(await c.post("/echo", json={}, headers=real)).status_code for _ in range(5)]
+            assert mine == [200] * 5  # its own full burst
+            assert len(guard._writes._b) == 2  # the address and the key, nothing more
 
     asyncio.run(go())

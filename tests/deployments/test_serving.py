@@ -322,3 +322,58 @@ def test_secrets_never_reach_logs_or_error_messages(app, record):
     ]
     assert leaked == []
     record("API key in answers or logs", True, 0, None)
+
+
+def _scrape(port: int) -> dict[str, float]:
+    """``name{…symbol="X"…}`` sums from Ray's Prometheus endpoint, keyed ``name|tag=value``."""
+    import re
+
+    sums: dict[str, float] = {}
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    for line in text.splitlines():
+        m = re.match(r"^(ray_kitrade_\w+)\{(.*)\} ([0-9.eE+-]+)$", line)
+        if not m:
+            continue
+        name, labels, value = m.groups()
+        for tag in ("symbol", "cache", "reason", "version"):
+            t = re.search(rf'\b{tag}="([^"]*)"', labels)
+            if t:
+                key = f"{name}|{tag}={t.group(1)}"
+                sums[key] = sums.get(key, 0.0) + float(value)
+        sums[name] = sums.get(name, 0.0) + float(value)
+    return sums
+
+
+def test_metrics_reach_rays_prometheus_endpoint(app, db):
+    """After a few requests, Ray's metrics endpoint carries kitrade's counts beside Serve's."""
+    import ray
+
+    port = ray._private.worker._global_node.metrics_export_port
+    with httpx.Client(base_url=app, timeout=30) as c:
+        for _ in range(3):
+            assert c.get("/api/v1/forecast/GOOG", params={"horizon": 2}).status_code == 200
+        assert c.get("/api/v1/sync/status").status_code == 200
+        bogus = [c.post("/api/v1/sync", headers={"Authorization": "Bearer x"}) for _ in range(40)]
+    assert 429 in {r.status_code for r in bogus}
+    with db.connection() as conn:
+        goog = active_version(conn, symbol="GOOG").version
+    want = {
+        "ray_kitrade_forecast_requests_total|symbol=GOOG": 3,
+        "ray_kitrade_forecast_latency_seconds_count|symbol=GOOG": 3,
+        f"ray_kitrade_model_version_served|version={goog}": 1,
+        "ray_kitrade_sync_lag_seconds|symbol=GOOG": 1,
+        "ray_kitrade_guard_refusals_total|reason=rate_limited": 1,
+    }
+    deadline = time.monotonic() + 60  # the agent exports every few seconds
+    while True:
+        got = _scrape(port)
+        missing = {k: got.get(k) for k, n in want.items() if got.get(k, 0) < n}
+        if not missing:
+            break
+        assert time.monotonic() < deadline, f"not exported within 60 s: {missing}"
+        time.sleep(2)
+    assert any(
+        k.startswith("ray_serve_")
+        for k in httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text.split()
+    ), "Serve's own metrics"
+    assert got["ray_kitrade_forecast_requests_total|cache=gateway"] >= 1  # repeats: hot cache

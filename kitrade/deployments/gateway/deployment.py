@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 from ray import serve
 
-from kitrade import errors
+from kitrade import errors, observability
 from kitrade.deployments.common import AppArgs
 from kitrade.deployments.gateway import retry, sse
 from kitrade.deployments.gateway.app import create_app
@@ -73,14 +73,17 @@ class Gateway:
         from kitrade.deployments.hot_cache import cut
         from kitrade.training.engine import answer_is_current, check_horizon
 
+        t0 = time.monotonic()
         body = self.hot.get_json(symbol, horizon)
         if body is not None:
+            observability.forecast_served(symbol, "gateway", t0)
             return Response(content=body, media_type="application/json")
         token = self.hot.token(symbol)
         full = await retry.read(self.forecast, "forecast", symbol, None)
         if await asyncio.to_thread(answer_is_current, self._db, full):
             self.hot.put(symbol, full, token)
         check_horizon(symbol, full["version"], full["max_horizon"], horizon)
+        observability.forecast_served(symbol, "hit" if full.get("cached") else "miss", t0)
         return JSONResponse(content=cut(full, horizon, cached=bool(full.get("cached"))))
 
     # -------------------------------------------------------------- training
