@@ -181,11 +181,12 @@ class Analyst:
         if self._backend is None:
             answer = offline_answer(ctx)
         else:
+            fit: PromptFit | None = None
             try:
                 fit = self._backend.fit(ctx)
                 answer = self._llm_answer(fit, self._backend.answer(fit))
             except UpstreamError as exc:
-                answer = offline_answer(ctx, fallback_reason=f"{self._backend.name}: {exc.message}")
+                answer = self._fallback(ctx, exc, fit)
         return self._store(ctx, answer, as_of)
 
     def stream(
@@ -221,8 +222,19 @@ class Analyst:
                     yield ("token", {"text": piece})
                 answer = self._llm_answer(fit, self._backend.validate("".join(parts), fit.ctx))
             except UpstreamError as exc:
-                answer = offline_answer(ctx, fallback_reason=f"{self._backend.name}: {exc.message}")
+                answer = self._fallback(ctx, exc, fit if isinstance(fit, PromptFit) else None)
         yield ("answer", self._store(ctx, answer, as_of).model_dump(mode="json"))
+
+    def _fallback(
+        self, ctx: AnalysisContext, exc: UpstreamError, fit: PromptFit | None
+    ) -> AnalysisAnswer:
+        """The offline answer, saying why, with the prompt's size when one was sent."""
+        answer = offline_answer(ctx, fallback_reason=f"{self._backend.name}: {exc.message}")
+        if fit is None:
+            return answer
+        return answer.model_copy(
+            update={"prompt_tokens": fit.prompt_tokens, "prompt_trimmed": fit.trimmed}
+        )
 
     def _context_event(self, ctx: AnalysisContext) -> dict[str, Any]:
         return {

@@ -112,6 +112,7 @@ def test_planted_citation_of_an_unretrieved_source_falls_back(uptrend, llm, reco
     assert a.backend == "offline" and "secret-memo#7" in a.fallback_reason
     assert "not provided" in a.fallback_reason
     assert "secret-memo#7" not in a.cited_source_ids
+    assert stored(uptrend, a.id)["tokens"] == a.prompt_tokens > 0  # the prompt was sent
     record(
         "gullible LLM: planted citation of a passage not retrieved",
         a.backend == "offline" and set(a.cited_source_ids) <= {"planted#0"},
