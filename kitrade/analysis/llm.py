@@ -12,6 +12,7 @@ never appear in messages, answers or streamed text.
 from __future__ import annotations
 
 import json
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -42,6 +43,7 @@ __all__ = [
 ]
 
 DEFAULT_CONTEXT_TOKENS = 8192
+_log = logging.getLogger(__name__)
 
 
 class LLMBackend(ABC):
@@ -222,28 +224,34 @@ class OpenAICompatBackend(LLMBackend):
             timeout=httpx.Timeout(self.timeout_s), headers=headers, transport=self._transport
         )
 
-    def _response_format(self) -> dict[str, Any]:
-        if not self.json_schema_supported:
+    def _response_format(self, schema: bool) -> dict[str, Any]:
+        if not schema:
             return {"type": "json_object"}
-        schema = {"name": "analysis_answer", "schema": ANSWER_SCHEMA}
-        return {"type": "json_schema", "json_schema": schema}
+        return {
+            "type": "json_schema",
+            "json_schema": {"name": "analysis_answer", "schema": ANSWER_SCHEMA},
+        }
 
-    def _body(self, fit: PromptFit, *, stream: bool) -> dict[str, Any]:
+    def _body(self, fit: PromptFit, *, stream: bool, schema: bool | None = None) -> dict[str, Any]:
         return {
             "model": self.model,
             "messages": fit.messages,
             "temperature": 0,
             "max_tokens": fit.answer_tokens,
-            "response_format": self._response_format(),
+            "response_format": self._response_format(
+                self.json_schema_supported if schema is None else schema
+            ),
             "stream": stream,
         }
 
-    def _refused_schema(self, response: httpx.Response) -> bool:
-        """True (and json_object from now on) when the server refused ``json_schema``."""
-        if response.status_code == 400 and self.json_schema_supported:
-            self.json_schema_supported = False
-            return True
-        return False
+    def _schema_refused(self, response: httpx.Response) -> bool:
+        """True when the server answered HTTP 400 to a request that asked for ``json_schema``."""
+        return response.status_code == 400 and self.json_schema_supported
+
+    def _schema_unsupported(self) -> None:
+        """A ``json_object`` retry worked: ask for ``json_object`` from now on."""
+        _log.info("%s refused response_format json_schema; using json_object", self._where())
+        self.json_schema_supported = False
 
     def _check_status(self, response: httpx.Response) -> None:
         if not response.is_success:
@@ -254,8 +262,11 @@ class OpenAICompatBackend(LLMBackend):
         try:
             with self._client() as client:
                 response = client.post(self.url, json=self._body(fit, stream=False))
-                if self._refused_schema(response):
-                    response = client.post(self.url, json=self._body(fit, stream=False))
+                if self._schema_refused(response):
+                    body = self._body(fit, stream=False, schema=False)
+                    response = client.post(self.url, json=body)
+                    if response.is_success:
+                        self._schema_unsupported()
                 self._check_status(response)
                 payload = response.json()
         except httpx.HTTPError as e:
@@ -290,13 +301,17 @@ class OpenAICompatBackend(LLMBackend):
         redactor = _Redactor(self._secrets())
         try:
             with self._client() as client:
-                for attempt in range(2):
-                    with client.stream("POST", self.url, json=self._body(fit, stream=True)) as r:
+                schemas = [None, False]  # as configured, then json_object once if refused
+                for schema in schemas:
+                    body = self._body(fit, stream=True, schema=schema)
+                    with client.stream("POST", self.url, json=body) as r:
                         if not r.is_success:
                             r.read()
-                            if attempt == 0 and self._refused_schema(r):
+                            if schema is None and self._schema_refused(r):
                                 continue
                             self._check_status(r)
+                        if schema is False:
+                            self._schema_unsupported()
                         for delta in self._deltas(r):
                             out = redactor.flush() if delta is None else redactor.feed(delta)
                             if out:

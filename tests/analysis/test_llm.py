@@ -417,3 +417,18 @@ def test_stream_that_is_not_the_protocol_raises_upstream_error(
     srv.mode = "garbage"
     with pytest.raises(UpstreamError):
         list(backend.stream(make_ctx()))
+
+
+def test_a_400_that_json_object_does_not_cure_keeps_asking_for_json_schema() -> None:
+    import httpx
+
+    kinds: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        kinds.append(json.loads(request.content)["response_format"]["type"])
+        return httpx.Response(400, json={"error": "prompt is longer than the context"})
+
+    backend = OpenAICompatBackend("http://llm.test/v1", "m", transport=httpx.MockTransport(handler))
+    with pytest.raises(UpstreamError, match="400: .*longer than the context"):
+        backend.answer(make_ctx())
+    assert kinds == ["json_schema", "json_object"] and backend.json_schema_supported
