@@ -429,6 +429,6 @@ def test_a_400_that_json_object_does_not_cure_keeps_asking_for_json_schema() -> 
         return httpx.Response(400, json={"error": "prompt is longer than the context"})
 
     backend = OpenAICompatBackend("http://llm.test/v1", "m", transport=httpx.MockTransport(handler))
-    with pytest.raises(UpstreamError, match="400: .*longer than the context"):
+    with pytest.raises(UpstreamError, match=r"400: .*longer than the context"):
         backend.answer(make_ctx())
     assert kinds == ["json_schema", "json_object"] and backend.json_schema_supported
