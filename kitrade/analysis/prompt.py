@@ -181,7 +181,7 @@ def answer_token_limit(context_tokens: int) -> int:
     """``max_tokens`` for one answer: the answer schema's size, within a quarter of the context.
 
     The longest valid answer (``LLMAnswer``'s limits; list items without one
-    counted at 300 characters) is about 12,000 characters, 1 token per 3: more
+    counted at 300 characters) is about 16,000 characters, 1 token per 3 (5,449): more
     than a quarter of a small context, so the quarter bounds it there; an
     answer cut at the limit is invalid JSON, and the analyst falls back saying so.
 
