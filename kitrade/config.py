@@ -222,6 +222,13 @@ class Settings(BaseSettings):
     llm_model: str = Field("llama3.1:70b", description="Model name at `KITRADE_LLM_BASE_URL`.")
     llm_api_key: SecretStr | None = Field(None, description="Key for `KITRADE_LLM_BASE_URL`.")
     llm_timeout_s: float = Field(60.0, gt=0, le=3600, description="LLM answer timeout.")
+    llm_context_tokens: int = Field(
+        8192,
+        ge=4096,
+        le=1_048_576,
+        description="The LLM's context length (vLLM `max_model_len`, Ollama `num_ctx`): the "
+        "prompt is trimmed to fit beside the answer's limit (a quarter of it at most).",
+    )
     rag_dir: Path | None = Field(None, description="chromadb store; default `<data dir>/rag`.")
     chroma_host: str | None = Field(
         None,

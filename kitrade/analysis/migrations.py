@@ -43,3 +43,12 @@ register(201, "analysis answers: as-of date and the forecast's end value, for sc
         """
     )
 )
+
+register(202, "analysis answers: the prompt's estimated tokens and what was trimmed to fit")(
+    _sql(
+        """
+        ALTER TABLE analysis_answers ADD COLUMN prompt_tokens integer;
+        ALTER TABLE analysis_answers ADD COLUMN prompt_trimmed text[] NOT NULL DEFAULT '{}';
+        """
+    )
+)

@@ -68,6 +68,15 @@ class AnalysisAnswer(LLMAnswer):
     last_bar: datetime | None = None
     sources: list[Passage] = Field(default_factory=list)
     indicators: dict[str, float | None] = Field(default_factory=dict)
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="what the analyst's checks found wrong with the LLM's answer (e.g. a "
+        "recommendation against its own indicators and forecast, a redacted secret)",
+    )
+    prompt_tokens: int | None = Field(default=None, description="estimated tokens sent to the LLM")
+    prompt_trimmed: list[str] = Field(
+        default_factory=list, description="what was cut to fit the LLM's context"
+    )
     notice: str = NOTICE
     id: int | None = None
     created_at: datetime | None = None

@@ -6,6 +6,10 @@ intervals and the model's evaluation against naive, the top-k retrieved
 passages), asks the configured LLM backend for a JSON answer and validates
 it, falls back to the offline analyst (saying why) when the LLM is invalid,
 late or unreachable, and stores the answer with everything that produced it.
+An LLM answer is also reviewed against what the analyst computed itself
+(``review_answer``): a recommendation against the indicators and forecast, a
+redacted secret or system-prompt quote, or a cited passage that holds
+instructions to the model is kept but flagged in ``warnings``.
 Retrieval and forecasts come in as callables so the deployment can route
 them through the knowledge actor and the forecast deployment.
 """
@@ -13,6 +17,7 @@ them through the knowledge actor and the forecast deployment.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -22,8 +27,8 @@ from typing import TYPE_CHECKING, Any
 from kitrade import observability
 from kitrade.analysis.indicators import compute_indicators, summarize_bars
 from kitrade.analysis.offline import offline_answer
-from kitrade.analysis.prompt import parse_answer
-from kitrade.analysis.schemas import AnalysisAnswer, AnalysisContext, Passage
+from kitrade.analysis.prompt import REDACTED, PromptFit
+from kitrade.analysis.schemas import AnalysisAnswer, AnalysisContext, LLMAnswer, Passage
 from kitrade.data.answers import insert_answer, list_answers
 from kitrade.data.bars import latest_bars, to_training_frame
 from kitrade.data.symbols import get_symbol, symbol_exists
@@ -36,11 +41,51 @@ from kitrade.training.spec import TIMEFRAME_DEFAULTS
 if TYPE_CHECKING:
     from kitrade.data.db import Database
 
-__all__ = ["Analyst"]
+__all__ = ["Analyst", "review_answer"]
 
 _log = logging.getLogger(__name__)
 Search = Callable[[str, str, int, str | None], list[Passage]]  # (query, symbol, k, as_of date)
 ForecastFn = Callable[[str], dict[str, Any] | None]  # symbol -> forecast dict or None
+_INSTRUCTION = re.compile(
+    r"\b(ignore|disregard|forget|override)\b[^.\n]{0,40}\b(instructions?|rules|prompt)\b"
+    r"|\bsystem prompt\b|\bapi[ _-]?key\b|\byou (are|must) now\b",
+    re.IGNORECASE,
+)
+
+
+def review_answer(llm: LLMAnswer, ctx: AnalysisContext) -> list[str]:
+    """What is wrong with a valid LLM answer, judged against the analyst's own numbers.
+
+    Args:
+        llm: The validated answer.
+        ctx: The context that was sent.
+
+    Returns:
+        Warnings, in words (empty when none): a buy against a sell (or the other
+        way round) of the offline analyst's reading of the same indicators and
+        forecast; redacted secrets or system-prompt quotes; cited passages that
+        carry instructions to the model.
+    """
+    warnings = []
+    own = offline_answer(ctx)
+    if {llm.recommendation, own.recommendation} == {"buy", "sell"}:
+        warnings.append(
+            f"the LLM recommends {llm.recommendation} against the indicators and forecast, "
+            f"which point to {own.recommendation} (offline analyst, confidence "
+            f"{own.confidence:.2f}); treat this answer with suspicion"
+        )
+    texts = [llm.rationale, llm.horizon, *llm.risks]
+    if any(REDACTED in t for t in texts):
+        warnings.append(
+            "the answer quoted a secret or the system prompt; those parts were redacted"
+        )
+    cited = set(llm.cited_source_ids)
+    suspicious = [p.id for p in ctx.passages if p.id in cited and _INSTRUCTION.search(p.text)]
+    if suspicious:
+        warnings.append(
+            f"the answer cites passages that contain instructions to the model: {suspicious}"
+        )
+    return warnings
 
 
 class Analyst:
@@ -112,10 +157,14 @@ class Analyst:
             passages=passages,
         )
 
-    def _llm_answer(self, ctx: AnalysisContext, llm: Any) -> AnalysisAnswer:
+    def _llm_answer(self, fit: PromptFit, llm: LLMAnswer) -> AnalysisAnswer:
+        ctx = fit.ctx
         cited = set(llm.cited_source_ids)
         return AnalysisAnswer(
             **llm.model_dump(),
+            warnings=review_answer(llm, ctx),
+            prompt_tokens=fit.prompt_tokens,
+            prompt_trimmed=fit.trimmed,
             symbol=ctx.symbol,
             question=ctx.question,
             backend=self._backend.name,
@@ -135,10 +184,12 @@ class Analyst:
             answer = offline_answer(ctx)
         else:
             t0 = time.monotonic()
+            fit: PromptFit | None = None
             try:
-                answer = self._llm_answer(ctx, self._backend.answer(ctx))
+                fit = self._backend.fit(ctx)
+                answer = self._llm_answer(fit, self._backend.answer(fit))
             except UpstreamError as exc:
-                answer = offline_answer(ctx, fallback_reason=f"{self._backend.name}: {exc.message}")
+                answer = self._fallback(ctx, exc, fit)
             observability.llm_call(self._backend.name, t0, answer.fallback_reason)
         return self._store(ctx, answer, as_of)
 
@@ -155,38 +206,52 @@ class Analyst:
 
         question = question.strip()
         ctx = self.context(symbol, question, as_of)
-        yield (
-            "context",
-            {
-                "symbol": ctx.symbol,
-                "last_bar": ctx.last_bar.isoformat() if ctx.last_bar else None,
-                "last_close": ctx.last_close,
-                "indicators": ctx.indicators,
-                "forecast_version": (ctx.forecast or {}).get("version"),
-                "passages": [
-                    {"id": p.id, "title": p.title, "source": p.source} for p in ctx.passages
-                ],
-                "backend": self._backend.name if self._backend is not None else "offline",
-            },
-        )
+        fit: PromptFit | UpstreamError | None = None
+        if self._backend is not None:
+            try:
+                fit = self._backend.fit(ctx)
+            except UpstreamError as exc:
+                fit = exc
+        sent = fit.ctx if isinstance(fit, PromptFit) else ctx
+        yield ("context", self._context_event(sent))
         if self._backend is None:
             answer = offline_answer(ctx)
         else:
             parts: list[str] = []
             t0 = time.monotonic()
             try:
-                for piece in self._backend.stream(ctx):
+                if not isinstance(fit, PromptFit):
+                    raise fit or UpstreamError("no prompt was built")
+                for piece in self._backend.stream(fit):
                     parts.append(piece)
                     yield ("token", {"text": piece})
-                try:
-                    llm = parse_answer("".join(parts), ctx)
-                except UpstreamError as exc:
-                    raise UpstreamError(f"{self._backend._where()}: {exc.message}") from None
-                answer = self._llm_answer(ctx, llm)
+                answer = self._llm_answer(fit, self._backend.validate("".join(parts), fit.ctx))
             except UpstreamError as exc:
-                answer = offline_answer(ctx, fallback_reason=f"{self._backend.name}: {exc.message}")
+                answer = self._fallback(ctx, exc, fit if isinstance(fit, PromptFit) else None)
             observability.llm_call(self._backend.name, t0, answer.fallback_reason)
         yield ("answer", self._store(ctx, answer, as_of).model_dump(mode="json"))
+
+    def _fallback(
+        self, ctx: AnalysisContext, exc: UpstreamError, fit: PromptFit | None
+    ) -> AnalysisAnswer:
+        """The offline answer, saying why, with the prompt's size when one was sent."""
+        answer = offline_answer(ctx, fallback_reason=f"{self._backend.name}: {exc.message}")
+        if fit is None:
+            return answer
+        return answer.model_copy(
+            update={"prompt_tokens": fit.prompt_tokens, "prompt_trimmed": fit.trimmed}
+        )
+
+    def _context_event(self, ctx: AnalysisContext) -> dict[str, Any]:
+        return {
+            "symbol": ctx.symbol,
+            "last_bar": ctx.last_bar.isoformat() if ctx.last_bar else None,
+            "last_close": ctx.last_close,
+            "indicators": ctx.indicators,
+            "forecast_version": (ctx.forecast or {}).get("version"),
+            "passages": [{"id": p.id, "title": p.title, "source": p.source} for p in ctx.passages],
+            "backend": self._backend.name if self._backend is not None else "offline",
+        }
 
     def _store(
         self, ctx: AnalysisContext, answer: AnalysisAnswer, as_of: datetime | None = None
@@ -211,6 +276,8 @@ class Analyst:
             "answer": answer.model_dump(mode="json"),
             "as_of": as_of,
             "forecast_end": forecast_end,
+            "prompt_tokens": answer.prompt_tokens,
+            "prompt_trimmed": answer.prompt_trimmed,
         }
         with self._db.connection() as conn:
             answer_id, created_at = insert_answer(conn, fields=fields)

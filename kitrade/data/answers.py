@@ -41,6 +41,8 @@ HISTORY_KEYS = (
     "recommendation",
     "confidence",
     "outcome",
+    "prompt_tokens",
+    "prompt_trimmed",
 )
 
 
@@ -51,13 +53,16 @@ def insert_answer(conn: psycopg.Connection, *, fields: dict[str, Any]) -> tuple[
         conn: connection.
         fields: symbol, question, backend, model, fallback_reason, forecast_version,
             last_bar, last_close, horizon_bars, passage_ids, indicators (dict),
-            recommendation, confidence, answer (dict), as_of, forecast_end.
+            recommendation, confidence, answer (dict), as_of, forecast_end, and
+            optionally prompt_tokens (estimated tokens sent to the LLM) and
+            prompt_trimmed (what was cut to fit its context).
     """
     row = conn.execute(
         "INSERT INTO analysis_answers (symbol, question, backend, model, fallback_reason,"
         " forecast_version, last_bar, last_close, horizon_bars, passage_ids, indicators,"
-        " recommendation, confidence, answer, as_of, forecast_end) VALUES (%s, %s, %s, %s, %s,"
-        " %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id, created_at",
+        " recommendation, confidence, answer, as_of, forecast_end, prompt_tokens, prompt_trimmed)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+        " RETURNING id, created_at",
         (
             fields["symbol"],
             fields["question"],
@@ -75,6 +80,8 @@ def insert_answer(conn: psycopg.Connection, *, fields: dict[str, Any]) -> tuple[
             Jsonb(fields["answer"]),
             fields["as_of"],
             fields["forecast_end"],
+            fields.get("prompt_tokens"),
+            list(fields.get("prompt_trimmed") or []),
         ),
     ).fetchone()
     answer_id, created_at = one_row(row, "recording an answer")
@@ -87,8 +94,8 @@ def list_answers(
     """Stored answers, newest first (``HISTORY_KEYS`` as keys)."""
     sql = (
         "SELECT id, created_at, symbol, question, backend, model, fallback_reason,"
-        " forecast_version, last_bar, passage_ids, recommendation, confidence, outcome"
-        " FROM analysis_answers"
+        " forecast_version, last_bar, passage_ids, recommendation, confidence, outcome,"
+        " prompt_tokens, prompt_trimmed FROM analysis_answers"
     )
     params: list[object] = []
     if symbol is not None:

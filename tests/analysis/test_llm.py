@@ -19,6 +19,7 @@ from kitrade.analysis.prompt import (
     DATA_CLOSE,
     DATA_OPEN,
     SYSTEM_PROMPT,
+    answer_token_limit,
     build_messages,
     parse_answer,
 )
@@ -110,20 +111,51 @@ def test_valid_answer_is_parsed_and_validated(pair: tuple[Server, LLMBackend]) -
     assert body["stream"] is False
 
 
-def test_openai_request_asks_for_json_at_temperature_zero_with_bearer_key() -> None:
+def test_openai_request_asks_for_the_answer_schema_bounded_at_temperature_zero() -> None:
     with FakeOpenAI() as srv:
-        _openai(srv).answer(make_ctx())
+        backend = OpenAICompatBackend(srv.url, "m", api_key=API_KEY, context_tokens=8192)
+        backend.answer(make_ctx())
         body = srv.requests[-1]
     assert body["temperature"] == 0
-    assert body["response_format"] == {"type": "json_object"}
+    assert body["response_format"] == {
+        "type": "json_schema",
+        "json_schema": {"name": "analysis_answer", "schema": LLMAnswer.model_json_schema()},
+    }
+    assert body["max_tokens"] == answer_token_limit(8192) == 2048
 
 
-def test_ollama_request_asks_for_the_answer_schema_at_temperature_zero() -> None:
+def test_openai_falls_back_to_json_object_when_the_server_refuses_json_schema() -> None:
+    with FakeOpenAI() as srv:
+        srv.refuse_json_schema = True
+        backend = _openai(srv)
+        assert backend.answer(make_ctx()).recommendation == "hold"
+        kinds = [b["response_format"]["type"] for b in srv.requests]
+        assert kinds == ["json_schema", "json_object"]  # refused once, then asked again
+        backend.answer(make_ctx())
+        chunks = list(backend.stream(make_ctx()))
+        assert "".join(chunks) == srv.reply
+        kinds = [b["response_format"]["type"] for b in srv.requests]
+    assert kinds == ["json_schema", "json_object", "json_object", "json_object"]
+    fresh_stream = OpenAICompatBackend(srv.url, "m", timeout_s=TIMEOUT_S)
+    with FakeOpenAI() as srv2:
+        srv2.refuse_json_schema = True
+        fresh_stream.base_url = srv2.url
+        assert "".join(fresh_stream.stream(make_ctx())) == srv2.reply
+        kinds = [b["response_format"]["type"] for b in srv2.requests]
+    assert kinds == ["json_schema", "json_object"]
+
+
+def test_ollama_request_asks_for_the_answer_schema_with_context_and_answer_bounds() -> None:
     with FakeOllama() as srv:
-        _ollama(srv).answer(make_ctx())
+        OllamaBackend(srv.url, "m", context_tokens=16384).answer(make_ctx())
         body = srv.requests[-1]
     assert body["format"] == LLMAnswer.model_json_schema()
-    assert body["options"]["temperature"] == 0
+    assert body["options"] == {
+        "temperature": 0,
+        "num_ctx": 16384,
+        "num_predict": answer_token_limit(16384),
+    }
+    assert 2048 < body["options"]["num_predict"] <= 16384 // 4
 
 
 @pytest.mark.parametrize("mode", ["malformed", "garbage"])
@@ -277,7 +309,9 @@ def test_build_messages_serializes_all_context_as_json() -> None:
     ctx = make_ctx()
     system, user = build_messages(ctx)
     assert system["role"] == "system" and user["role"] == "user"
-    assert json.loads(_data_block(user["content"])) == ctx.model_dump(mode="json")
+    data = json.loads(_data_block(user["content"]))
+    assert data == json.loads(json.dumps(ctx.model_dump(mode="json")))  # all short floats
+    assert data["last_close"] == 1.0975 and data["indicators"]["rsi_14"] == 51.2
     assert json.dumps(LLMAnswer.model_json_schema(), sort_keys=True) in SYSTEM_PROMPT
     assert DATA_OPEN in SYSTEM_PROMPT and "untrusted" in SYSTEM_PROMPT
 
@@ -348,12 +382,14 @@ def test_backend_from_settings_prefers_openai_then_ollama_then_offline() -> None
         "llm_timeout_s": 7.0,
         "ollama_host": None,
         "ollama_model": "m2",
+        "llm_context_tokens": 4096,
     }
     assert backend_from_settings(SimpleNamespace(**base)) is None  # type: ignore[arg-type]
 
     ollama = backend_from_settings(SimpleNamespace(**{**base, "ollama_host": "http://o:11434"}))  # type: ignore[arg-type]
     assert isinstance(ollama, OllamaBackend)
     assert (ollama.name, ollama.model, ollama.timeout_s) == ("ollama", "m2", 7.0)
+    assert ollama.context_tokens == 4096
 
     openai = backend_from_settings(
         SimpleNamespace(  # type: ignore[arg-type]
@@ -366,6 +402,7 @@ def test_backend_from_settings_prefers_openai_then_ollama_then_offline() -> None
         )
     )
     assert isinstance(openai, OpenAICompatBackend)
+    assert openai.context_tokens == 4096
     assert (openai.name, openai.model, openai.url) == (
         "openai",
         "m1",
@@ -380,3 +417,18 @@ def test_stream_that_is_not_the_protocol_raises_upstream_error(
     srv.mode = "garbage"
     with pytest.raises(UpstreamError):
         list(backend.stream(make_ctx()))
+
+
+def test_a_400_that_json_object_does_not_cure_keeps_asking_for_json_schema() -> None:
+    import httpx
+
+    kinds: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        kinds.append(json.loads(request.content)["response_format"]["type"])
+        return httpx.Response(400, json={"error": "prompt is longer than the context"})
+
+    backend = OpenAICompatBackend("http://llm.test/v1", "m", transport=httpx.MockTransport(handler))
+    with pytest.raises(UpstreamError, match=r"400: .*longer than the context"):
+        backend.answer(make_ctx())
+    assert kinds == ["json_schema", "json_object"] and backend.json_schema_supported

@@ -18,7 +18,10 @@ is not JSON; ``garbage`` answers an HTTP body that is not JSON; ``hang`` waits
 HTTP 500. Streaming requests (``"stream": true``) get ``reply`` cut into
 ``chunks`` pieces: SSE ``data:`` events ending in ``data: [DONE]`` for OpenAI,
 NDJSON parts ending with ``"done": true`` for Ollama. ``unused_url()`` gives a
-URL on a closed port, for "server down" tests.
+URL on a closed port, for "server down" tests. ``refuse_json_schema = True``
+makes the OpenAI server answer HTTP 400 to ``response_format`` of type
+``json_schema`` (as servers without structured outputs do). Subclasses compute
+the reply from the request by overriding ``_content`` (see ``tests/fakes/gullible.py``).
 """
 
 from __future__ import annotations
@@ -71,6 +74,7 @@ class _FakeLLMServer:
         self.mode = mode
         self.chunks = chunks
         self.hang_s = 10.0
+        self.refuse_json_schema = False
         self.chunk_delay_s = 0.01
         self.requests: list[dict[str, Any]] = []
         self._stopping = threading.Event()
@@ -84,6 +88,10 @@ class _FakeLLMServer:
         """Base URL of the server (no path)."""
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
+
+    def _content(self, h: BaseHTTPRequestHandler, body: dict[str, Any]) -> str:
+        """The assistant's reply to ``body`` (``reply``; subclasses compute one)."""
+        return self.reply
 
     # -- protocol, per server ------------------------------------------------
     def _complete(self, body: dict[str, Any], content: str) -> dict[str, Any]:
@@ -136,7 +144,12 @@ class _FakeLLMServer:
         if mode == "garbage":
             self._send(h, 200, b"<html>not json</html>", "application/json")
             return
-        content = _MALFORMED if mode == "malformed" else self.reply
+        kind = (body.get("response_format") or {}).get("type")
+        if self.refuse_json_schema and kind == "json_schema":
+            msg = b'{"error": {"message": "response_format json_schema is not supported"}}'
+            self._send(h, 400, msg, "application/json")
+            return
+        content = _MALFORMED if mode == "malformed" else self._content(h, body)
         if not body.get("stream"):
             raw = json.dumps(self._complete(body, content)).encode()
             self._send(h, 200, raw, "application/json")

@@ -31,6 +31,16 @@ def _status(url: str) -> int:
         return 0
 
 
+def _controller_answers() -> bool:
+    """The Serve controller (a new one after a kill) answers a call."""
+    try:
+        name = _named("SERVE_CONTROLLER_ACTOR")[0]["name"]
+        ray.get(ray.get_actor(name, namespace="serve").check_alive.remote(), timeout=2)
+    except (IndexError, ValueError, ray.exceptions.RayError):
+        return False
+    return True
+
+
 def _wait(cond, timeout_s: float = 60.0, step: float = 0.2) -> float:
     t0 = time.monotonic()
     while not cond():
@@ -71,7 +81,9 @@ def test_serve_controller_and_proxy_killed_under_load(platform, record):
         assert controller
         t0 = time.monotonic()
         ray.kill(ray.get_actor(controller[0]["name"], namespace="serve"), no_restart=False)
-        time.sleep(3.0)
+        time.sleep(0.2)  # the kill lands before we poll the restarted controller
+        controller_back = _wait(_controller_answers, timeout_s=60) + 0.2
+        time.sleep(max(0.0, 3.0 - controller_back))
         lost_controller = len(load.failed(since=t0))
         proxies = _named("SERVE_PROXY_ACTOR")
         assert proxies
@@ -100,7 +112,12 @@ def test_serve_controller_and_proxy_killed_under_load(platform, record):
     refused = load.refused(since=t1)
     gap = load.recovery_s(t1)
     client_lost = len([r for r in client_results if r != "ok"])
-    record("Serve controller killed under load", lost_controller == 0, lost_controller, 0.0)
+    record(
+        "Serve controller killed under load (recovery: until the restarted controller answers)",
+        lost_controller == 0,
+        lost_controller,
+        controller_back,
+    )
     record(
         f"HTTP proxy killed under load (raw HTTP clients, no retry; {refused} connection "
         "attempts refused during the gap)",
@@ -119,34 +136,51 @@ def test_serve_controller_and_proxy_killed_under_load(platform, record):
     assert gap < 60
 
 
+def _outage_answer_ok(r: httpx.Response, took: float) -> bool:
+    """A request during the outage: a quick 503 that says why, no traceback."""
+    try:
+        message = r.json().get("message", "")
+    except ValueError:
+        message = ""
+    return (
+        r.status_code == 503
+        and took < 8  # the pool gives up within its 5 s timeout
+        and "database unavailable" in message
+        and "Traceback" not in r.text
+    )
+
+
 def test_postgres_stopped_during_requests_then_back(platform, record):
     base, pg = platform["base"], platform["pg"]
     assert httpx.get(f"{base}/api/v1/symbols", timeout=10).status_code == 200
+    bad: list[str] = []  # requests answered wrongly during the outage: lost
     pg.stop(mode="fast")
-    t0 = time.monotonic()
     try:
         health = httpx.get(f"{base}/health", timeout=30)
-        assert health.status_code == 503
-        assert health.json()["components"]["database"]["status"] == "down"
-        for path in ("/api/v1/symbols", "/api/v1/forecast/EURUSD?horizon=3"):
+        if health.status_code != 503 or health.json()["components"]["database"]["status"] != "down":
+            bad.append(f"/health {health.status_code}")
+        for path in ("/api/v1/symbols", "/api/v1/forecast/EURUSD?horizon=3") * 3:
             t = time.monotonic()
-            r = httpx.get(f"{base}{path}", timeout=30)
-            assert r.status_code == 503, (path, r.text)
-            assert time.monotonic() - t < 8  # the pool gives up within its 5 s timeout
-            assert "database unavailable" in r.json()["message"]
-            assert "Traceback" not in r.text
+            try:
+                r = httpx.get(f"{base}{path}", timeout=30)
+            except httpx.HTTPError as exc:
+                bad.append(f"{path} {type(exc).__name__}")
+                continue
+            if not _outage_answer_ok(r, time.monotonic() - t):
+                bad.append(f"{path} {r.status_code} {r.text[:120]}")
     finally:
         pg.start()
-    t_back = time.monotonic()
 
     def healthy() -> bool:
         ok = _status(f"{base}/api/v1/symbols") == 200
         return ok and _status(f"{base}/api/v1/forecast/EURUSD") == 200
 
     recovered = _wait(healthy, timeout_s=60)
-    record("PostgreSQL stopped during requests", True, 0, recovered)
+    after = [_status(f"{base}/api/v1/symbols") for _ in range(10)]
+    bad += [f"after recovery: {s}" for s in after if s != 200]
+    record("PostgreSQL stopped during requests (lost: wrong answers)", not bad, len(bad), recovered)
+    assert not bad, bad
     assert httpx.get(f"{base}/health", timeout=30).status_code == 200
-    del t0, t_back
 
 
 def test_corrupt_artifact_only_breaks_its_symbol_and_rollback_repairs(platform, record):
