@@ -344,14 +344,14 @@ class Client:
         return [KnowledgeDocument(**d) for d in self._req("GET", "/api/v1/knowledge")]
 
     def search_knowledge(
-        self, q: str, *, k: int = 5, symbol: str | None = None, as_of: date | None = None
+        self, q: str, *, k: int = 5, symbol: str | None = None, as_of: date | str | None = None
     ) -> list[KnowledgePassage]:
         """Nearest passages (only documents dated on or before ``as_of`` when given)."""
         params: dict[str, Any] = {"q": q, "k": k}
         if symbol:
             params["symbol"] = symbol
         if as_of is not None:
-            params["as_of"] = as_of.isoformat()
+            params["as_of"] = as_of if isinstance(as_of, str) else as_of.isoformat()
         rows = self._req("GET", "/api/v1/knowledge/search", params=params)
         return [KnowledgePassage(**p) for p in rows]
 
