@@ -5,29 +5,64 @@
         fc = kt.forecast("EURUSD", horizon=12)
         print(fc.points[0].mean, fc.points[0].lo_95, fc.points[0].hi_95)
 
-Every method returns the shared schema models; an error answer raises
-``ApiError`` carrying the server's status and message. Light: httpx and
-pydantic only.
+One method per route of the gateway (``kitrade.deployments.gateway.routes``),
+grouped by resource: health, forecast and training, models, symbols and bars,
+strategies, sync, analysis (answers, the server-sent event stream, score,
+history) and knowledge. Every method returns the shared schema models
+(``kitrade.schemas``); an error answer raises ``ApiError`` carrying the
+server's status and message. Light: httpx and pydantic only.
 """
 
 from __future__ import annotations
 
+import json
 import time
-from typing import Any
+from collections.abc import Iterator
+from datetime import date, datetime
+from typing import Any, Literal, TypedDict
 
 import httpx
 
 from kitrade.schemas import (
+    AnalysisAnswerOut,
+    BarOut,
     Forecast,
+    Health,
+    KnowledgeAdded,
+    KnowledgeDeleted,
+    KnowledgeDoc,
+    KnowledgeDocument,
+    KnowledgePassage,
+    KnowledgeUrl,
+    ModelVersionOut,
+    RunProgress,
+    ScoreSummaryOut,
     Strategy,
+    StrategyDeleted,
     StrategySpec,
+    StrategyUpdate,
     Symbol,
+    SymbolDeleted,
     SymbolIn,
+    SymbolUpdate,
     SyncReport,
     SyncState,
+    TrainingReport,
+    TrainingStarted,
 )
 
-__all__ = ["ApiError", "Client"]
+__all__ = ["ApiError", "Client", "StreamEvent"]
+
+
+class StreamEvent(TypedDict):
+    """One server-sent event of ``POST /api/v1/analyze/stream``.
+
+    ``event`` is ``context``, ``token`` or ``answer``; ``data`` the event's JSON,
+    decoded (the ``answer`` event's is the same answer as ``analyze`` returns).
+    """
+
+    event: str
+    data: Any
 
 
 class ApiError(Exception):
@@ -103,56 +138,64 @@ class Client:
 
     def _req(self, method: str, path: str, **kwargs: Any) -> Any:
         resp = self._send(method, path, **kwargs)
-        if resp.status_code >= 400:
-            try:
-                body = resp.json()
-                raise ApiError(resp.status_code, str(body.get("message", body)), body.get("error"))
-            except ValueError:
-                raise ApiError(resp.status_code, resp.text[:500]) from None
+        _raise_for(resp)
         return resp.json()
 
     # ------------------------------------------------------------------ health
-    def health(self) -> dict[str, Any]:
-        """Component health (does not raise on 503; returns the body)."""
+    def health(self) -> Health:
+        """Component health (does not raise on 503: a degraded answer is returned)."""
         resp = self._http.get("/health")
-        return resp.json()
+        if resp.status_code not in (200, 503):
+            _raise_for(resp)
+        return Health(**resp.json())
 
-    # ---------------------------------------------------------------- forecast
+    # ---------------------------------------------------- forecast and training
     def forecast(self, symbol: str, horizon: int | None = None) -> Forecast:
-        """Forecast with intervals."""
+        """Forecast with intervals and the model's standing against naive."""
         params = {"horizon": horizon} if horizon else None
         return Forecast(**self._req("GET", f"/api/v1/forecast/{symbol}", params=params))
 
     def train_all(
         self, *, force: bool = False, background: bool = True, symbols: list[str] | None = None
-    ) -> dict[str, Any]:
-        """Start (or run to completion) a training of all or some symbols."""
+    ) -> TrainingStarted | TrainingReport:
+        """Start a training of all or some symbols (``TrainingStarted``), or with
+        ``background=False`` run it to completion (``TrainingReport``)."""
         params: dict[str, Any] = {"force": force, "background": background}
         if symbols:
             params["symbols"] = symbols
-        return self._req("POST", "/api/v1/forecast/train-all", params=params)
+        body = self._req("POST", "/api/v1/forecast/train-all", params=params)
+        if body.get("status") == "started" and "progress" in body:
+            return TrainingStarted(**body)
+        return TrainingReport(**body)
 
-    def training_progress(self, run_id: str | None = None) -> dict[str, Any]:
+    def training_progress(self, run_id: str | None = None) -> RunProgress:
         """Progress of the latest (or given) run."""
-        return self._req(
-            "GET",
-            "/api/v1/forecast/training/progress",
-            params={"run_id": run_id} if run_id else None,
+        return RunProgress(
+            **self._req(
+                "GET",
+                "/api/v1/forecast/training/progress",
+                params={"run_id": run_id} if run_id else None,
+            )
         )
 
     # ------------------------------------------------------------------ models
-    def models(self, symbol: str | None = None) -> list[dict[str, Any]]:
-        """Model versions."""
-        return self._req("GET", "/api/v1/models", params={"symbol": symbol} if symbol else None)
+    def models(self, symbol: str | None = None) -> list[ModelVersionOut]:
+        """Model versions with their metrics (rMAE, MASE, verdict against naive)."""
+        rows = self._req("GET", "/api/v1/models", params={"symbol": symbol} if symbol else None)
+        return [ModelVersionOut(**r) for r in rows]
 
-    def promote(self, symbol: str, version: str) -> dict[str, Any]:
+    def promote(self, symbol: str, version: str) -> ModelVersionOut:
         """Activate a version."""
-        return self._req("POST", f"/api/v1/models/{symbol}/promote", json={"version": version})
+        return ModelVersionOut(
+            **self._req("POST", f"/api/v1/models/{symbol}/promote", json={"version": version})
+        )
 
-    def rollback(self, symbol: str, to_version: str | None = None) -> dict[str, Any]:
+    def rollback(self, symbol: str, to_version: str | None = None) -> ModelVersionOut:
         """Re-activate the previous (or given) version."""
-        return self._req(
-            "POST", f"/api/v1/models/{symbol}/rollback", json={"to_version": to_version}
+        return ModelVersionOut(
+            **self._req(
+                "POST", f"/api/v1/models/{symbol}/rollback", json={"to_version": to_version}
+            )
         )
 
     # ----------------------------------------------------------------- symbols
@@ -171,16 +214,35 @@ class Client:
         """Add a symbol."""
         return Symbol(**self._req("POST", "/api/v1/symbols", json=spec.model_dump()))
 
-    def delete_symbol(self, symbol: str, *, delete_bars: bool = False) -> dict[str, Any]:
-        """Remove a symbol."""
-        return self._req("DELETE", f"/api/v1/symbols/{symbol}", params={"delete_bars": delete_bars})
+    def update_symbol(self, symbol: str, changes: SymbolUpdate) -> Symbol:
+        """Change a symbol (unset fields stay)."""
+        body = changes.model_dump(mode="json", exclude_none=True)
+        return Symbol(**self._req("PATCH", f"/api/v1/symbols/{symbol}", json=body))
+
+    def delete_symbol(self, symbol: str, *, delete_bars: bool = False) -> SymbolDeleted:
+        """Remove a symbol (its bars only with ``delete_bars``)."""
+        return SymbolDeleted(
+            **self._req("DELETE", f"/api/v1/symbols/{symbol}", params={"delete_bars": delete_bars})
+        )
 
     def bars(
-        self, symbol: str, *, last: int | None = None, timeframe: str | None = None
-    ) -> list[dict[str, Any]]:
-        """Bars of a symbol."""
-        params = {k: v for k, v in {"last": last, "timeframe": timeframe}.items() if v}
-        return self._req("GET", f"/api/v1/symbols/{symbol}/bars", params=params)
+        self,
+        symbol: str,
+        *,
+        last: int | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        timeframe: str | None = None,
+    ) -> list[BarOut]:
+        """Bars of a symbol: the latest ``last``, a ``start``/``end`` range, optionally resampled."""
+        params = {
+            k: (v.isoformat() if isinstance(v, datetime) else v)
+            for k, v in {"last": last, "start": start, "end": end, "timeframe": timeframe}.items()
+            if v is not None
+        }
+        return [
+            BarOut(**b) for b in self._req("GET", f"/api/v1/symbols/{symbol}/bars", params=params)
+        ]
 
     # -------------------------------------------------------------- strategies
     def strategies(self, symbol: str | None = None) -> list[Strategy]:
@@ -192,16 +254,29 @@ class Client:
             )
         ]
 
+    def strategy(self, name: str) -> Strategy:
+        """One strategy."""
+        return Strategy(**self._req("GET", f"/api/v1/strategies/{name}"))
+
     def create_strategy(self, spec: StrategySpec) -> Strategy:
         """Add a strategy."""
         return Strategy(**self._req("POST", "/api/v1/strategies", json=spec.model_dump()))
 
-    def delete_strategy(self, name: str) -> dict[str, Any]:
+    def update_strategy(self, name: str, changes: StrategyUpdate) -> Strategy:
+        """Change a strategy (unset fields stay)."""
+        body = changes.model_dump(mode="json", exclude_none=True)
+        return Strategy(**self._req("PATCH", f"/api/v1/strategies/{name}", json=body))
+
+    def delete_strategy(self, name: str) -> StrategyDeleted:
         """Remove a strategy."""
-        return self._req("DELETE", f"/api/v1/strategies/{name}")
+        return StrategyDeleted(**self._req("DELETE", f"/api/v1/strategies/{name}"))
 
     # -------------------------------------------------------------------- sync
-    def sync(self, symbols: list[str] | None = None, source: str | None = None) -> SyncReport:
+    def sync(
+        self,
+        symbols: list[str] | None = None,
+        source: Literal["sample", "files", "http"] | None = None,
+    ) -> SyncReport:
         """Sync now."""
         params: dict[str, Any] = {}
         if symbols:
@@ -213,3 +288,110 @@ class Client:
     def sync_status(self) -> list[SyncState]:
         """Per-symbol sync state."""
         return [SyncState(**s) for s in self._req("GET", "/api/v1/sync/status")]
+
+    # ---------------------------------------------------------------- analysis
+    def analyze(
+        self, symbol: str, question: str, *, as_of: datetime | None = None
+    ) -> AnalysisAnswerOut:
+        """A grounded answer (with ``as_of``: from only what was known then)."""
+        return AnalysisAnswerOut(
+            **self._req("POST", "/api/v1/analyze", json=_analyze_body(symbol, question, as_of))
+        )
+
+    def analyze_stream(
+        self, symbol: str, question: str, *, as_of: datetime | None = None
+    ) -> Iterator[StreamEvent]:
+        """The answer as server-sent events, decoded as they arrive: ``context``,
+        ``token`` (LLM text), then ``answer``. A request error raises ``ApiError``
+        before any event. Not retried (a stream is not idempotent to replay)."""
+        body = _analyze_body(symbol, question, as_of)
+        with self._http.stream("POST", "/api/v1/analyze/stream", json=body) as resp:
+            if resp.status_code >= 400:
+                resp.read()
+                _raise_for(resp)
+            yield from _sse_events(resp.iter_lines())
+
+    def score(self, symbol: str | None = None) -> ScoreSummaryOut:
+        """How past answers did against always-hold and the forecast-direction signal."""
+        params = {"symbol": symbol} if symbol else None
+        return ScoreSummaryOut(**self._req("GET", "/api/v1/analyze/score", params=params))
+
+    def run_scoring(self, symbol: str | None = None) -> ScoreSummaryOut:
+        """Score the answers whose horizon has passed now, then summarize."""
+        params = {"symbol": symbol} if symbol else None
+        return ScoreSummaryOut(**self._req("POST", "/api/v1/analyze/score", params=params))
+
+    def analysis_history(self, symbol: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """Stored answers with what produced them, newest first."""
+        params: dict[str, Any] = {"limit": limit}
+        if symbol:
+            params["symbol"] = symbol
+        return list(self._req("GET", "/api/v1/analyze/history", params=params))
+
+    # --------------------------------------------------------------- knowledge
+    def add_document(self, doc: KnowledgeDoc) -> KnowledgeAdded:
+        """Add a text or Markdown document (chunked and embedded)."""
+        body = doc.model_dump(mode="json", exclude_none=True)
+        return KnowledgeAdded(**self._req("POST", "/api/v1/knowledge", json=body))
+
+    def add_document_url(self, doc: KnowledgeUrl) -> KnowledgeAdded:
+        """Fetch a document from a public URL and add it."""
+        body = doc.model_dump(mode="json", exclude_none=True)
+        return KnowledgeAdded(**self._req("POST", "/api/v1/knowledge/url", json=body))
+
+    def documents(self) -> list[KnowledgeDocument]:
+        """Knowledge documents."""
+        return [KnowledgeDocument(**d) for d in self._req("GET", "/api/v1/knowledge")]
+
+    def search_knowledge(
+        self, q: str, *, k: int = 5, symbol: str | None = None, as_of: date | str | None = None
+    ) -> list[KnowledgePassage]:
+        """Nearest passages (only documents dated on or before ``as_of`` when given)."""
+        params: dict[str, Any] = {"q": q, "k": k}
+        if symbol:
+            params["symbol"] = symbol
+        if as_of is not None:
+            params["as_of"] = as_of if isinstance(as_of, str) else as_of.isoformat()
+        rows = self._req("GET", "/api/v1/knowledge/search", params=params)
+        return [KnowledgePassage(**p) for p in rows]
+
+    def delete_document(self, doc_id: str) -> KnowledgeDeleted:
+        """Delete a knowledge document."""
+        return KnowledgeDeleted(**self._req("DELETE", f"/api/v1/knowledge/{doc_id}"))
+
+
+def _raise_for(resp: httpx.Response) -> None:
+    """Raise ``ApiError`` for an error answer, with the server's message."""
+    if resp.status_code < 400:
+        return
+    try:
+        body = resp.json()
+    except ValueError:
+        raise ApiError(resp.status_code, resp.text[:500]) from None
+    if not isinstance(body, dict):
+        raise ApiError(resp.status_code, str(body)[:500])
+    raise ApiError(resp.status_code, str(body.get("message", body)), body.get("error"))
+
+
+def _analyze_body(symbol: str, question: str, as_of: datetime | None) -> dict[str, Any]:
+    body: dict[str, Any] = {"symbol": symbol, "question": question}
+    if as_of is not None:
+        body["as_of"] = as_of.isoformat()
+    return body
+
+
+def _sse_events(lines: Iterator[str]) -> Iterator[StreamEvent]:
+    """Server-sent events from their lines: ``event:`` and ``data:`` fields, a blank line
+    ending each event; ``data`` is JSON (several ``data:`` lines are joined by newlines)."""
+    event, data = "message", list[str]()
+    for line in lines:
+        if not line:
+            if data:
+                yield StreamEvent(event=event, data=json.loads("\n".join(data)))
+            event, data = "message", list[str]()
+        elif line.startswith("event:"):
+            event = line[6:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].removeprefix(" "))
+    if data:
+        yield StreamEvent(event=event, data=json.loads("\n".join(data)))

@@ -170,8 +170,9 @@ class Settings(BaseSettings):
         0.05,
         ge=0,
         le=10,
-        description="A new version is promoted if its MASE is at most this fraction worse than "
-        "the active one's.",
+        description="With the same verdict against naive (a Diebold-Mariano test at 5 %), a new "
+        "version is promoted if its relative MAE is at most this fraction worse than the active "
+        "one's.",
     )
     train_max_attempts: int = Field(
         3, ge=1, le=10, description="Attempts per symbol before a training is reported failed."

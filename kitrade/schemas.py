@@ -292,8 +292,14 @@ class Forecast(BaseModel):
     last_bar: datetime
     generated_at: datetime
     points: list[ForecastPoint]
-    mase: float | None = None
-    beats_naive: bool | None = None
+    rmae: float | None = Field(
+        None, description="the model's MAE / naive's MAE over its evaluation (1.0 = naive)"
+    )
+    beats_naive: bool | None = Field(
+        None, description="a Diebold-Mariano test at 5 % says the model beats naive"
+    )
+    verdict: str | None = Field(None, description='"beats naive" or "no better than naive"')
+    n_origins: int | None = Field(None, description="rolling origins behind the evaluation")
     cached: bool = False
 
 

@@ -42,11 +42,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc.message}", file=sys.stderr)
         return exc.exit_code
     for r in report.results:
-        mase = (r.metrics.get("model") or {}).get("mase")
+        rmae = (r.metrics.get("model") or {}).get("rmae")
+        verdict = r.metrics.get("verdict") or "-"
         extra = r.error or r.reason or ""
         print(
             f"{r.symbol:<10} {r.status:<8} {r.version or '-':<32} "
-            f"MASE={'-' if mase is None else f'{mase:.3f}'}  {extra}"
+            f"rMAE={'-' if rmae is None else f'{rmae:.3f}'} ({verdict})  {extra}"
         )
     print(f"run {report.run_id}: {report.status} in {report.seconds:.1f}s")
     if args.json:

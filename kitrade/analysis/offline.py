@@ -4,9 +4,10 @@ Signals, each in [-1, 1]:
 
 - **forecast**: expected move to the horizon's mean, in units of the bar
   volatility scaled to the horizon (``move / (vol * sqrt(h))``), clipped;
-  weighted by the model's skill: full weight when MASE <= 0.9, fading to 0.2
-  at MASE >= 1 (a model that does not beat naive says little), and halved
-  when the 80 % interval straddles the last close;
+  weighted by the model's skill: full weight when its evaluation says it
+  beats naive (a Diebold-Mariano test at 5 % over many rolling origins), 0.2
+  when it is no better than naive (it says little), 0.5 with no evaluation;
+  halved when the 80 % interval straddles the last close;
 - **momentum**: MACD histogram sign, and price above/below SMA 50;
 - **RSI**: overbought (> 70) argues against buying, oversold (< 30) against selling.
 
@@ -45,21 +46,19 @@ def _forecast_signal(ctx: AnalysisContext) -> tuple[float, dict[str, Any]]:
     vol = ctx.indicators.get("volatility_20") or ctx.indicators.get("atr_pct") or 0.0
     scale = vol * math.sqrt(len(pts)) if vol else abs(move) or 1.0
     raw = _clip(move / scale) if scale else 0.0
-    mase = ((ctx.evaluation or {}).get("model") or {}).get("mase")
-    if mase is None:
-        skill = 0.5
-    elif mase <= 0.9:
-        skill = 1.0
-    elif mase >= 1.0:
-        skill = 0.2
-    else:
-        skill = 1.0 - 8.0 * (mase - 0.9)
+    evaluation = ctx.evaluation or {}
+    rmae = (evaluation.get("model") or {}).get("rmae")
+    beats = evaluation.get("beats_naive")
+    skill = 0.5 if beats is None else (1.0 if beats else 0.2)
     weight = skill * (0.5 if straddles else 1.0)
     return raw * weight, {
         "move": move,
         "width": width,
         "straddles": straddles,
-        "mase": mase,
+        "rmae": rmae,
+        "beats_naive": beats,
+        "dm_pvalue": evaluation.get("dm_pvalue"),
+        "n_origins": evaluation.get("n_origins"),
         "h": len(pts),
         "skill": skill,
     }
@@ -89,7 +88,7 @@ def offline_answer(ctx: AnalysisContext, *, fallback_reason: str | None = None) 
     )
     beats = (ctx.evaluation or {}).get("beats_naive")
     confidence = min(0.9, abs(score)) if rec != "hold" else max(0.1, 0.5 - abs(score))
-    if ctx.forecast is None or beats is False or (f.get("mase") or 0) >= 1.0:
+    if ctx.forecast is None or beats is not True:
         confidence = min(confidence, 0.35)
     confidence = round(confidence, 3)
 
@@ -134,7 +133,7 @@ def _rationale(
             f"{f['move'] * 100:+.2f} % over {f['h']} bars with an 80 % interval "
             f"{f['width'] * 100:.2f} % wide"
             + (" that contains the last close" if f["straddles"] else "")
-            + (f"; its MASE against naive is {f['mase']:.3f}" if f["mase"] is not None else "")
+            + _quality(f)
             + "."
         )
     else:
@@ -154,14 +153,28 @@ def _rationale(
     return parts
 
 
+def _quality(f: dict[str, Any], lead: str = "; ") -> str:
+    """The model's standing against naive in words: relative MAE, test, origins."""
+    if f.get("rmae") is None:
+        return ""
+    verdict = "beats naive" if f.get("beats_naive") else "no better than naive"
+    detail = [f"relative MAE {f['rmae']:.3f}"]
+    if f.get("dm_pvalue") is not None:
+        detail.append(f"Diebold-Mariano p={f['dm_pvalue']:.3g}")
+    if f.get("n_origins"):
+        detail.append(f"{f['n_origins']} origins")
+    text = f"{verdict} ({', '.join(detail)})"
+    return f"{lead}its evaluation: {text}" if lead else f" ({', '.join(detail)})"
+
+
 def _risks(ctx: AnalysisContext, f: dict[str, Any]) -> list[str]:
     """What could make the call wrong, most specific first."""
     r, vol = ctx.indicators.get("rsi_14"), ctx.indicators.get("volatility_20")
     risks = []
     if ctx.forecast is None:
         risks.append("There is no trained model for this symbol yet; the call rests on indicators.")
-    if f.get("mase") is not None and f["mase"] >= 1.0:
-        risks.append(f"The model does not beat the naive forecast (MASE {f['mase']:.3f}).")
+    if f.get("beats_naive") is False:
+        risks.append("The model is no better than the naive forecast" + _quality(f, lead="") + ".")
     if f.get("straddles"):
         risks.append("The 80 % interval contains today's price: the direction is uncertain.")
     if r is not None and (r > 70 or r < 30):

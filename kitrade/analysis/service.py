@@ -88,6 +88,21 @@ def review_answer(llm: LLMAnswer, ctx: AnalysisContext) -> list[str]:
     return warnings
 
 
+#: what the analyst sees of a model's evaluation: its metrics, the verdict against
+#: naive (a Diebold-Mariano test) and the origins behind it.
+_EVALUATION_KEYS = (
+    "model",
+    "naive",
+    "seasonal_naive",
+    "beats_naive",
+    "verdict",
+    "dm_stat",
+    "dm_pvalue",
+    "n_origins",
+    "points",
+)
+
+
 class Analyst:
     """Answers trading questions about a symbol, grounded and audited."""
 
@@ -140,10 +155,7 @@ class Analyst:
         evaluation = None
         if version is not None:
             m = version.metrics or {}
-            evaluation = {
-                k: m.get(k)
-                for k in ("model", "naive", "seasonal_naive", "beats_naive", "windows", "points")
-            }
+            evaluation = {k: m.get(k) for k in _EVALUATION_KEYS}
         return AnalysisContext(
             symbol=symbol,
             question=question,

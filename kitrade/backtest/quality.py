@@ -6,24 +6,19 @@ walk). Errors are relative to the issuing close (so symbols at different price l
 fairly); ``mae`` is thus a mean absolute percentage-style error. Every figure comes with the
 number of points behind it.
 
-Diebold-Mariano: loss differential ``d_t = L(e_model) - L(e_naive)`` (absolute or squared
-errors); its long-run variance is Newey-West with Bartlett weights and ``h - 1`` lags (the
-errors of h-step forecasts overlap); the statistic gets the Harvey-Leybourne-Newbold
-small-sample factor ``sqrt((n + 1 - 2h + h(h-1)/n) / n)`` and a two-sided p-value from
-Student's t with ``n - 1`` degrees of freedom. A negative statistic means the model's loss is
-lower than naive's.
+Diebold-Mariano: ``kitrade.stats.diebold_mariano`` (HLN-corrected, shared with the training
+evaluation). A negative statistic means the model's loss is lower than naive's.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Literal
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from kitrade.backtest.strategies import issued_index
+from kitrade.stats import diebold_mariano
 
 __all__ = ["diebold_mariano", "forecast_quality", "realized"]
 
@@ -48,25 +43,6 @@ def realized(forecasts: pd.DataFrame, bars: dict[str, pd.DataFrame], step: int) 
         parts.append(sub)
     cols = ["symbol", "issued_at", "mean", "lo_80", "hi_80", "lo_95", "hi_95", "base", "actual"]
     return pd.concat(parts, ignore_index=True)[cols] if parts else pd.DataFrame(columns=cols)
-
-
-def diebold_mariano(loss_model: np.ndarray, loss_naive: np.ndarray, h: int = 1) -> dict[str, float]:
-    """The HLN-corrected Diebold-Mariano test of equal loss; ``n`` is the points used."""
-    d = np.asarray(loss_model, float) - np.asarray(loss_naive, float)
-    d = d[~np.isnan(d)]
-    n = d.size
-    if n < 3:
-        return {"dm_stat": float("nan"), "dm_pvalue": float("nan"), "n": n}
-    dc = d - d.mean()
-    variance = float(dc @ dc) / n
-    for lag in range(1, min(h, n)):
-        variance += 2 * (1 - lag / h) * float(dc[lag:] @ dc[:-lag]) / n
-    if variance <= 0:
-        return {"dm_stat": float("nan"), "dm_pvalue": float("nan"), "n": n}
-    dm = d.mean() / math.sqrt(variance / n)
-    hln = math.sqrt((n + 1 - 2 * h + h * (h - 1) / n) / n)
-    stat = dm * hln
-    return {"dm_stat": float(stat), "dm_pvalue": float(2 * stats.t.sf(abs(stat), df=n - 1)), "n": n}
 
 
 def forecast_quality(

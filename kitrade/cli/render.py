@@ -170,13 +170,15 @@ _VERSION_COLUMNS = (
     "version",
     "status",
     "bars",
-    "MASE",
-    "naive",
+    "rMAE",
     "s-naive",
+    "MASE",
+    "DM p",
+    "origins",
     "cov80",
     "cov95",
     "dir acc",
-    "beats naive",
+    "vs naive",
     "reason",
 )
 
@@ -186,21 +188,25 @@ def versions_table(rows: Iterable[Any]) -> Table:
     table = Table(*_VERSION_COLUMNS, title="model versions")
     for v in rows:
         m = v.metrics or {}
-        model, naive = m.get("model") or {}, m.get("naive") or {}
+        model = m.get("model") or {}
         snaive = m.get("seasonal_naive") or {}
-        beats = m.get("beats_naive")
+        verdict = m.get("verdict") or (
+            None if m.get("beats_naive") is None else "no better than naive"
+        )
         table.add_row(
             v.symbol,
             v.version,
             v.status,
             str(v.n_bars),
+            fmt(model.get("rmae")),
+            fmt(snaive.get("rmae")),
             fmt(model.get("mase")),
-            fmt(naive.get("mase")),
-            fmt(snaive.get("mase")),
+            fmt(m.get("dm_pvalue"), ".3g"),
+            "-" if m.get("n_origins") is None else str(m["n_origins"]),
             fmt(model.get("coverage_80"), ".0%"),
             fmt(model.get("coverage_95"), ".0%"),
             fmt(model.get("directional_accuracy"), ".0%"),
-            "-" if beats is None else ("yes" if beats else "no"),
+            verdict or "-",
             (v.reason or "")[:70],
         )
     return table

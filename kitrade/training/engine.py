@@ -62,6 +62,16 @@ def answer_is_current(db: Database, answer: dict[str, Any]) -> bool:
     )
 
 
+def _quality(metrics: dict[str, Any]) -> dict[str, Any]:
+    """What a forecast answer says of its model's evaluation against naive."""
+    return {
+        "rmae": (metrics.get("model") or {}).get("rmae"),
+        "beats_naive": metrics.get("beats_naive"),
+        "verdict": metrics.get("verdict"),
+        "n_origins": metrics.get("n_origins"),
+    }
+
+
 @dataclass
 class _Misses:
     """Requests the cache could not answer, by (symbol, version, last bar)."""
@@ -241,8 +251,7 @@ class ForecastEngine:
                 last_bar=k[2],
                 generated_at=now,
                 points=[ForecastPoint(**row) for row in out.to_dict("records")],
-                mase=(loaded.metrics.get("model") or {}).get("mase"),
-                beats_naive=loaded.metrics.get("beats_naive"),
+                **_quality(loaded.metrics),
             )
             with self._lock:
                 self._cache[k] = full

@@ -1,18 +1,22 @@
 """Forecast accuracy metrics over numpy arrays (no torch, no Ray).
 
-MASE here is *relative to the naive last-value forecast over the same
-evaluation windows*: ``MAE(model) / MAE(naive)``. Below 1 the model beats
-naive; the naive baseline scores exactly 1 by construction. (Hyndman's
-textbook MASE scales by the in-sample one-step naive MAE instead; that
-answers a different question, "better than a random walk on average", not
-"better than naive on these very bars".)
+Two scaled errors, named as forecasters name them:
+
+- ``rmae`` (relative MAE): ``MAE(model) / MAE(naive)`` over the same
+  evaluation points. Below 1 the model's errors were smaller than naive's on
+  these very bars; the naive baseline scores exactly 1 by construction. Whether
+  that difference is more than noise is for the Diebold-Mariano test
+  (``kitrade.stats.diebold_mariano``) to say.
+- ``mase`` (Hyndman & Koehler 2006): ``MAE(model)`` scaled by the in-sample
+  one-step naive MAE of the training series, from ``utilsforecast.losses.mase``
+  (seasonality 1). Comparable across series; not a test against naive.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["coverage", "directional_accuracy", "mae", "mase", "rmse"]
+__all__ = ["coverage", "directional_accuracy", "mae", "mase", "rmae", "rmse"]
 
 
 def _arr(x: object) -> np.ndarray:
@@ -29,12 +33,32 @@ def rmse(y: object, yhat: object) -> float:
     return float(np.sqrt(np.mean((_arr(y) - _arr(yhat)) ** 2)))
 
 
-def mase(y: object, yhat: object, naive: object) -> float | None:
-    """MAE of ``yhat`` divided by MAE of the ``naive`` forecast of the same points."""
+def rmae(y: object, yhat: object, naive: object) -> float | None:
+    """Relative MAE: MAE of ``yhat`` divided by MAE of the ``naive`` forecast of the same points."""
     denom = mae(y, naive)
     if denom == 0:
         return None
     return mae(y, yhat) / denom
+
+
+def mase(y: object, yhat: object, train: object, seasonality: int = 1) -> float | None:
+    """Textbook MASE: MAE of ``yhat`` over the in-sample seasonal-naive MAE of ``train``.
+
+    Computed by ``utilsforecast.losses.mase``; ``None`` when ``train`` is
+    constant (a zero scale) or too short for one lag.
+    """
+    import pandas as pd  # pandas only here: the other metrics are numpy alone
+    from utilsforecast.losses import mase as uf_mase
+
+    y_arr, train_arr = _arr(y), _arr(train)
+    if train_arr.size <= seasonality:
+        return None
+    if float(np.mean(np.abs(train_arr[seasonality:] - train_arr[:-seasonality]))) == 0:
+        return None
+    df = pd.DataFrame({"unique_id": "s", "ds": np.arange(y_arr.size), "y": y_arr, "m": _arr(yhat)})
+    train_df = pd.DataFrame({"unique_id": "s", "ds": np.arange(-train_arr.size, 0), "y": train_arr})
+    out = uf_mase(df, models=["m"], seasonality=seasonality, train_df=train_df)
+    return float(out["m"].iloc[0])
 
 
 def directional_accuracy(y: object, yhat: object, last: object) -> float | None:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from kitrade.data.migrations import _sql, register
 
-__all__: list[str] = []
+if TYPE_CHECKING:
+    import psycopg
+
+__all__ = ["legacy_metrics"]
 
 register(100, "model registry, training runs, progress, retrain triggers")(
     _sql(
@@ -81,3 +86,36 @@ register(100, "model registry, training runs, progress, retrain triggers")(
         """
     )
 )
+
+
+def legacy_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+    """Stored evaluation metrics from before migration 101, named as forecasters name them.
+
+    What was called ``mase`` (MAE over naive's MAE on the same points) becomes
+    ``rmae`` in each method's block; ``windows`` becomes ``n_origins``. Those
+    evaluations had a few windows and no significance test, so nothing backs a
+    claim to beat naive: ``beats_naive`` becomes false with the verdict "no
+    better than naive" and no Diebold-Mariano figures. Idempotent.
+    """
+    out = dict(metrics)
+    for key in ("model", "naive", "seasonal_naive"):
+        block = out.get(key)
+        if isinstance(block, dict) and "mase" in block and "rmae" not in block:
+            block = dict(block)
+            block["rmae"] = block.pop("mase")
+            out[key] = block
+    if "windows" in out and "n_origins" not in out:
+        out["n_origins"] = out.pop("windows")
+    if out and "verdict" not in out:
+        out["beats_naive"] = False
+        out["verdict"] = "no better than naive"
+        out.update(dm_stat=None, dm_pvalue=None, dm_stat_1=None, dm_pvalue_1=None)
+    return out
+
+
+@register(101, "model metrics: mase -> rmae, n_origins, verdicts only from the DM test")
+def _rename_metrics(conn: psycopg.Connection) -> None:
+    # The registry owns the model_versions rows (and their SQL); it imports nothing of this.
+    from kitrade.training.registry import rewrite_metrics
+
+    rewrite_metrics(conn, legacy_metrics)

@@ -2,13 +2,15 @@
 
 Pure functions over ``unique_id, ds, y`` frames (one symbol each); no Ray.
 
-Training once: ``fit_and_evaluate`` runs neuralforecast's rolling-origin
-``cross_validation`` without refit, which trains once on the series minus
-the evaluation part (early stopping on the last ``val_size`` bars of that)
-and forecasts every evaluation window out of sample. That trained model is
-the one saved and served: its forecasts start from the latest bars it is
-given, so the held-out tail informs the forecast without having been seen
-in training, and the stored metrics are honest out-of-sample numbers.
+Training once: ``fit_and_evaluate`` trains once on the series minus the
+evaluation tail (``test_size`` bars; early stopping on the last
+``val_size`` bars of the rest) and then forecasts from every rolling origin
+of the tail out of sample, without refitting: ``cv_windows`` origins
+``step_size`` bars apart (by default hundreds, one bar apart), predicted in
+batches of one forward pass each. That trained model is the one saved and
+served: its forecasts start from the latest bars it is given, so the
+held-out tail informs the forecast without having been seen in training,
+and the stored metrics are honest out-of-sample numbers.
 ``fit`` trains on the whole series instead (what a Tune trial needs);
 ``evaluate`` is ``fit_and_evaluate`` keeping only the report.
 
@@ -24,9 +26,16 @@ naive and seasonal-naive baselines get intervals from the empirical
 quantiles of their own in-sample h-step errors, so all three are compared
 on the same footing.
 
-MASE is relative to the naive last-value forecast over the same evaluation
-points (``metrics.mase``): naive scores exactly 1, and ``beats_naive`` says
-whether the model's MASE is below 1. On FX bars it often is not.
+Scores: ``rmae`` is the MAE relative to the naive last-value forecast over
+the same points (naive scores exactly 1); ``mase`` is Hyndman & Koehler's,
+scaled by the training series' in-sample one-step naive MAE. Whether the
+model beats naive is a Diebold-Mariano test (``kitrade.stats``, HLN
+correction) on absolute errors: over the whole horizon, each origin's mean
+absolute error being one observation (Newey-West lags for the overlap of
+consecutive origins), and at one step ahead. ``beats_naive`` holds only when
+the horizon test rejects equal accuracy at 5 % in the model's favour and the
+one-step test does not find it significantly worse; otherwise the verdict is
+"no better than naive". On FX bars it usually is.
 
 Threads: these functions leave ``torch.set_num_threads`` to the caller (the
 Ray task sets it from its CPU share).
@@ -43,9 +52,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from kitrade.errors import InvalidInputError, TooShortError
+from kitrade.stats import diebold_mariano
 from kitrade.training import metrics as fm
 from kitrade.training.spec import NHITSConfig, min_bars
 
@@ -59,6 +69,8 @@ __all__ = [
     "fit",
     "fit_and_evaluate",
     "future_timestamps",
+    "naive_test",
+    "rolling_forecasts",
 ]
 
 _log = logging.getLogger(__name__)
@@ -82,10 +94,17 @@ class MethodMetrics(BaseModel):
 
     mae: float
     rmse: float
-    mase: float | None
+    rmae: float | None = Field(description="MAE / naive's MAE on the same points")
+    mase: float | None = Field(None, description="MAE / in-sample one-step naive MAE")
     directional_accuracy: float | None
     coverage_80: float | None
     coverage_95: float | None
+
+
+BEATS_NAIVE = "beats naive"
+NO_BETTER = "no better than naive"
+#: significance level of the Diebold-Mariano test behind ``beats_naive``
+ALPHA = 0.05
 
 
 class EvaluationReport(BaseModel):
@@ -94,9 +113,15 @@ class EvaluationReport(BaseModel):
     model: MethodMetrics
     naive: MethodMetrics
     seasonal_naive: MethodMetrics
-    beats_naive: bool
+    beats_naive: bool = Field(description="the Diebold-Mariano test says so at 5 %")
+    verdict: str = Field(description='"beats naive" or "no better than naive"')
+    dm_stat: float | None = Field(description="DM statistic over the horizon; < 0: model better")
+    dm_pvalue: float | None
+    dm_stat_1: float | None = Field(description="DM statistic of the one-step-ahead errors")
+    dm_pvalue_1: float | None
     beats_seasonal_naive: bool
-    windows: int
+    n_origins: int
+    step_size: int
     horizon: int
     points: int
     eval_start: str
@@ -344,52 +369,63 @@ class FittedModel:
         ``input_size`` values, normalised by the model's own temporal scaler,
         exactly as neuralforecast's predict does (``predict_reference``).
         """
-        import torch  # heavy (torch): only where a model runs
-
         horizon = horizon or self.config.horizon
         if not 1 <= horizon <= self.config.horizon:
             raise InvalidInputError(
                 f"horizon: expected 1..{self.config.horizon} for this model, was {horizon}"
             )
-        model = self.nf.models[0]
-        size, h = model.input_size, model.h
+        size = self.nf.models[0].input_size
         for f in frames:
             if len(f) < size:
                 raise TooShortError(f"forecast needs the last {size} bars, got {len(f)}")
-        device = next(model.parameters()).device  # where ``load`` put the weights
-        temporal = torch.zeros(len(frames), size + h, 2, 1, device=device)
-        for i, f in enumerate(frames):
-            tail = np.array(f["y"].to_numpy(dtype="float64")[-size:], dtype="float32")
-            temporal[i, :size, 0, 0] = torch.from_numpy(tail).to(device)
-        temporal[:, :size, 1, 0] = 1.0
-        windows = {"temporal": temporal, "temporal_cols": pd.Index(["y", "available_mask"])}
-        model.eval()
-        with torch.no_grad():
-            windows = model._normalization(windows=windows, y_idx=0)
-            y_hat = model._predict_step_direct_batch(
-                windows["temporal"][:, :size, 0],
-                windows["temporal"][:, :size, 1],
-                None,
-                None,
-                None,
-                y_idx=0,
-            )
-        names = [str(n) for n in model.loss.output_names]
-        index = {
-            "mean": names.index("-median"),
-            "lo_80": names.index("-lo-80"),
-            "hi_80": names.index("-hi-80"),
-            "lo_95": names.index("-lo-95"),
-            "hi_95": names.index("-hi-95"),
-        }
-        arr = y_hat.reshape(len(frames), h, -1).cpu().numpy().astype("float64")
+        tails = np.array([f["y"].to_numpy(dtype="float64")[-size:] for f in frames])
+        bands = self.predict_tails(tails)
         out = []
         for i, f in enumerate(frames):
-            vals = _rearranged({k: arr[i, :horizon, j] for k, j in index.items()})
-            df = pd.DataFrame({k: vals[k] for k in _COLS})
+            df = pd.DataFrame({k: bands[k][i, :horizon] for k in _COLS})
             df.insert(0, "ds", future_timestamps(f["ds"], horizon))
             out.append(df)
         return out
+
+    def predict_tails(self, tails: np.ndarray, batch: int = 1024) -> dict[str, np.ndarray]:
+        """Forecasts from many input windows, ``batch`` per forward pass.
+
+        Args:
+            tails: ``(k, input_size)`` of the last values before each origin.
+            batch: Windows per forward pass.
+
+        Returns:
+            ``mean, lo_80, hi_80, lo_95, hi_95``, each ``(k, horizon)``, bands sorted.
+        """
+        import torch  # heavy (torch): only where a model runs
+
+        model = self.nf.models[0]
+        size, h = model.input_size, model.h
+        names = [str(n) for n in model.loss.output_names]
+        index = {k: names.index(v[len(_ALIAS) :]) for k, v in _COLS.items()}
+        device = next(model.parameters()).device  # where ``load`` put the weights
+        parts = []
+        model.eval()
+        for start in range(0, len(tails), batch):
+            chunk = np.asarray(tails[start : start + batch], dtype="float32")
+            temporal = torch.zeros(len(chunk), size + h, 2, 1, device=device)
+            temporal[:, :size, 0, 0] = torch.from_numpy(chunk).to(device)
+            temporal[:, :size, 1, 0] = 1.0
+            windows = {"temporal": temporal, "temporal_cols": pd.Index(["y", "available_mask"])}
+            with torch.no_grad():
+                windows = model._normalization(windows=windows, y_idx=0)
+                y_hat = model._predict_step_direct_batch(
+                    windows["temporal"][:, :size, 0],
+                    windows["temporal"][:, :size, 1],
+                    None,
+                    None,
+                    None,
+                    y_idx=0,
+                )
+            parts.append(y_hat.reshape(len(chunk), h, -1).cpu().numpy().astype("float64"))
+        arr = np.concatenate(parts) if parts else np.zeros((0, h, len(names)))
+        flat = _rearranged({k: arr[:, :, j].reshape(-1) for k, j in index.items()})
+        return {k: v.reshape(len(arr), h) for k, v in flat.items()}
 
     def predict_reference(self, frame: pd.DataFrame, horizon: int | None = None) -> pd.DataFrame:
         """neuralforecast's own predict (builds a Trainer): the reference ``predict_many`` matches."""
@@ -532,77 +568,147 @@ def _method_metrics(
     fc: np.ndarray,
     naive_fc: np.ndarray,
     last: np.ndarray,
-    band80: tuple[np.ndarray, np.ndarray],
-    band95: tuple[np.ndarray, np.ndarray],
+    bands: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    train: np.ndarray,
 ) -> MethodMetrics:
-    """One method's point and interval metrics over the evaluation points."""
+    """One method's point and interval metrics over the evaluation points.
+
+    ``bands`` is ``(lo_80, hi_80, lo_95, hi_95)``; ``train`` the series the model trained on.
+    """
     return MethodMetrics(
         mae=fm.mae(actual, fc),
         rmse=fm.rmse(actual, fc),
-        mase=fm.mase(actual, fc, naive_fc),
+        rmae=fm.rmae(actual, fc, naive_fc),
+        mase=fm.mase(actual, fc, train),
         directional_accuracy=fm.directional_accuracy(actual, fc, last),
-        coverage_80=fm.coverage(actual, *band80),
-        coverage_95=fm.coverage(actual, *band95),
+        coverage_80=fm.coverage(actual, bands[0], bands[1]),
+        coverage_95=fm.coverage(actual, bands[2], bands[3]),
     )
+
+
+def _finite(x: float) -> float | None:
+    """``None`` for NaN (JSON, and so the registry's jsonb, has no NaN)."""
+    return float(x) if np.isfinite(x) else None
+
+
+def naive_test(
+    cutoffs: np.ndarray, steps: np.ndarray, err_model: np.ndarray, err_naive: np.ndarray
+) -> dict[str, Any]:
+    """Diebold-Mariano tests of the model against naive and the verdict they support.
+
+    Over the horizon, each origin's mean absolute error is one observation;
+    consecutive origins overlap by ``ceil(horizon / step)`` windows, which the
+    Newey-West variance allows for. At one step ahead the errors do not overlap.
+    ``beats_naive`` needs the horizon test to favour the model at ``ALPHA``
+    and the one-step test not to find it significantly worse.
+
+    Returns:
+        ``beats_naive, verdict, dm_stat, dm_pvalue, dm_stat_1, dm_pvalue_1``.
+    """
+    origins, inverse = np.unique(cutoffs, return_inverse=True)
+    count = np.bincount(inverse).astype(float)
+    per_model = np.bincount(inverse, np.abs(err_model)) / count
+    per_naive = np.bincount(inverse, np.abs(err_naive)) / count
+    step = int(np.min(np.diff(origins))) if len(origins) > 1 else 1
+    lags = int(np.ceil(int(steps.max()) / step))
+    whole = diebold_mariano(per_model, per_naive, h=lags)
+    first = steps == steps.min()
+    one = diebold_mariano(np.abs(err_model[first]), np.abs(err_naive[first]), h=1)
+    stat, pvalue = _finite(whole["dm_stat"]), _finite(whole["dm_pvalue"])
+    stat1, pvalue1 = _finite(one["dm_stat"]), _finite(one["dm_pvalue"])
+    better = stat is not None and pvalue is not None and stat < 0 and pvalue < ALPHA
+    worse_at_1 = stat1 is not None and pvalue1 is not None and stat1 > 0 and pvalue1 < ALPHA
+    beats = better and not worse_at_1
+    return {
+        "beats_naive": beats,
+        "verdict": BEATS_NAIVE if beats else NO_BETTER,
+        "dm_stat": stat,
+        "dm_pvalue": pvalue,
+        "dm_stat_1": stat1,
+        "dm_pvalue_1": pvalue1,
+    }
 
 
 def evaluate_windows(
     frame: pd.DataFrame, cv: pd.DataFrame, config: NHITSConfig
 ) -> EvaluationReport:
-    """Metrics of the model's CV forecasts and of both baselines over the same points.
+    """Metrics of the model's rolling-origin forecasts and of both baselines over the same points.
 
     Args:
         frame: The prepared frame ``cv`` was computed on (integer positions
             in ``cv`` index its rows).
-        cv: neuralforecast's ``cross_validation`` output.
+        cv: ``cutoff, ds`` (integer positions) and the model's ``NHITS-*``
+            columns, as neuralforecast's ``cross_validation`` writes them.
         config: The configuration evaluated.
     """
     y = frame["y"].to_numpy(dtype="float64")
-    n = len(y)
     cutoffs = cv["cutoff"].to_numpy(dtype="int64")
     targets = cv["ds"].to_numpy(dtype="int64")
     steps = targets - cutoffs
-    actual = y[targets]
-    last = y[cutoffs]
-    train_end = n - config.test_size
+    actual, last = y[targets], y[cutoffs]
+    train_end = len(y) - config.test_size
+    train = y[:train_end]
     season_ref = _season_ref_factory(config.season_length)
-    naive_fc = last
     snaive_fc = np.array(
         [
             season_ref(y, c, j) if season_ref(y, c, j) is not None else y[c]
             for c, j in zip(cutoffs, steps, strict=True)
         ]
     )
-    naive_q = _baseline_intervals(y, train_end, config.horizon, _naive_ref)
-    snaive_q = _baseline_intervals(y, train_end, config.horizon, season_ref)
 
-    def block(
-        fc: np.ndarray, lo80: np.ndarray, hi80: np.ndarray, lo95: np.ndarray, hi95: np.ndarray
-    ) -> MethodMetrics:
-        return _method_metrics(actual, fc, naive_fc, last, (lo80, hi80), (lo95, hi95))
-
-    def baseline(fc: np.ndarray, table: dict) -> MethodMetrics:
+    def baseline(fc: np.ndarray, lag_fn: Any) -> MethodMetrics:
         """``fc`` with the baseline's empirical error quantiles (2.5, 10, 90, 97.5 %) per step."""
+        table = _baseline_intervals(y, train_end, config.horizon, lag_fn)
         q = np.array([table[int(j)] for j in steps]).reshape(len(steps), 4)
-        return block(fc, fc + q[:, 1], fc + q[:, 2], fc + q[:, 0], fc + q[:, 3])
+        bands = (fc + q[:, 1], fc + q[:, 2], fc + q[:, 0], fc + q[:, 3])
+        return _method_metrics(actual, fc, last, last, bands, train)
 
     mq = _rearranged({k: cv[v].to_numpy(dtype="float64") for k, v in _COLS.items()})
-    model = block(mq["mean"], mq["lo_80"], mq["hi_80"], mq["lo_95"], mq["hi_95"])
-    naive = baseline(naive_fc, naive_q)
-    snaive = baseline(snaive_fc, snaive_q)
+    model_bands = (mq["lo_80"], mq["hi_80"], mq["lo_95"], mq["hi_95"])
+    model = _method_metrics(actual, mq["mean"], last, last, model_bands, train)
+    snaive = baseline(snaive_fc, season_ref)
     ds = pd.to_datetime(frame["ds"], utc=True)
     return EvaluationReport(
         model=model,
-        naive=naive,
+        naive=baseline(last, _naive_ref),
         seasonal_naive=snaive,
-        beats_naive=model.mase is not None and model.mase < 1.0,
+        **naive_test(cutoffs, steps, actual - mq["mean"], actual - last),
         beats_seasonal_naive=model.mae < snaive.mae,
-        windows=len(np.unique(cutoffs)),
+        n_origins=len(np.unique(cutoffs)),
+        step_size=config.step_size,
         horizon=config.horizon,
         points=len(actual),
         eval_start=ds.iloc[int(targets.min())].isoformat(),
         eval_end=ds.iloc[int(targets.max())].isoformat(),
     )
+
+
+def rolling_forecasts(model: FittedModel, frame: pd.DataFrame) -> pd.DataFrame:
+    """The model's forecasts from every evaluation origin, in ``cross_validation``'s layout.
+
+    Origins (``cutoff``, the last bar seen) run ``step_size`` apart from the
+    last training bar to ``horizon`` bars before the end; each forecasts
+    ``horizon`` bars from the ``input_size`` bars up to it. One batched
+    forward pass per 1024 origins; no refit.
+    """
+    config = model.config
+    y = frame["y"].to_numpy(dtype="float64")
+    first = len(y) - config.test_size - 1
+    cutoffs = first + config.step_size * np.arange(config.cv_windows)
+    size = model.nf.models[0].input_size
+    tails = np.lib.stride_tricks.sliding_window_view(y, size)[cutoffs - size + 1]
+    bands = model.predict_tails(tails)
+    h = config.horizon
+    out = pd.DataFrame(
+        {
+            "cutoff": np.repeat(cutoffs, h),
+            "ds": (cutoffs[:, None] + np.arange(1, h + 1)).reshape(-1),
+            "y": y[(cutoffs[:, None] + np.arange(1, h + 1)).reshape(-1)],
+        }
+    )
+    for k, col in _COLS.items():
+        out[col] = bands[k].reshape(-1)
+    return out
 
 
 def fit_and_evaluate(
@@ -616,10 +722,10 @@ def fit_and_evaluate(
 ) -> tuple[FittedModel, EvaluationReport]:
     """Train once and evaluate out of sample over ``cv_windows`` rolling origins.
 
-    One training, not two: ``cross_validation(refit=False)`` trains on the
-    series minus its last ``test_size`` bars and forecasts each window from
-    the bars before its cutoff. The returned model is that one; it forecasts
-    from the full history, tail included (see the module docstring).
+    One training, not two: the model trains on the series minus its last
+    ``test_size`` bars and forecasts each origin's window from the bars
+    before it (``rolling_forecasts``). The returned model is that one; it
+    forecasts from the full history, tail included (see the module docstring).
 
     Args:
         frame: ``unique_id, ds, y`` of one symbol, ``ds`` in UTC.
@@ -645,15 +751,10 @@ def fit_and_evaluate(
         devices=devices,
         trainer_kwargs=trainer_kwargs,
     )
-    cv = nf.cross_validation(
-        df=_int_frame(frame),
-        n_windows=config.cv_windows,
-        step_size=config.step_size,
-        val_size=config.val_size,
-        refit=False,
-    )
-    report = evaluate_windows(frame, cv, config)
-    return FittedModel(nf=nf, config=config, history=frame), report
+    nf.fit(df=_int_frame(frame.iloc[: len(frame) - config.test_size]), val_size=config.val_size)
+    model = FittedModel(nf=nf, config=config, history=frame)
+    report = evaluate_windows(frame, rolling_forecasts(model, frame), config)
+    return model, report
 
 
 def evaluate(
@@ -667,8 +768,8 @@ def evaluate(
 ) -> EvaluationReport:
     """Rolling-origin evaluation of ``config`` on ``frame``: ``fit_and_evaluate``'s report.
 
-    The windows are the last ``test_size = horizon + step_size * (cv_windows - 1)``
-    bars; each cutoff forecasts ``horizon`` bars. Arguments as ``fit_and_evaluate``.
+    The origins cover the last ``test_size = horizon + step_size * (cv_windows - 1)``
+    bars; each origin forecasts ``horizon`` bars. Arguments as ``fit_and_evaluate``.
     """
     return fit_and_evaluate(
         frame,

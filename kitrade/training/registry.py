@@ -42,11 +42,12 @@ __all__ = [
     "apply_gate",
     "get_version",
     "list_versions",
-    "model_mase",
+    "model_rmae",
     "new_version_id",
     "promote",
     "register_version",
     "relocate_artifacts",
+    "rewrite_metrics",
     "rollback",
     "validate_version",
     "verify_artifact",
@@ -280,13 +281,39 @@ def list_versions(
     return [_row(r) for r in rows]
 
 
-def model_mase(metrics: dict[str, Any]) -> float | None:
-    """The model's MASE against naive from stored evaluation metrics."""
+def model_rmae(metrics: dict[str, Any]) -> float | None:
+    """The model's relative MAE (MAE / naive's MAE) from stored evaluation metrics."""
     try:
-        value = metrics["model"]["mase"]
+        value = metrics["model"]["rmae"]
     except (KeyError, TypeError):
         return None
     return None if value is None else float(value)
+
+
+def _verdict(metrics: dict[str, Any]) -> str:
+    """How a version's evaluation reads against naive, for gate reasons."""
+    if not metrics:
+        return "unevaluated"
+    if metrics.get("beats_naive"):
+        p = metrics.get("dm_pvalue")
+        return "beats naive" + ("" if p is None else f" (DM p={p:.3g})")
+    return "no better than naive"
+
+
+def rewrite_metrics(
+    conn: psycopg.Connection, transform: Callable[[dict[str, Any]], dict[str, Any]]
+) -> int:
+    """Apply ``transform`` to every version's stored metrics (migrations); rows changed."""
+    rows = conn.execute("SELECT version, metrics FROM model_versions").fetchall()
+    changed = 0
+    for version, metrics in rows:
+        new = transform(dict(metrics or {}))
+        if new != (metrics or {}):
+            conn.execute(
+                "UPDATE model_versions SET metrics = %s WHERE version = %s", (Jsonb(new), version)
+            )
+            changed += 1
+    return changed
 
 
 def _activate(conn: psycopg.Connection, symbol: str, version: str, reason: str) -> None:
@@ -304,39 +331,53 @@ def _activate(conn: psycopg.Connection, symbol: str, version: str, reason: str) 
     notify(conn, "model", symbol)  # delivered on commit (forecast caches)
 
 
-def apply_gate(conn: psycopg.Connection, *, version: str, tolerance: float) -> GateDecision:
-    """Promote a candidate if its MASE is no worse than the active one's by more than ``tolerance``.
+def _compare(cand: dict[str, Any], old: dict[str, Any], tolerance: float) -> tuple[bool, str]:
+    """The gate's rule over two versions' metrics: promote?, and why.
 
-    ``tolerance`` is relative: 0.05 accepts a MASE up to 5 % above the active
-    version's. With no active version the candidate is promoted. A rejected
-    candidate keeps its row and artifact with the reason.
+    The Diebold-Mariano verdict against naive comes first: a candidate that
+    beats naive (significantly, at 5 %) replaces one that does not, and one
+    that does not never replaces one that does. With equal verdicts the
+    relative MAE decides, within ``tolerance``.
+    """
+    new_beats, old_beats = bool(cand.get("beats_naive")), bool(old.get("beats_naive"))
+    new, prev = model_rmae(cand), model_rmae(old)
+    said = f"{_verdict(cand)} vs active's {_verdict(old)}"
+    if new_beats != old_beats:
+        return new_beats, said
+    if new is None:
+        return False, f"no evaluation (rMAE) to compare; {said}"
+    if prev is None or new <= prev * (1 + tolerance):
+        shown = "(unevaluated)" if prev is None else f"{prev:.3f}"
+        return True, f"rMAE {new:.3f} vs active {shown} within tolerance {tolerance:.0%}; {said}"
+    return False, f"rMAE {new:.3f} worse than active ({prev:.3f}) by more than {tolerance:.0%}"
+
+
+def apply_gate(conn: psycopg.Connection, *, version: str, tolerance: float) -> GateDecision:
+    """Promote a candidate if ``_compare`` says it is at least as good as the active version.
+
+    The verdict against naive (a Diebold-Mariano test at 5 %) decides first;
+    with equal verdicts ``tolerance`` is relative: 0.05 accepts a relative MAE
+    up to 5 % above the active version's. With no active version the
+    candidate is promoted. A rejected candidate keeps its row and artifact
+    with the reason.
     """
     cand = get_version(conn, version=version)
     if cand.status != "candidate":
         raise ConflictError(f"version {version} is {cand.status}, expected candidate")
     conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 11))", (cand.symbol,))
     current = active_version(conn, symbol=cand.symbol)
-    new = model_mase(cand.metrics)
+    new = model_rmae(cand.metrics)
     if current is None:
-        reason = "first version" + ("" if new is None else f" (MASE {new:.3f})")
-        _activate(conn, cand.symbol, version, reason)
-        return GateDecision(version, True, reason)
-    old = model_mase(current.metrics)
-    if new is None:
-        reason = f"no evaluation (MASE) to compare with active {current.version}"
-    elif old is None or new <= old * (1 + tolerance):
-        reason = (
-            f"MASE {new:.3f} vs active {current.version} "
-            + ("(unevaluated)" if old is None else f"{old:.3f}")
-            + f" within tolerance {tolerance:.0%}"
+        reason = "first version" + (
+            "" if new is None else f" (rMAE {new:.3f}, {_verdict(cand.metrics)})"
         )
         _activate(conn, cand.symbol, version, reason)
         return GateDecision(version, True, reason)
-    else:
-        reason = (
-            f"MASE {new:.3f} worse than active {current.version} ({old:.3f}) "
-            f"by more than {tolerance:.0%}"
-        )
+    ok, why = _compare(cand.metrics, current.metrics, tolerance)
+    reason = f"{why} (active {current.version})"
+    if ok:
+        _activate(conn, cand.symbol, version, reason)
+        return GateDecision(version, True, reason)
     conn.execute(
         "UPDATE model_versions SET status = 'rejected', reason = %s WHERE version = %s",
         (reason, version),

@@ -45,8 +45,10 @@ class NHITSConfig(BaseModel):
     val_check_steps: int = Field(25, ge=1)
     levels: tuple[int, ...] = (80, 95)
     random_seed: int = 1
-    cv_windows: int = Field(3, ge=1, le=100, description="rolling-origin evaluation windows")
-    step_size: int = Field(24, ge=1, description="bars between evaluation cutoffs")
+    cv_windows: int = Field(
+        250, ge=1, le=10_000, description="rolling forecast origins of the evaluation"
+    )
+    step_size: int = Field(1, ge=1, description="bars between evaluation origins")
     season_length: int = Field(24, ge=1, description="for the seasonal-naive baseline")
 
     @model_validator(mode="after")
@@ -95,25 +97,27 @@ def freq_for(timeframe: str) -> str:
     return pandas_freq(timeframe)
 
 
-#: per timeframe: horizon, input size, season, step between evaluation cutoffs.
+#: per timeframe: horizon, input size, season; the evaluation's origins.
 #: Seasons: a trading day of bars for intraday (FX trades 24 h; an hour for M1,
 #: whose day is longer than its input window), a trading week for D1 (5; for
 #: crypto daily bars pass ``season_length=7``), a year for W1 and MN1.
+#: Evaluation: ``cv_windows`` rolling origins one bar apart (``step_size=1``)
+#: over the held-out tail: 250 by default, 104 weekly, 36 monthly; fewer when
+#: the series is short (``default_config`` keeps the tail to a quarter of it).
 TIMEFRAME_DEFAULTS: dict[str, dict[str, Any]] = {
-    "M1": {"horizon": 60, "input_size": 240, "season_length": 60, "step_size": 60},
-    "M5": {"horizon": 48, "input_size": 288, "season_length": 288, "step_size": 48},
-    "M15": {"horizon": 32, "input_size": 192, "season_length": 96, "step_size": 32},
-    "M30": {"horizon": 48, "input_size": 192, "season_length": 48, "step_size": 48},
-    "H1": {"horizon": 24, "input_size": 96, "season_length": 24, "step_size": 24},
-    "H4": {"horizon": 24, "input_size": 96, "season_length": 6, "step_size": 24},
-    "D1": {"horizon": 24, "input_size": 60, "season_length": 5, "step_size": 24},
-    "W1": {"horizon": 12, "input_size": 52, "season_length": 52, "step_size": 12},
+    "M1": {"horizon": 60, "input_size": 240, "season_length": 60},
+    "M5": {"horizon": 48, "input_size": 288, "season_length": 288},
+    "M15": {"horizon": 32, "input_size": 192, "season_length": 96},
+    "M30": {"horizon": 48, "input_size": 192, "season_length": 48},
+    "H1": {"horizon": 24, "input_size": 96, "season_length": 24},
+    "H4": {"horizon": 24, "input_size": 96, "season_length": 6},
+    "D1": {"horizon": 24, "input_size": 60, "season_length": 5},
+    "W1": {"horizon": 12, "input_size": 52, "season_length": 52, "cv_windows": 104},
     "MN1": {
         "horizon": 6,
         "input_size": 24,
         "season_length": 12,
-        "step_size": 6,
-        "cv_windows": 2,
+        "cv_windows": 36,
         "max_steps": 200,
         "val_check_steps": 20,
     },
@@ -123,11 +127,13 @@ TIMEFRAME_DEFAULTS: dict[str, dict[str, Any]] = {
 def default_config(timeframe: str, n_bars: int | None = None, **overrides: Any) -> NHITSConfig:
     """The configuration for a symbol of ``timeframe`` with ``n_bars`` bars.
 
-    ``val_size`` follows the horizon, and so does ``step_size`` when only the
-    horizon is overridden. When ``n_bars`` is short for the default input
-    size, the input size shrinks (not below two horizons) so a short series
-    like 156 monthly bars still trains; a series too short even then is left
-    for ``nhits.check_length`` to report with its numbers.
+    ``val_size`` follows the horizon. When ``n_bars`` is known, the evaluation
+    keeps at most a quarter of the series as its held-out tail: the number of
+    origins (``cv_windows``, unless overridden) shrinks to fit, not below 2.
+    When ``n_bars`` is short for the default input size, the input size
+    shrinks (not below two horizons) so a short series like 156 monthly bars
+    still trains; a series too short even then is left for
+    ``nhits.check_length`` to report with its numbers.
 
     Args:
         timeframe: One of ``TIMEFRAMES``.
@@ -148,9 +154,11 @@ def default_config(timeframe: str, n_bars: int | None = None, **overrides: Any) 
     base = dict(TIMEFRAME_DEFAULTS[timeframe])
     base.update(overrides)
     base.setdefault("val_size", base["horizon"])
-    if "step_size" not in overrides and "horizon" in overrides:
-        base["step_size"] = base["horizon"]
     cfg = NHITSConfig(**base)
+    if n_bars is not None and "cv_windows" not in overrides:
+        fits = (n_bars // 4 - cfg.horizon) // cfg.step_size + 1
+        if fits < cfg.cv_windows:
+            cfg = cfg.model_copy(update={"cv_windows": max(2, fits)})
     if n_bars is not None and "input_size" not in overrides and n_bars < min_bars(cfg):
         spare = n_bars - (min_bars(cfg) - cfg.input_size)
         shrunk = max(2 * cfg.horizon, spare)

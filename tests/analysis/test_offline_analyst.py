@@ -34,7 +34,14 @@ def test_indicators_on_real_bars():
     assert compute_indicators(bars.iloc[:10])["sma_50"] is None
 
 
-def _ctx(move: float, mase: float | None, *, forecast: bool = True, rsi_value: float = 50.0):
+def _ctx(
+    move: float,
+    rmae: float | None,
+    *,
+    forecast: bool = True,
+    rsi_value: float = 50.0,
+    beats: bool | None = None,
+):
     last = 100.0
     pts = [
         {
@@ -63,7 +70,12 @@ def _ctx(move: float, mase: float | None, *, forecast: bool = True, rsi_value: f
         forecast={"version": "EURUSD-20240101T000000-abcdef", "horizon": 24, "points": pts}
         if forecast
         else None,
-        evaluation={"model": {"mase": mase}, "beats_naive": mase is not None and mase < 1},
+        evaluation={
+            "model": {"rmae": rmae},
+            "beats_naive": (rmae is not None and rmae < 1) if beats is None else beats,
+            "dm_pvalue": 0.01 if rmae is not None and rmae < 1 else 0.4,
+            "n_origins": 250,
+        },
         passages=[
             Passage(id="risk#0", text="Use a stop loss; risk 1 %."),
             Passage(id="rsi#0", text="RSI above 70 is overbought."),
@@ -78,7 +90,13 @@ def test_offline_decisions():
     assert down.recommendation == "sell"
     unskilled = offline_answer(_ctx(0.02, 1.3))
     assert unskilled.recommendation == "hold" or unskilled.confidence <= 0.35
-    assert any("does not beat the naive" in r for r in unskilled.risks)
+    assert any("no better than the naive" in r and "250 origins" in r for r in unskilled.risks)
+    assert "no better than naive (relative MAE 1.300" in unskilled.rationale
+    assert "beats naive (relative MAE 0.800, Diebold-Mariano p=0.01" in up.rationale
+    # an rMAE below 1 that the test does not back is treated as no skill
+    untested = offline_answer(_ctx(0.02, 0.95, beats=False))
+    assert untested.confidence <= 0.35
+    assert any("no better than the naive" in r for r in untested.risks)
     none = offline_answer(_ctx(0.0, None, forecast=False))
     assert none.recommendation == "hold" and any("no trained model" in r for r in none.risks)
     assert set(up.cited_source_ids) <= {"risk#0", "rsi#0"}

@@ -159,7 +159,7 @@ def test_client_round_trip_and_promotion_picked_up_without_restart(
         after = kt.forecast("GOOG", horizon=3)
         assert after.version == new.version != before.version
         back = kt.rollback("GOOG")
-        assert back["version"] == before.version
+        assert back.version == before.version
         assert kt.forecast("GOOG", horizon=3).version == before.version
         with pytest.raises(ApiError) as bad:
             kt.promote("GOOG", "../../etc/passwd")

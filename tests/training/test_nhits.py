@@ -100,7 +100,7 @@ def test_too_short_series_reports_numbers_not_a_crash():
         check_length(frame, cfg)
     msg = info.value.message
     assert msg.startswith(f"BTCUSD: 40 bars, expected at least {min_bars(cfg)} for input_size=24")
-    assert "horizon=6" in msg and "val_size=6" in msg and "cv_windows=2" in msg
+    assert "horizon=6" in msg and "val_size=6" in msg and "cv_windows=36" in msg
 
 
 def test_btcusd_is_too_short_for_an_hourly_style_config_and_says_so():
@@ -126,7 +126,9 @@ def test_monthly_btcusd_defaults_fit_156_bars():
     assert len(fc) == cfg.horizon
     assert fc["ds"].iloc[0] == pd.Timestamp("2025-01-31", tz="UTC")  # next month end
     assert_bands_ordered(fc)
-    assert report.naive.mase == 1.0 and report.windows == cfg.cv_windows
+    assert report.naive.rmae == 1.0 and report.n_origins == cfg.cv_windows
+    # a quarter of 156 bars is the held-out tail: (39 - 6) // 1 + 1 origins
+    assert cfg.cv_windows == 34 and report.step_size == 1 and report.points == 34 * 6
 
 
 def test_forecast_bands_ordered_and_timestamps_follow_the_series(tmp_path):
@@ -190,16 +192,24 @@ def test_evaluation_on_eurusd_says_honestly_whether_naive_was_beaten():
     cfg = default_config("H1", len(frame), **TINY)
     report = evaluate(frame, cfg)
     json.dumps(report.model_dump(mode="json"))  # storable in the registry as is
-    assert report.naive.mase == 1.0 and report.seasonal_naive.mase is not None
+    assert report.naive.rmae == 1.0 and report.seasonal_naive.rmae is not None
     assert report.naive.directional_accuracy is None  # naive never predicts a move
-    assert report.beats_naive == (report.model.mase < 1.0)
-    assert report.points == report.windows * cfg.horizon == cfg.cv_windows * 24
+    assert report.model.mase is not None and report.model.mase > 0
+    # hundreds of origins one bar apart, each forecasting the whole horizon
+    assert report.n_origins == cfg.cv_windows == 250 and report.step_size == 1
+    assert report.points == report.n_origins * cfg.horizon
     assert report.eval_end == frame["ds"].iloc[-1].isoformat()
+    # the verdict is the Diebold-Mariano test's, not rMAE < 1
+    assert report.dm_pvalue is not None and 0 <= report.dm_pvalue <= 1
+    assert report.beats_naive == (report.dm_stat < 0 and report.dm_pvalue < 0.05) or (
+        report.dm_stat_1 > 0 and report.dm_pvalue_1 < 0.05
+    )
+    assert report.verdict == ("beats naive" if report.beats_naive else "no better than naive")
     table = report.side_by_side()
     assert list(table.index) == ["model", "naive", "seasonal_naive"]
-    assert {"mae", "rmse", "mase", "directional_accuracy", "coverage_80", "coverage_95"} <= set(
-        table.columns
-    )
+    assert {
+        "mae", "rmse", "rmae", "mase", "directional_accuracy", "coverage_80", "coverage_95"
+    } <= set(table.columns)  # fmt: skip
 
 
 def test_model_beats_naive_on_a_seasonal_series():
@@ -208,8 +218,9 @@ def test_model_beats_naive_on_a_seasonal_series():
         "H1", len(frame), max_steps=150, mlp_units=64, val_check_steps=25, input_size=48
     )
     _, report = fit_and_evaluate(frame, cfg)
-    assert report.model.mase < 1.0 and report.beats_naive
-    assert report.seasonal_naive.mase < 1.0  # the baseline also sees the season
+    assert report.model.rmae < 1.0 and report.beats_naive and report.verdict == "beats naive"
+    assert report.dm_stat < 0 and report.dm_pvalue < 0.05 and report.n_origins > 100
+    assert report.seasonal_naive.rmae < 1.0  # the baseline also sees the season
 
 
 def test_malformed_frames_and_reserved_trainer_options_are_refused():
@@ -255,3 +266,44 @@ def test_direct_batched_inference_matches_neuralforecast_predict():
         ref = model.predict_reference(f)
         np.testing.assert_allclose(got[BANDS], ref[BANDS], rtol=1e-4)
         assert (got["ds"] == ref["ds"]).all()
+
+
+def test_rolling_forecasts_match_one_by_one_prediction_from_each_origin():
+    from kitrade.training.nhits import rolling_forecasts
+
+    frame = random_walk(300)
+    cfg = default_config("H1", None, input_size=24, horizon=4, cv_windows=40, step_size=3, **TINY)
+    model, report = fit_and_evaluate(frame, cfg)
+    cv = rolling_forecasts(model, frame)
+    cutoffs = np.unique(cv["cutoff"])
+    assert len(cutoffs) == report.n_origins == 40 and set(np.diff(cutoffs)) == {3}
+    assert cutoffs[-1] == len(frame) - cfg.horizon - 1  # the last origin ends at the last bar
+    assert cutoffs[0] == len(frame) - cfg.test_size - 1  # the first is the last training bar
+    for c in cutoffs[[0, 17, -1]]:
+        one = model.predict(frame.iloc[: c + 1])
+        got = cv[cv["cutoff"] == c]
+        np.testing.assert_allclose(got["NHITS-median"], one["mean"], rtol=1e-5)
+        np.testing.assert_allclose(got["y"], frame["y"].to_numpy()[c + 1 : c + 5])
+
+
+def test_naive_test_claims_beating_naive_only_when_significant():
+    from kitrade.training.nhits import naive_test
+
+    rng = np.random.default_rng(3)
+    cutoffs = np.repeat(np.arange(200), 2)
+    steps = np.tile([1, 2], 200)
+    naive = rng.normal(0, 1, 400)
+    # errors a hair smaller than naive's: rMAE < 1, but noise decides -> no claim
+    noisy = rng.normal(0, 0.97, 400)
+    assert np.mean(np.abs(noisy)) < np.mean(np.abs(naive))
+    out = naive_test(cutoffs, steps, noisy, naive)
+    assert not out["beats_naive"] and out["verdict"] == "no better than naive"
+    assert out["dm_pvalue"] > 0.05
+    # clearly smaller errors at every origin: significant
+    out = naive_test(cutoffs, steps, naive * 0.5, naive)
+    assert out["beats_naive"] and out["verdict"] == "beats naive" and out["dm_stat"] < 0
+    # better over the horizon but significantly worse one step ahead: no claim
+    worse_first = np.where(steps == 1, naive * 1.6, naive * 0.05)
+    out = naive_test(cutoffs, steps, worse_first, naive)
+    assert out["dm_stat"] < 0 and out["dm_stat_1"] > 0 and out["dm_pvalue_1"] < 0.05
+    assert not out["beats_naive"]

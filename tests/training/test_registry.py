@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from psycopg.types.json import Jsonb
 
 from kitrade.errors import ConflictError, InvalidInputError, NotFoundError
 from kitrade.training.registry import (
@@ -32,10 +33,29 @@ def _save(payload: bytes):
     return save
 
 
-def _candidate(conn, models_dir: Path, symbol: str, mase: float | None, when: datetime) -> str:
+def _candidate(
+    conn,
+    models_dir: Path,
+    symbol: str,
+    rmae: float | None,
+    when: datetime,
+    *,
+    beats: bool = False,
+) -> str:
     version = new_version_id(symbol, when)
     path = write_artifact(models_dir, symbol, version, _save(version.encode()))
-    metrics = {} if mase is None else {"model": {"mase": mase}, "naive": {"mase": 1.0}}
+    metrics = (
+        {}
+        if rmae is None
+        else {
+            "model": {"rmae": rmae},
+            "naive": {"rmae": 1.0},
+            "beats_naive": beats,
+            "verdict": "beats naive" if beats else "no better than naive",
+            "dm_pvalue": 0.01 if beats else 0.4,
+            "n_origins": 250,
+        }
+    )
     register_version(
         conn,
         version=version,
@@ -168,3 +188,50 @@ def test_database_allows_one_active_version_per_symbol(reg, tmp_path):
         conn.execute("UPDATE model_versions SET status='active' WHERE version=%s", (a,))
         with pytest.raises(psycopg.errors.UniqueViolation):
             conn.execute("UPDATE model_versions SET status='active' WHERE version=%s", (b,))
+
+
+def test_gate_puts_the_verdict_against_naive_before_the_relative_mae(reg, tmp_path):
+    t = datetime(2024, 1, 1, tzinfo=UTC)
+    with reg.connection() as conn:
+        v1 = _candidate(conn, tmp_path, "GOOG", 0.97, t)  # rMAE < 1 but not significant
+        assert apply_gate(conn, version=v1, tolerance=0.05).promoted
+        # a significant winner replaces it even with a larger rMAE
+        v2 = _candidate(conn, tmp_path, "GOOG", 0.99, t + timedelta(hours=1), beats=True)
+        d2 = apply_gate(conn, version=v2, tolerance=0.0)
+        assert d2.promoted and "beats naive (DM p=0.01)" in d2.reason
+        # a smaller rMAE without the test's backing does not replace a tested winner
+        v3 = _candidate(conn, tmp_path, "GOOG", 0.90, t + timedelta(hours=2))
+        d3 = apply_gate(conn, version=v3, tolerance=0.05)
+        assert not d3.promoted and "no better than naive vs active's beats naive" in d3.reason
+        # equal verdicts: the relative MAE within the tolerance decides
+        v4 = _candidate(conn, tmp_path, "GOOG", 0.98, t + timedelta(hours=3), beats=True)
+        assert apply_gate(conn, version=v4, tolerance=0.0).promoted
+        assert active_version(conn, symbol="GOOG").version == v4
+
+
+def test_migration_renames_stored_mase_and_withdraws_untested_claims(reg, tmp_path):
+    from kitrade.training.migrations import legacy_metrics
+    from kitrade.training.registry import rewrite_metrics
+
+    t = datetime(2024, 1, 1, tzinfo=UTC)
+    old = {
+        "model": {"mae": 0.1, "mase": 0.8},
+        "naive": {"mae": 0.125, "mase": 1.0},
+        "seasonal_naive": {"mae": 0.2, "mase": 1.6},
+        "beats_naive": True,
+        "windows": 3,
+        "points": 72,
+    }
+    with reg.connection() as conn:
+        v = _candidate(conn, tmp_path, "EURUSD", None, t)
+        conn.execute("UPDATE model_versions SET metrics = %s WHERE version = %s", (Jsonb(old), v))
+        tested = _candidate(conn, tmp_path, "EURUSD", 0.9, t + timedelta(1), beats=True)
+        before = get_version(conn, version=tested).metrics
+        assert rewrite_metrics(conn, legacy_metrics) == 1  # the tested version is left alone
+        assert rewrite_metrics(conn, legacy_metrics) == 0  # idempotent
+        m = get_version(conn, version=v).metrics
+        assert get_version(conn, version=tested).metrics == before
+    assert m["model"] == {"mae": 0.1, "rmae": 0.8} and m["seasonal_naive"]["rmae"] == 1.6
+    assert m["n_origins"] == 3 and "windows" not in m and m["points"] == 72
+    assert m["beats_naive"] is False and m["verdict"] == "no better than naive"
+    assert m["dm_pvalue"] is None

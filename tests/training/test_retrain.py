@@ -43,7 +43,7 @@ def _activate(conn, models: Path, symbol: str, data_end: datetime, created: date
         symbol=symbol,
         artifact_path=path,
         config={},
-        metrics={"model": {"mase": 1.0, "mae": 0.01}},
+        metrics={"model": {"rmae": 1.0, "mae": 0.01}},
         data_start=data_end - timedelta(1),
         data_end=data_end,
         n_bars=10,

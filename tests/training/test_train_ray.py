@@ -96,7 +96,9 @@ def test_train_all_fractional_gpus_two_at_once_third_waits(seeded, db):
         run = load_run(conn, run_id=report.run_id)
         for r in report.results:
             assert active_version(conn, symbol=r.symbol).version == r.version
-            assert r.metrics["model"]["mase"] is not None and r.metrics["naive"]["mase"] == 1.0
+            assert r.metrics["model"]["rmae"] is not None and r.metrics["naive"]["rmae"] == 1.0
+            assert r.metrics["model"]["mase"] is not None and r.metrics["n_origins"] >= 2
+            assert r.metrics["verdict"] in ("beats naive", "no better than naive")
     assert {s.state for s in run.symbols} == {"done"}
     assert all("gpu x0.4" in (s.detail or "") or s.version for s in run.symbols)
     spans = [(s.started_at.timestamp(), s.ended_at.timestamp()) for s in run.symbols]

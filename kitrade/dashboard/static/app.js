@@ -364,12 +364,13 @@
     drawChart(sym, bars, forecast);
     if (forecast) {
       horizonOptions(forecast.max_horizon);
-      const m = forecast.mase;
+      const m = forecast.rmae;
       note(
         "forecast-info",
         `times in UTC · model ${forecast.version} · from last bar ${fmtTime(forecast.last_bar)} · ` +
           `${forecast.horizon} steps ahead (max ${forecast.max_horizon}) · ` +
-          `MASE ${fmtNum(m, 3)} ${forecast.beats_naive ? "(beats naive)" : "(does not beat naive)"}` +
+          `rMAE ${fmtNum(m, 3)} (${forecast.verdict || (forecast.beats_naive ? "beats naive" : "no better than naive")}` +
+          `${forecast.n_origins ? `, ${forecast.n_origins} origins` : ""})` +
           `${forecast.cached ? " · cached" : ""}`,
       );
     } else {
@@ -508,14 +509,24 @@
     const m = v.metrics || {};
     const model = m.model || {};
     const naive = m.naive || {};
-    const mase = el(
+    const verdict = m.verdict || (m.beats_naive === undefined ? null : "no better than naive");
+    const test =
+      m.dm_pvalue === null || m.dm_pvalue === undefined
+        ? "no Diebold-Mariano test"
+        : `Diebold-Mariano ${fmtNum(m.dm_stat, 2)}, p ${fmtNum(m.dm_pvalue, 3)}`;
+    const rmae = el(
       "td",
-      { title: `MAE ${fmtNum(model.mae, 6)}, naive MAE ${fmtNum(naive.mae, 6)}` },
-      `${fmtNum(model.mase, 3)} / ${fmtNum(naive.mase, 3)} `,
-      m.beats_naive === undefined ? null : badge(m.beats_naive ? "beats" : "worse", m.beats_naive ? "ok" : "failed"),
+      {
+        title:
+          `MAE ${fmtNum(model.mae, 6)}, naive MAE ${fmtNum(naive.mae, 6)}, MASE ${fmtNum(model.mase, 3)}; ` +
+          `${test}; ${m.n_origins ?? "?"} origins`,
+      },
+      `${fmtNum(model.rmae, 3)} `,
+      verdict === null ? null : badge(verdict, m.beats_naive ? "ok" : "skipped"),
+      m.n_origins === undefined ? null : el("span", { class: "muted small", text: ` ${m.n_origins} origins` }),
     );
     const pct = (c) => (c === null || c === undefined ? "–" : `${Math.round(c * 100)} %`);
-    return [mase, el("td", { text: `${pct(model.coverage_80)} / ${pct(model.coverage_95)}` })];
+    return [rmae, el("td", { text: `${pct(model.coverage_80)} / ${pct(model.coverage_95)}` })];
   }
 
   async function loadModels() {
