@@ -909,9 +909,15 @@
         throw new Error(`model: expected a JSON object such as {"max_steps": 50}, was ${model}`);
       }
     }
-    const out = await api("POST", "api/v1/backtests", { body });
-    note("bt-status", `backtest ${out.id} accepted, waiting for the cluster…`);
-    await followBacktest(out.id);
+    const button = $("bt-run");
+    button.disabled = true;
+    try {
+      const out = await api("POST", "api/v1/backtests", { body });
+      note("bt-status", `backtest ${out.id} accepted, waiting for the cluster…`);
+      await followBacktest(out.id);
+    } finally {
+      button.disabled = false;
+    }
   }
 
   let btToken = 0;
@@ -970,8 +976,7 @@
       },
     ];
     const layout = {
-      margin: { l: 60, r: 16, t: 24, b: 30 },
-      title: { text: "equity against buy & hold, and drawdown", font: { size: 12 }, x: 0, xanchor: "left" },
+      margin: { l: 60, r: 16, t: 28, b: 30 },
       xaxis: { type: "date", anchor: "y2", hoverformat: "%Y-%m-%d %H:%M" },
       yaxis: { domain: [0.36, 1], title: { text: "equity", font: { size: 11 } } },
       yaxis2: { domain: [0, 0.28], title: { text: "drawdown %", font: { size: 11 } }, ticksuffix: "" },
@@ -1014,14 +1019,15 @@
       side("sell", "#dc2626", "triangle-down"),
     ];
     const layout = {
-      margin: { l: 60, r: 16, t: 24, b: 30 },
-      title: { text: `${sym}: the strategy's fills on its bars`, font: { size: 12 }, x: 0, xanchor: "left" },
+      margin: { l: 60, r: 16, t: 28, b: 30 },
       xaxis: { type: "date", rangeslider: { visible: false }, rangebreaks: gapBreaks(bars.map((b) => b.ts)), hoverformat: "%Y-%m-%d %H:%M" },
       legend: { orientation: "h", x: 0, y: 1.0, yanchor: "bottom" },
       hovermode: "closest",
       paper_bgcolor: "#ffffff",
       plot_bgcolor: "#ffffff",
     };
+    $("bt-trades-title").textContent =
+      `${sym}: the strategy's fills on its bars${bt.symbols.length > 1 ? ` (first of ${bt.symbols.length} symbols)` : ""}`;
     const gd = $("bt-trades");
     window.Plotly.react(gd, traces, layout, { displaylogo: false, responsive: true });
     gd.dataset.trades = String(trades.length);
