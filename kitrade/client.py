@@ -25,6 +25,10 @@ import httpx
 
 from kitrade.schemas import (
     AnalysisAnswerOut,
+    BacktestDetail,
+    BacktestRequest,
+    BacktestStarted,
+    BacktestSummary,
     BarOut,
     Forecast,
     Health,
@@ -358,6 +362,44 @@ class Client:
     def delete_document(self, doc_id: str) -> KnowledgeDeleted:
         """Delete a knowledge document."""
         return KnowledgeDeleted(**self._req("DELETE", f"/api/v1/knowledge/{doc_id}"))
+
+    # --------------------------------------------------------------- backtests
+    def create_backtest(self, request: BacktestRequest) -> BacktestStarted:
+        """Start a backtest on the cluster (answered 202 at once); follow it with
+        ``backtest`` or ``wait_backtest``."""
+        body = request.model_dump(mode="json", exclude_unset=True)
+        return BacktestStarted(**self._req("POST", "/api/v1/backtests", json=body))
+
+    def backtests(self, status: str | None = None, limit: int = 100) -> list[BacktestSummary]:
+        """Backtests, newest first, without their curves."""
+        params: dict[str, Any] = {"limit": limit}
+        if status:
+            params["status"] = status
+        return [BacktestSummary(**b) for b in self._req("GET", "/api/v1/backtests", params=params)]
+
+    def backtest(self, backtest_id: int) -> BacktestDetail:
+        """One backtest: status, progress, error, and once done its result."""
+        return BacktestDetail(**self._req("GET", f"/api/v1/backtests/{backtest_id}"))
+
+    def wait_backtest(
+        self, backtest_id: int, timeout: float = 600.0, *, poll_s: float = 1.0
+    ) -> BacktestDetail:
+        """Poll a backtest until it is done or failed; its final state.
+
+        Raises:
+            TimeoutError: still queued or running after ``timeout`` seconds.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            bt = self.backtest(backtest_id)
+            if bt.status in ("done", "failed"):
+                return bt
+            if time.monotonic() >= deadline:
+                raise TimeoutError(
+                    f"backtest {backtest_id}: still {bt.status} at {bt.progress:.0%} "
+                    f"after {timeout:g} s"
+                )
+            time.sleep(poll_s)
 
 
 def _raise_for(resp: httpx.Response) -> None:

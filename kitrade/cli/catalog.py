@@ -84,8 +84,16 @@ def strategies_list() -> None:
 @strategies_app.command("add")
 def strategies_add(
     spec_file: Annotated[Path, typer.Argument(help="JSON strategy spec file")],
+    kind: Annotated[
+        str | None,
+        typer.Option(
+            help="forecast_threshold forecast_interval buy_and_hold sma_cross naive_direction, "
+            "or parameters (parameter-only; the default); overrides the file's kind"
+        ),
+    ] = None,
 ) -> None:
-    """Add a strategy from a JSON spec (name, symbols, timeframe, parameters)."""
+    """Add a strategy from a JSON spec (name, symbols, timeframe, kind, parameters); the
+    parameters of a backtest kind are checked against it."""
     settings = deps.settings()
     from kitrade.schemas import StrategySpec  # pydantic models: not needed for --help
     from kitrade.services import catalog  # pandas/psycopg: not needed for --help
@@ -98,10 +106,12 @@ def strategies_add(
         raise InvalidInputError(
             f"{spec_file}: expected a JSON object, was {type(payload).__name__}"
         )
+    if kind is not None:
+        payload["kind"] = kind
     spec = deps.validated(StrategySpec, **payload)
     with deps.store(settings) as db:
         s = catalog.create_strategy(db, spec=spec)
-    out.print(f"added strategy {s.name} on {', '.join(s.symbols)}")
+    out.print(f"added strategy {s.name} ({s.kind}) on {', '.join(s.symbols)}")
 
 
 @strategies_app.command("rm")

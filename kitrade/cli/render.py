@@ -84,9 +84,9 @@ def symbols_table(rows: Iterable[tuple[Any, Any]]) -> Table:
 
 def strategies_table(rows: Iterable[Any]) -> Table:
     """Strategies."""
-    table = Table("name", "symbols", "tf", "parameters")
+    table = Table("name", "kind", "symbols", "tf", "parameters")
     for s in rows:
-        table.add_row(s.name, ",".join(s.symbols), s.timeframe, str(s.parameters))
+        table.add_row(s.name, s.kind, ",".join(s.symbols), s.timeframe, str(s.parameters))
     return table
 
 

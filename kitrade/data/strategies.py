@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     import psycopg
 
 __all__ = [
+    "check_symbols",
     "create_strategy",
     "delete_strategy",
     "get_strategy",
@@ -21,12 +22,13 @@ __all__ = [
     "update_strategy",
 ]
 
-_COLS = "id, name, symbols, timeframe, parameters, description, created_at, updated_at"
+_COLS = "id, name, symbols, timeframe, kind, parameters, description, created_at, updated_at"
 _FIELDS = (
     "id",
     "name",
     "symbols",
     "timeframe",
+    "kind",
     "parameters",
     "description",
     "created_at",
@@ -38,7 +40,8 @@ def _row(row: tuple) -> Strategy:
     return Strategy(**dict(zip(_FIELDS, row, strict=True)))
 
 
-def _check_symbols(conn: psycopg.Connection, symbols: list[str]) -> None:
+def check_symbols(conn: psycopg.Connection, symbols: list[str]) -> None:
+    """Raise ``NotFoundError`` naming the symbols of ``symbols`` that are not stored."""
     known = {
         r[0]
         for r in conn.execute(
@@ -52,11 +55,18 @@ def _check_symbols(conn: psycopg.Connection, symbols: list[str]) -> None:
 
 def create_strategy(conn: psycopg.Connection, *, spec: StrategySpec) -> Strategy:
     """Insert a strategy; its symbols must exist; ConflictError on a duplicate name."""
-    _check_symbols(conn, spec.symbols)
+    check_symbols(conn, spec.symbols)
     row = conn.execute(
-        f"INSERT INTO strategies (name, symbols, timeframe, parameters, description)"
-        f" VALUES (%s, %s, %s, %s, %s) ON CONFLICT (name) DO NOTHING RETURNING {_COLS}",
-        (spec.name, spec.symbols, spec.timeframe, Jsonb(spec.parameters), spec.description),
+        f"INSERT INTO strategies (name, symbols, timeframe, kind, parameters, description)"
+        f" VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (name) DO NOTHING RETURNING {_COLS}",
+        (
+            spec.name,
+            spec.symbols,
+            spec.timeframe,
+            spec.kind,
+            Jsonb(spec.parameters),
+            spec.description,
+        ),
     ).fetchone()
     if row is None:
         raise ConflictError(f"strategy {spec.name!r} already exists")
@@ -77,7 +87,8 @@ def list_strategies(conn: psycopg.Connection, *, symbol: str | None = None) -> l
         rows = conn.execute(f"SELECT {_COLS} FROM strategies ORDER BY name").fetchall()
     else:
         rows = conn.execute(
-            f"SELECT {_COLS} FROM strategies WHERE %s = ANY(symbols) ORDER BY name", (symbol,)
+            f"SELECT {_COLS} FROM strategies WHERE %s = ANY(symbols) ORDER BY name",
+            (symbol,),
         ).fetchall()
     return [_row(r) for r in rows]
 
@@ -87,13 +98,14 @@ def update_strategy(conn: psycopg.Connection, *, name: str, changes: StrategyUpd
     current = get_strategy(conn, name=name)
     merged = current.model_dump() | changes.model_dump(exclude_none=True)
     if changes.symbols is not None:
-        _check_symbols(conn, changes.symbols)
+        check_symbols(conn, changes.symbols)
     row = conn.execute(
-        f"UPDATE strategies SET symbols = %s, timeframe = %s, parameters = %s, description = %s,"
-        f" updated_at = now() WHERE name = %s RETURNING {_COLS}",
+        f"UPDATE strategies SET symbols = %s, timeframe = %s, kind = %s, parameters = %s,"
+        f" description = %s, updated_at = now() WHERE name = %s RETURNING {_COLS}",
         (
             merged["symbols"],
             merged["timeframe"],
+            merged["kind"],
             Jsonb(merged["parameters"]),
             merged["description"],
             name,

@@ -14,8 +14,16 @@ from typing import Any
 from kitrade.config import load_settings
 from kitrade.data.db import Database
 from kitrade.deployments.common import AppArgs, envelope
-from kitrade.schemas import StrategySpec, StrategyUpdate, SymbolIn, SymbolUpdate
-from kitrade.services import catalog, training
+from kitrade.schemas import (
+    BacktestDetail,
+    BacktestRequest,
+    BacktestSummary,
+    StrategySpec,
+    StrategyUpdate,
+    SymbolIn,
+    SymbolUpdate,
+)
+from kitrade.services import backtests, catalog, jobs, training
 from kitrade.services import sync as sync_service
 
 __all__ = ["DataDeployment"]
@@ -116,6 +124,28 @@ class DataDeployment:
     @envelope
     def progress(self, run_id: str | None) -> Any:
         return training.progress(self._db, run_id=run_id)
+
+    # ------------------------------------------------------------- backtests
+    @envelope
+    def create_backtest(self, request: dict[str, Any]) -> Any:
+        """Validate and record a backtest, then start it on the cluster (``jobs``)."""
+        body = BacktestRequest(**request)
+        record = backtests.create_backtest(self._db, **body.service_args())
+        jobs.start_backtest(self._settings, record.id)  # the row holds its progress and result
+        return {
+            "id": record.id,
+            "status": record.status,
+            "links": {"self": f"/api/v1/backtests/{record.id}"},
+        }
+
+    @envelope
+    def list_backtests(self, status: str | None, limit: int) -> Any:
+        records = backtests.list_backtests(self._db, status=status, limit=limit)
+        return [BacktestSummary.from_record(r) for r in records]
+
+    @envelope
+    def get_backtest(self, backtest_id: int) -> Any:
+        return BacktestDetail.from_record(backtests.get_backtest(self._db, backtest_id=backtest_id))
 
     @envelope
     def ping(self) -> Any:

@@ -99,6 +99,7 @@ def create_backtest(
         spec, symbols, timeframe = _resolve_spec(conn, strategy, spec, symbols, timeframe)
         _check_model(timeframe, model_overrides or {})
         execution_options(costs)
+        _check_folds(conn, symbols, timeframe, n_folds, start, end, model_overrides or {})
         return store.create_backtest(
             conn,
             strategy_name=strategy,
@@ -164,6 +165,26 @@ def _check_model(timeframe: str, overrides: dict[str, Any]) -> None:
         raise InvalidInputError(
             "model_overrides: " + describe_validation_errors(exc.errors())
         ) from None
+
+
+def _check_folds(
+    conn: Any,
+    symbols: list[str],
+    timeframe: str,
+    n_folds: int,
+    start: datetime | None,
+    end: datetime | None,
+    overrides: dict[str, Any],
+) -> None:
+    """Cut each symbol's stored bars into the folds now, so a period outside the bars or too
+    short for the folds is refused before anything is recorded or run (the numbers named)."""
+    from kitrade.data.bars import get_bars
+
+    for s in symbols:
+        bars = get_bars(conn, symbol=s).set_index("ts").sort_index()
+        walk_forward_folds(
+            bars, timeframe=timeframe, n_folds=n_folds, start=start, end=end, symbol=s, **overrides
+        )
 
 
 def get_backtest(db: Database, *, backtest_id: int) -> store.BacktestRecord:

@@ -7,7 +7,7 @@ series) is chosen here once, for the CLI and the data deployment alike.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from kitrade.data import bars as bars_data
 from kitrade.data import strategies as strategies_data
@@ -33,6 +33,7 @@ __all__ = [
     "DEFAULT_BARS",
     "bars",
     "bars_storage",
+    "check_strategy_kind",
     "create_strategy",
     "create_symbol",
     "delete_strategy",
@@ -103,15 +104,43 @@ def get_strategy(db: Database, *, name: str) -> Strategy:
         return strategies_data.get_strategy(conn, name=name)
 
 
+def check_strategy_kind(kind: str, parameters: dict[str, Any]) -> None:
+    """Check ``parameters`` against strategy ``kind`` (free for parameter-only strategies).
+
+    Raises:
+        InvalidInputError: an unknown kind, an unknown parameter or a value out of range
+            (the message names it).
+    """
+    from kitrade.schemas import PARAMETER_ONLY
+
+    if kind == PARAMETER_ONLY:
+        return
+    # Here, not at module level: the strategy kinds import scipy, which `kitrade --help`
+    # and the catalog's other commands do not need.
+    from kitrade.backtest.strategies import parse_strategy
+
+    parse_strategy(kind, parameters)
+
+
 def create_strategy(db: Database, *, spec: StrategySpec) -> Strategy:
-    """Add a strategy."""
+    """Add a strategy: its symbols must exist (404), its parameters fit its kind (422)."""
     with db.connection() as conn:
+        strategies_data.check_symbols(conn, spec.symbols)
+        check_strategy_kind(spec.kind, spec.parameters)
         return strategies_data.create_strategy(conn, spec=spec)
 
 
 def update_strategy(db: Database, *, name: str, changes: StrategyUpdate) -> Strategy:
-    """Change a strategy's fields."""
+    """Change a strategy's fields; the parameters after the change must fit the kind after it."""
     with db.connection() as conn:
+        current = strategies_data.get_strategy(conn, name=name)
+        if changes.symbols is not None:
+            strategies_data.check_symbols(conn, changes.symbols)
+        if changes.kind is not None or changes.parameters is not None:
+            check_strategy_kind(
+                changes.kind or current.kind,
+                current.parameters if changes.parameters is None else changes.parameters,
+            )
         return strategies_data.update_strategy(conn, name=name, changes=changes)
 
 

@@ -1,4 +1,5 @@
-"""Training jobs launched on the cluster on behalf of a caller (the gateway's train-all route).
+"""Jobs launched on the cluster on behalf of a caller: the gateway's train-all route and
+backtests started over HTTP.
 
 The driver runs as a Ray task of its own (``num_cpus=0``: it only fans out the
 per-symbol training tasks and waits), so a caller that answers at once, such as an
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from kitrade.config import Settings
 
-__all__ = ["start_train_all"]
+__all__ = ["start_backtest", "start_train_all"]
 
 
 @functools.cache
@@ -48,3 +49,41 @@ def start_train_all(
         The driver's ``ObjectRef``; it resolves to the run's report as JSON data.
     """
     return _driver().remote(settings, symbols, force, run_id)
+
+
+@functools.cache
+def _backtest_driver() -> Any:
+    import ray  # here, not at module level: importing this module must not start Ray
+
+    @ray.remote(num_cpus=0, max_retries=0)
+    def backtest_driver(settings: Settings, backtest_id: int) -> dict[str, Any]:
+        from kitrade.data.db import Database
+        from kitrade.errors import KitradeError
+        from kitrade.services.backtests import run_backtest
+
+        db = Database.from_settings(settings)
+        try:
+            done = run_backtest(settings, db, backtest_id)
+            return {"id": backtest_id, "status": done.status, "error": None}
+        except KitradeError as exc:  # recorded on the backtest (failed, with this message)
+            return {"id": backtest_id, "status": "failed", "error": exc.message}
+        finally:
+            db.close()
+
+    return backtest_driver
+
+
+def start_backtest(settings: Settings, backtest_id: int) -> Any:
+    """Run a recorded backtest (``services.backtests.run_backtest``) as a Ray task.
+
+    The driver only fans out the fold tasks and waits (``num_cpus=0``); the backtest's
+    row holds its progress, error and result, so a caller need not keep the reference.
+
+    Args:
+        settings: the caller's settings (pickled to the driver task).
+        backtest_id: a backtest recorded by ``services.backtests.create_backtest``.
+
+    Returns:
+        The driver's ``ObjectRef``; it resolves to ``{"id", "status", "error"}``.
+    """
+    return _backtest_driver().remote(settings, backtest_id)

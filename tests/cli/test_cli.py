@@ -153,6 +153,21 @@ def test_symbols_and_strategies_commands(external_env, tmp_path):
     )
     assert run(env, "strategies", "add", str(spec)).returncode == 0
     assert "breakout" in run(env, "strategies", "list").stdout
+    typed = tmp_path / "t.json"
+    typed.write_text(
+        json.dumps({"name": "trend", "symbols": ["XAUUSD"], "parameters": {"enter": 0.002}})
+    )
+    added = run(env, "strategies", "add", str(typed), "--kind", "forecast_threshold")
+    assert added.returncode == 0, added.stderr
+    assert "trend (forecast_threshold)" in added.stdout
+    listing = run(env, "strategies", "list").stdout
+    assert "forecast_threshold" in listing and "parameters" in listing  # both kinds shown
+    typed.write_text(json.dumps({"name": "t2", "symbols": ["XAUUSD"], "parameters": {"edge": 1}}))
+    wrong = run(env, "strategies", "add", str(typed), "--kind", "forecast_threshold")
+    assert wrong.returncode == 2 and "edge" in wrong.stderr, wrong.stderr
+    unknown = run(env, "strategies", "add", str(typed), "--kind", "moon_phase")
+    assert unknown.returncode == 2 and "kind" in unknown.stderr, unknown.stderr
+    assert run(env, "strategies", "rm", "trend").returncode == 0
     spec.write_text("{not json")
     broken = run(env, "strategies", "add", str(spec))
     assert broken.returncode == 2 and "expected a JSON strategy spec" in broken.stderr

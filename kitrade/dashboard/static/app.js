@@ -862,6 +862,270 @@
     await guard("chart-error", loadChart)();
   }
 
+  // --------------------------------------------------------------- backtests
+  const BT_METRICS = [
+    ["total_return", "total return", "pct"],
+    ["cagr", "CAGR", "pct"],
+    ["sharpe", "Sharpe", 2],
+    ["sortino", "Sortino", 2],
+    ["max_drawdown", "max drawdown", "pct"],
+    ["volatility", "volatility (yearly)", "pct"],
+    ["win_rate", "win rate", "pct"],
+    ["profit_factor", "profit factor", 2],
+    ["exposure", "exposure", "pct"],
+    ["n_trades", "round trips", 0],
+    ["fees_paid", "fees paid", 2],
+    ["n_bars", "bars", 0],
+  ];
+
+  function fmtMetric(v, how) {
+    if (v === null || v === undefined) return "–";
+    return how === "pct" ? `${(v * 100).toFixed(2)} %` : fmtNum(v, how);
+  }
+
+  async function loadStrategies() {
+    const strategies = await api("GET", "api/v1/strategies");
+    const select = $("bt-strategy");
+    const keep = select.value;
+    select.replaceChildren(
+      ...strategies.map((s) =>
+        el("option", {
+          value: s.name,
+          disabled: s.kind === "parameters",
+          "data-kind": s.kind,
+          title: s.kind === "parameters"
+            ? "parameter-only: give it a backtest kind to run it"
+            : `${s.kind} on ${s.symbols.join(", ")} (${s.timeframe})`,
+          text: `${s.name} · ${s.kind === "parameters" ? "parameter-only" : s.kind} · ${s.symbols.join(",")}`,
+        }),
+      ),
+    );
+    if (!strategies.length) select.append(el("option", { value: "", text: "no strategies yet" }));
+    const runnable = strategies.filter((s) => s.kind !== "parameters").map((s) => s.name);
+    select.value = runnable.includes(keep) ? keep : runnable[0] || "";
+    $("bt-run").disabled = !runnable.length;
+  }
+
+  async function runBacktest(ev) {
+    ev.preventDefault();
+    const body = { strategy: $("bt-strategy").value, folds: Number($("bt-folds").value || 1) };
+    if (!body.strategy) throw new Error("choose a strategy of a backtest kind first");
+    const start = $("bt-start").value.trim();
+    if (start) body.start = start;
+    const model = $("bt-model").value.trim();
+    if (model) {
+      try {
+        body.model = JSON.parse(model);
+      } catch (exc) {
+        throw new Error(`model: expected a JSON object such as {"max_steps": 50}, was ${model}`);
+      }
+    }
+    const button = $("bt-run");
+    button.disabled = true;
+    try {
+      const out = await api("POST", "api/v1/backtests", { body });
+      note("bt-status", `backtest ${out.id} accepted, waiting for the cluster…`);
+      await followBacktest(out.id);
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  let btToken = 0;
+  async function followBacktest(id) {
+    const token = ++btToken;
+    $("bt-result").hidden = true;
+    for (;;) {
+      const bt = await api("GET", `api/v1/backtests/${id}`);
+      if (token !== btToken) return; // another backtest was opened meanwhile
+      renderBacktestStatus(bt);
+      if (bt.status === "done" || bt.status === "failed") {
+        if (bt.status === "done") await renderBacktestResult(bt);
+        else showError("bt-error", new Error(`backtest ${bt.id} failed: ${bt.error}`));
+        await loadBacktests();
+        return;
+      }
+      await new Promise((r) => setTimeout(r, POLL_MS));
+    }
+  }
+
+  function renderBacktestStatus(bt) {
+    const what = bt.strategy_name || bt.spec.kind;
+    const period = bt.period_start || bt.period_end
+      ? ` · ${fmtTime(bt.period_start)} – ${fmtTime(bt.period_end)}` : "";
+    note(
+      "bt-status",
+      `backtest ${bt.id} · ${what} on ${bt.symbols.join(", ")} (${bt.timeframe}) · ${bt.n_folds} folds` +
+        `${period} · ${bt.status} ${Math.round((bt.progress || 0) * 100)} %`,
+    );
+    $("bt-status").dataset.status = bt.status;
+    $("bt-status").dataset.id = String(bt.id);
+    $("bt-bar").style.width = `${Math.round((bt.progress || 0) * 100)}%`;
+  }
+
+  async function renderBacktestResult(bt) {
+    $("bt-result").hidden = false;
+    drawEquity(bt);
+    renderMetrics(bt.metrics || {});
+    renderFolds(bt.folds || []);
+    renderChecks(bt.lookahead_checks || [], bt.lag_test);
+    await drawTrades(bt);
+  }
+
+  function drawEquity(bt) {
+    const series = (pts) => ({ x: pts.map((p) => plotTime(p[0])), y: pts.map((p) => p[1]) });
+    const eq = series(bt.equity || []);
+    const bh = series(bt.benchmark_equity || []);
+    const dd = series(bt.drawdown || []);
+    const traces = [
+      { type: "scatter", mode: "lines", name: "strategy", meta: "equity", ...eq, line: { color: "#2563eb", width: 2 } },
+      { type: "scatter", mode: "lines", name: "buy & hold", meta: "benchmark", ...bh, line: { color: "#6b7585", width: 1.5, dash: "dot" } },
+      {
+        type: "scatter", mode: "lines", name: "drawdown", meta: "drawdown", ...dd, y: dd.y.map((v) => v * 100),
+        yaxis: "y2", fill: "tozeroy", line: { color: "#dc2626", width: 1 }, fillcolor: "rgba(220, 38, 38, 0.15)",
+        hovertemplate: "%{y:.2f} %<extra>drawdown</extra>",
+      },
+    ];
+    const layout = {
+      margin: { l: 60, r: 16, t: 28, b: 30 },
+      xaxis: { type: "date", anchor: "y2", hoverformat: "%Y-%m-%d %H:%M" },
+      yaxis: { domain: [0.36, 1], title: { text: "equity", font: { size: 11 } } },
+      yaxis2: { domain: [0, 0.28], title: { text: "drawdown %", font: { size: 11 } }, ticksuffix: "" },
+      legend: { orientation: "h", x: 0, y: 1.0, yanchor: "bottom" },
+      hovermode: "x unified",
+      paper_bgcolor: "#ffffff",
+      plot_bgcolor: "#ffffff",
+    };
+    const gd = $("bt-equity");
+    window.Plotly.react(gd, traces, layout, { displaylogo: false, responsive: true });
+    gd.dataset.points = String(eq.x.length);
+    gd.dataset.id = String(bt.id);
+  }
+
+  async function drawTrades(bt) {
+    const sym = bt.symbols[0];
+    const eq = bt.equity || [];
+    if (!eq.length) return;
+    const end = new Date(new Date(eq[eq.length - 1][0]).getTime() + 1000).toISOString();
+    const bars = await api("GET", `api/v1/symbols/${enc(sym)}/bars`, { query: { start: eq[0][0], end } });
+    const trades = (bt.trades || []).filter((t) => t.symbol === sym);
+    const side = (name, color, symbol) => {
+      const rows = trades.filter((t) => t.side === name);
+      return {
+        type: "scatter", mode: "markers", name: `${name} fills`, meta: name,
+        x: rows.map((t) => plotTime(t.ts)), y: rows.map((t) => t.price),
+        customdata: rows.map((t) => [t.qty, t.fee]),
+        hovertemplate: `${name} %{customdata[0]:.4g} @ %{y}<br>fee %{customdata[1]:.2f}<extra></extra>`,
+        marker: { color, symbol, size: 9, line: { color: "#111827", width: 0.5 } },
+      };
+    };
+    const traces = [
+      {
+        type: "candlestick", name: sym, meta: "bars", x: bars.map((b) => plotTime(b.ts)),
+        open: bars.map((b) => b.open), high: bars.map((b) => b.high),
+        low: bars.map((b) => b.low), close: bars.map((b) => b.close),
+        increasing: { line: { color: "#16a34a" } }, decreasing: { line: { color: "#dc2626" } },
+      },
+      side("buy", "#16a34a", "triangle-up"),
+      side("sell", "#dc2626", "triangle-down"),
+    ];
+    const layout = {
+      margin: { l: 60, r: 16, t: 28, b: 30 },
+      xaxis: { type: "date", rangeslider: { visible: false }, rangebreaks: gapBreaks(bars.map((b) => b.ts)), hoverformat: "%Y-%m-%d %H:%M" },
+      legend: { orientation: "h", x: 0, y: 1.0, yanchor: "bottom" },
+      hovermode: "closest",
+      paper_bgcolor: "#ffffff",
+      plot_bgcolor: "#ffffff",
+    };
+    $("bt-trades-title").textContent =
+      `${sym}: the strategy's fills on its bars${bt.symbols.length > 1 ? ` (first of ${bt.symbols.length} symbols)` : ""}`;
+    const gd = $("bt-trades");
+    window.Plotly.react(gd, traces, layout, { displaylogo: false, responsive: true });
+    gd.dataset.trades = String(trades.length);
+    gd.dataset.bars = String(bars.length);
+  }
+
+  function renderMetrics(metrics) {
+    const cols = ["strategy", "buy_and_hold", "naive"];
+    $("bt-metrics-rows").replaceChildren(
+      ...BT_METRICS.map(([key, label, how]) =>
+        el(
+          "tr",
+          { "data-metric": key },
+          el("td", { text: label }),
+          ...cols.map((c) => el("td", { class: "num", "data-col": c, text: fmtMetric((metrics[c] || {})[key], how) })),
+        ),
+      ),
+    );
+  }
+
+  function renderFolds(folds) {
+    $("bt-fold-rows").replaceChildren(
+      ...folds.map((f) =>
+        el(
+          "tr",
+          { "data-testid": "bt-fold" },
+          el("td", { text: f.symbol }),
+          el("td", { text: String(f.index) }),
+          el("td", { text: fmtTime(f.trained_through) }),
+          el("td", { class: "num", text: String(f.n_train) }),
+          el("td", { text: fmtTime(f.start) }),
+          el("td", { text: fmtTime(f.end) }),
+          el("td", { class: "num", text: String(f.n_decisions) }),
+        ),
+      ),
+    );
+  }
+
+  function renderChecks(checks, lag) {
+    const items = checks.map((c) =>
+      el(
+        "li",
+        { "data-testid": "bt-check", "data-passed": String(c.passed) },
+        badge(c.passed ? "passed" : "failed", c.passed ? "ok" : "failed"),
+        ` ${c.name.replaceAll("_", " ")} `,
+        el("span", { class: "muted", text: c.detail || "" }),
+      ),
+    );
+    if (lag) {
+      items.push(
+        el(
+          "li",
+          { title: lag.description || "" },
+          badge("lag test", "skipped"),
+          ` return ${fmtMetric(lag.total_return, "pct")} on time vs ${fmtMetric(lag.total_return_lagged, "pct")} one bar late`,
+        ),
+      );
+    }
+    $("bt-checks").replaceChildren(...items);
+  }
+
+  async function loadBacktests() {
+    const list = await api("GET", "api/v1/backtests", { query: { limit: 20 } });
+    const ret = (b, c) => fmtMetric(b.metrics && b.metrics[c] ? b.metrics[c].total_return : null, "pct");
+    $("bt-rows").replaceChildren(
+      ...list.map((b) =>
+        el(
+          "tr",
+          {
+            class: "clickable",
+            "data-testid": `bt-row-${b.id}`,
+            title: b.error || "show this backtest",
+            onclick: guard("bt-error", () => followBacktest(b.id)),
+          },
+          el("td", { text: String(b.id) }),
+          el("td", { text: b.strategy_name || b.spec.kind }),
+          el("td", { text: b.symbols.join(", ") }),
+          el("td", {}, badge(b.status)),
+          el("td", { class: "num", text: ret(b, "strategy") }),
+          el("td", { class: "num", text: ret(b, "buy_and_hold") }),
+          el("td", { text: fmtTime(b.created_at) }),
+        ),
+      ),
+    );
+    if (!list.length) $("bt-rows").append(el("tr", {}, el("td", { colspan: 7, class: "muted", text: "none yet" })));
+  }
+
   // -------------------------------------------------------------------- init
   async function loadAll() {
     state.readRefused = false;
@@ -869,6 +1133,8 @@
     await Promise.all([
       select(state.selected || defaultSymbol()),
       guard("kb-error", loadKnowledge)(),
+      guard("bt-error", loadStrategies)(),
+      guard("bt-error", loadBacktests)(),
       watchRuns(),
     ]);
   }
@@ -885,6 +1151,7 @@
     $("sync-btn").addEventListener("click", guard("symbols-error", syncNow));
     $("ask-form").addEventListener("submit", ask);
     $("kb-form").addEventListener("submit", guard("kb-error", upload));
+    $("bt-form").addEventListener("submit", guard("bt-error", runBacktest));
     window.addEventListener("hashchange", () => {
       const sym = decodeURIComponent(location.hash.slice(1));
       if (sym && sym !== state.selected && state.symbols.some((s) => s.symbol === sym)) select(sym);

@@ -2,6 +2,7 @@
 
 from kitrade.deployments.gateway.routes import (
     analysis,
+    backtests,
     forecast,
     health,
     knowledge,
@@ -22,4 +23,5 @@ ROUTERS = [
     analysis.router,
     knowledge.router,
     sync.router,
+    backtests.router,
 ]

@@ -1,4 +1,4 @@
-"""Strategies: which symbols, timeframe and parameters."""
+"""Strategies: which symbols, timeframe, kind and parameters."""
 
 # No `from __future__ import annotations`: FastAPI reads the routes' annotations at run time.
 from typing import Annotated, Any
@@ -45,7 +45,8 @@ async def list_strategies(
     responses=responses(404, 409, write=True),
 )
 async def create_strategy(gw: GatewayDep, spec: StrategySpec = Body(...)) -> Any:
-    """Add a strategy (its symbols must exist)."""
+    """Add a strategy: its symbols must exist (404); the parameters of a backtest kind are
+    checked against it (422 naming an unknown parameter or a value out of range)."""
     return await retry.call(gw.data, "create_strategy", spec.model_dump())
 
 
@@ -69,7 +70,7 @@ async def get_strategy(gw: GatewayDep, name: NamePath) -> Any:
 async def update_strategy(
     gw: GatewayDep, name: NamePath, changes: StrategyUpdate = Body(...)
 ) -> Any:
-    """Change a strategy."""
+    """Change a strategy; its parameters after the change must fit its kind after it."""
     return await retry.call(gw.data, "update_strategy", name, changes.model_dump(exclude_none=True))
 
 
