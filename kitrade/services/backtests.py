@@ -141,8 +141,13 @@ def _resolve_spec(
         )
     if not symbols or timeframe is None:
         raise InvalidInputError("an inline spec needs symbols and a timeframe")
-    for s in symbols:
-        get_symbol(conn, symbol=s)
+    other = {s: tf for s in symbols if (tf := get_symbol(conn, symbol=s).timeframe) != timeframe}
+    if other:
+        raise InvalidInputError(
+            f"timeframe: the backtest trades {timeframe} bars, but "
+            + ", ".join(f"{s} has {tf} bars" for s, tf in other.items())
+            + "; backtest symbols of one timeframe together (one backtest per timeframe)"
+        )
     if spec["kind"] == PARAMETER_ONLY:
         raise InvalidInputError(
             f"strategy {strategy!r} is parameter-only (kind {PARAMETER_ONLY!r}) and cannot "

@@ -90,3 +90,16 @@ def test_negative_costs_are_refused_before_anything_is_recorded(seeded, db) -> N
             model_overrides=TINY,
         )
     assert len(svc.list_backtests(db)) == before
+
+
+def test_symbols_of_another_timeframe_are_refused_with_their_timeframes(seeded, db) -> None:
+    from kitrade.data.symbols import create_symbol
+    from kitrade.errors import InvalidInputError
+    from kitrade.schemas import SymbolIn
+
+    with db.connection() as conn:
+        create_symbol(conn, spec=SymbolIn(symbol="SYND", timeframe="D1"))
+    with pytest.raises(InvalidInputError, match="SYND has D1 bars"):
+        svc.create_backtest(
+            db, spec={"kind": KIND, "params": PARAMS}, symbols=["SYNA", "SYND"], timeframe="H1"
+        )
