@@ -97,7 +97,7 @@ def test_backtest_prints_metrics_beside_the_baselines_and_writes_an_offline_repo
         (
             (*SPEC, "--symbols", "SYNA", "--timeframe", "H1", "--from", "2030-01-01"),
             2,
-            "start <= end, was 2030-01-01 00:00:00+00:00 > 2024-01-11 19:00",
+            "period 2030-01-01 00:00:00+00:00 .. 2024-01-11 19:00:00+00:00 is outside the stored bars",
         ),
         (
             (*SPEC, "--symbols", "SYNA", "--timeframe", "H1", "--from", "2024-01-02"),
