@@ -215,6 +215,18 @@ def train_symbol(
         gate=gate,
     )
     report("done", step=config.max_steps, version=version, detail=_said(decision))
+    return _done(symbol, attempt, version, decision, metrics, started)
+
+
+def _done(
+    symbol: str,
+    attempt: int,
+    version: str,
+    decision: GateDecision | None,
+    metrics: dict[str, Any],
+    started: float,
+) -> SymbolResult:
+    """A trained symbol's result (``decision`` None: a candidate not gated yet)."""
     return SymbolResult(
         symbol=symbol,
         status="done",
@@ -400,9 +412,7 @@ def train_all(
     """
     import ray  # heavy (ray): kept out of light commands' start-up
 
-    scope = scope or settings.model_scope
-    if scope not in ("symbol", "shared", "both"):
-        raise InvalidInputError(f"scope: expected symbol, shared or both, was {scope!r}")
+    scope = _scope(settings, scope)
     # kitrade.training.actors imports ray: kept out of light commands' start-up.
     from kitrade.training.actors import get_progress_actor
 
@@ -437,6 +447,14 @@ def train_all(
     )
     observability.training_finished(report)
     return report
+
+
+def _scope(settings: Settings, scope: str | None) -> str:
+    """``scope``, or the configured one; InvalidInputError unless symbol, shared or both."""
+    scope = scope or settings.model_scope
+    if scope not in ("symbol", "shared", "both"):
+        raise InvalidInputError(f"scope: expected symbol, shared or both, was {scope!r}")
+    return scope
 
 
 def _plan(
@@ -552,12 +570,8 @@ def train_group(
     """
     started = time.monotonic()
     reports = {s: _report_to(reporter, run_id=run_id, symbol=s, attempt=attempt) for s in symbols}
-    with connect(conninfo_for(settings), autocommit=True) as conn:
-        timeframes = {get_symbol(conn, symbol=s).timeframe for s in symbols}
-        frames = [to_training_frame(s, get_bars(conn, symbol=s)) for s in symbols]
-    if len(timeframes) != 1:
-        raise InvalidInputError(f"group {group}: expected one timeframe, was {sorted(timeframes)}")
-    config = _config(settings, timeframes.pop(), min(len(f) for f in frames), overrides)
+    timeframe, frames = _group_frames(settings, group, symbols)
+    config = _config(settings, timeframe, min(len(f) for f in frames), overrides)
     hint = accelerator_hint(settings)
     for s, f in zip(symbols, frames, strict=True):
         detail = f"shared {group} ({len(symbols)} series), {len(f)} bars, {hint}"
@@ -587,19 +601,20 @@ def train_group(
             metrics=metrics, run_id=run_id, scope="shared", group=group, gate=gate,
         )  # fmt: skip
         reports[s]("done", step=config.max_steps, version=version, detail=_said(decision))
-        results.append(
-            SymbolResult(
-                symbol=s,
-                status="done",
-                attempts=attempt,
-                version=version,
-                promoted=None if decision is None else decision.promoted,
-                reason=None if decision is None else decision.reason,
-                metrics=metrics,
-                seconds=time.monotonic() - started,
-            )
-        )
+        results.append(_done(s, attempt, version, decision, metrics, started))
     return results
+
+
+def _group_frames(
+    settings: Settings, group: str, symbols: Sequence[str]
+) -> tuple[str, list[pd.DataFrame]]:
+    """The group's timeframe and each symbol's training frame; InvalidInputError if mixed."""
+    with connect(conninfo_for(settings), autocommit=True) as conn:
+        timeframes = {get_symbol(conn, symbol=s).timeframe for s in symbols}
+        frames = [to_training_frame(s, get_bars(conn, symbol=s)) for s in symbols]
+    if len(timeframes) != 1:
+        raise InvalidInputError(f"group {group}: expected one timeframe, was {sorted(timeframes)}")
+    return timeframes.pop(), frames
 
 
 def _remote_group() -> Any:
