@@ -11,6 +11,7 @@ from rich.table import Table
 
 from kitrade.cli import deps
 from kitrade.cli.render import out, progress_table, versions_table
+from kitrade.errors import InvalidInputError
 
 if TYPE_CHECKING:
     from kitrade.config import Settings
@@ -61,9 +62,7 @@ def train_cmd(
 ) -> None:
     """Train NHITS models on Ray with live progress; gate and register each version."""
     if scope is not None and scope not in ("symbol", "shared", "both"):
-        raise typer.BadParameter(
-            f"expected symbol, shared or both, was {scope!r}", param_hint="--scope"
-        )
+        raise InvalidInputError(f"--scope: expected symbol, shared or both, was {scope!r}")
     settings = deps.settings()
     from kitrade.cluster import connect  # ray: only when training
     from kitrade.services import training  # psycopg: not needed for --help
