@@ -363,6 +363,20 @@ class FittedModel:
             )
         return self.predict_many([frame], horizon)[0]
 
+    def series(self, unique_id: str) -> pd.DataFrame:
+        """The stored history of one series (a shared model holds several).
+
+        Raises:
+            NotFoundError: The model was not trained on ``unique_id``.
+        """
+        out = self.history[self.history["unique_id"] == unique_id].reset_index(drop=True)
+        if out.empty:
+            from kitrade.errors import NotFoundError
+
+            ids = sorted(str(u) for u in self.history["unique_id"].unique())
+            raise NotFoundError(f"{unique_id}: not a series of this model (it has {ids})")
+        return out
+
     def predict_many(
         self, frames: list[pd.DataFrame], horizon: int | None = None
     ) -> list[pd.DataFrame]:

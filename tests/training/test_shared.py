@@ -13,7 +13,7 @@ from kitrade.data.bars import ingest_bars
 from kitrade.data.db import Database
 from kitrade.data.migrations import MIGRATIONS
 from kitrade.data.symbols import create_symbol
-from kitrade.errors import InvalidInputError
+from kitrade.errors import InvalidInputError, NotFoundError
 from kitrade.schemas import SymbolIn
 from kitrade.training.nhits import FittedModel, fit_and_evaluate_shared
 from kitrade.training.registry import (
@@ -109,6 +109,10 @@ def test_shared_model_trains_on_three_series_and_forecasts_each_at_its_scale(sha
         np.testing.assert_allclose(a["mean"], b["mean"], rtol=1e-5)
     with pytest.raises(InvalidInputError, match="shared model needs the series"):
         back.predict()
+    own = back.predict(back.series("SHB"))  # the drift check's forecast from the data end
+    np.testing.assert_allclose(own["mean"], outs[1]["mean"], rtol=1e-5)
+    with pytest.raises(NotFoundError, match="not a series of this model"):
+        back.series("NOPE")
 
 
 def test_shared_fit_refuses_one_series_or_repeated_ids():
