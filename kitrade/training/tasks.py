@@ -785,13 +785,12 @@ def _run_scoped(
         return shared | own
     out = {}
     for s in symbols:
-        if s not in grouped:
-            out[s] = gate_both(settings, own[s], None)
+        out[s] = gate_both(settings, own[s], shared.get(s))  # alone in its timeframe: own only
+        if out[s].status != "done":
             continue
-        out[s] = gate_both(settings, own[s], shared.get(s))
         said = ("promoted: " if out[s].promoted else "rejected: ") + (out[s].reason or "")
         actor.update.remote(
-            {"run_id": run_id, "symbol": s, "state": out[s].status, "attempt": out[s].attempts,
+            {"run_id": run_id, "symbol": s, "state": "done", "attempt": out[s].attempts,
              "version": out[s].version, "detail": said[:2000]}
         )  # fmt: skip
     return out
