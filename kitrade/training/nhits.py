@@ -37,6 +37,10 @@ the horizon test rejects equal accuracy at 5 % in the model's favour and the
 one-step test does not find it significantly worse; otherwise the verdict is
 "no better than naive". On FX bars it usually is.
 
+Shared models: ``fit_and_evaluate_shared`` trains one network on several
+series (one ``unique_id`` each; per-series scaling by the per-window
+temporal scaler) and evaluates each series exactly as its own model would be.
+
 Threads: these functions leave ``torch.set_num_threads`` to the caller (the
 Ray task sets it from its CPU share).
 """

@@ -6,6 +6,12 @@ into a temporary sibling directory, fsynced, then renamed into place, so a
 crash mid-save never leaves a version directory that fails to load; the row
 is inserted only after the rename. ``load_artifact`` verifies the manifest,
 so a corrupted file is reported as such instead of producing garbage.
+
+A shared model (one NHITS trained on every symbol of a timeframe group) has
+one artifact, ``<models dir>/shared/<GROUP>/<version>/``, and one row per
+symbol (``scope='shared'``, ``model_group``), each with its own evaluation,
+status and gate decision; promotion and rollback stay per symbol.
+``gate_scopes`` picks, per symbol, between its own model and the shared one.
 """
 
 from __future__ import annotations
