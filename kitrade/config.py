@@ -174,6 +174,12 @@ class Settings(BaseSettings):
         "version is promoted if its relative MAE is at most this fraction worse than the active "
         "one's.",
     )
+    model_scope: Literal["symbol", "shared", "both"] = Field(
+        "symbol",
+        description="What `train` fits: one NHITS per symbol, one shared NHITS per timeframe "
+        "trained on all its symbols, or both (each symbol then serves the better of the two on "
+        "the same evaluation windows).",
+    )
     train_max_attempts: int = Field(
         3, ge=1, le=10, description="Attempts per symbol before a training is reported failed."
     )

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from kitrade.cli import deps
 from kitrade.cli.render import out, progress_table, versions_table
+from kitrade.errors import InvalidInputError
 
 if TYPE_CHECKING:
     from kitrade.config import Settings
@@ -51,21 +52,35 @@ def train_cmd(
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Retrain even fresh models")] = False,
     max_steps: Annotated[int | None, typer.Option(min=1, help="Override NHITS max steps")] = None,
+    scope: Annotated[
+        str | None,
+        typer.Option(
+            help="symbol: one model per symbol; shared: one per timeframe on all its symbols; "
+            "both: each symbol keeps the better (default: KITRADE_MODEL_SCOPE)"
+        ),
+    ] = None,
 ) -> None:
     """Train NHITS models on Ray with live progress; gate and register each version."""
+    if scope is not None and scope not in ("symbol", "shared", "both"):
+        raise InvalidInputError(f"--scope: expected symbol, shared or both, was {scope!r}")
     settings = deps.settings()
     from kitrade.cluster import connect  # ray: only when training
     from kitrade.services import training  # psycopg: not needed for --help
 
     training.prepare(settings)
     connect()
-    report = train_live(settings, symbols or None, force=force, max_steps=max_steps)
+    report = train_live(settings, symbols or None, force=force, max_steps=max_steps, scope=scope)
     if report.status != "done":
         raise typer.Exit(code=6)
 
 
 def train_live(
-    settings: Settings, symbols: list[str] | None, *, force: bool, max_steps: int | None
+    settings: Settings,
+    symbols: list[str] | None,
+    *,
+    force: bool,
+    max_steps: int | None,
+    scope: str | None = None,
 ) -> Any:
     """Train with a live progress table, then print the versions; the run's report."""
     from kitrade.services import training  # psycopg: not needed for --help
@@ -81,7 +96,13 @@ def train_live(
             live.update(progress_table(_snapshot(settings, run_id)))
 
         report = training.train(
-            settings, symbols, force=force, max_steps=max_steps, run_id=run_id, on_update=redraw
+            settings,
+            symbols,
+            force=force,
+            max_steps=max_steps,
+            run_id=run_id,
+            on_update=redraw,
+            scope=scope,
         )
         last["t"] = 0.0
         redraw()

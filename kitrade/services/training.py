@@ -61,6 +61,7 @@ def train(
     run_id: str | None = None,
     trigger: str = "manual",
     on_update: Callable[[], None] | None = None,
+    scope: str | None = None,
 ) -> TrainAllReport:
     """Train ``symbols`` (default: every active one) on the connected cluster, gate each version.
 
@@ -72,6 +73,8 @@ def train(
         run_id: id of the run (default: a new one).
         trigger: recorded with the run (``manual``, ``job``, ...).
         on_update: called while waiting (a live view redraws).
+        scope: ``symbol``, ``shared`` (one model per timeframe group) or ``both``
+            (each symbol gets the better of the two); default ``settings.model_scope``.
     """
     from kitrade.training.tasks import train_all  # ray + torch: only when training
 
@@ -83,6 +86,7 @@ def train(
         run_id=run_id,
         trigger=trigger,
         on_update=on_update,
+        scope=scope,
     )
 
 

@@ -86,6 +86,7 @@ class _Loaded:
     version: str
     model: Any
     metrics: dict[str, Any]
+    path: str = ""  # the artifact; one shared artifact, one model object for all its symbols
 
 
 class ForecastEngine:
@@ -109,6 +110,9 @@ class ForecastEngine:
         with self._db.connection() as conn:
             rows = active_artifacts(conn)
         active = {r[0]: r for r in rows}
+        # A shared artifact serves several symbols: load it once, share the object.
+        with self._lock:
+            by_path = {m.path: m.model for m in self._models.values() if m.path}
         for symbol, version, path, metrics in rows:
             current = self._models.get(symbol)
             if current is not None and current.version == version:
@@ -116,8 +120,11 @@ class ForecastEngine:
             if self._broken.get(symbol, ("",))[0] == version:
                 continue
             try:
-                verify_artifact(Path(path))
-                model = FittedModel.load(Path(path), device=self.device)
+                model = by_path.get(str(path))
+                if model is None:
+                    verify_artifact(Path(path))
+                    model = FittedModel.load(Path(path), device=self.device)
+                    by_path[str(path)] = model
             except (CorruptArtifactError, OSError, ValueError, RuntimeError) as exc:
                 message = (
                     exc.message if isinstance(exc, KitradeError) else f"{type(exc).__name__}: {exc}"
@@ -128,7 +135,7 @@ class ForecastEngine:
                     self._models.pop(symbol, None)
                 continue
             with self._lock:
-                self._models[symbol] = _Loaded(version, model, metrics or {})
+                self._models[symbol] = _Loaded(version, model, metrics or {}, str(path))
                 self._broken.pop(symbol, None)
         with self._lock:
             for symbol in list(self._models):
@@ -184,9 +191,10 @@ class ForecastEngine:
         """Answer several (symbol, horizon) requests; each gets a Forecast or its error."""
         results: list[Forecast | KitradeError | None] = [None] * len(requests)
         misses = self._lookup(requests, results)
-        by_model: dict[str, list[tuple[str, str, datetime]]] = {}
+        # One forward pass per loaded model: a shared artifact answers all its symbols at once.
+        by_model: dict[int, list[tuple[str, str, datetime]]] = {}
         for key in misses.rows:
-            by_model.setdefault(key[1], []).append(key)
+            by_model.setdefault(id(misses.loaded[key].model), []).append(key)
         for keys in by_model.values():
             self._predict(keys, misses, requests, results)
         return results  # type: ignore[return-value]
@@ -232,7 +240,7 @@ class ForecastEngine:
         requests: list[tuple[str, int | None]],
         results: list[Forecast | KitradeError | None],
     ) -> None:
-        """One batched forward pass for ``keys`` (one model version); fills their results."""
+        """One batched forward pass for ``keys`` (one loaded model); fills their results."""
         loaded = misses.loaded[keys[0]]
         try:
             outs = loaded.model.predict_many([misses.frames[k] for k in keys])
@@ -251,7 +259,7 @@ class ForecastEngine:
                 last_bar=k[2],
                 generated_at=now,
                 points=[ForecastPoint(**row) for row in out.to_dict("records")],
-                **_quality(loaded.metrics),
+                **_quality(misses.loaded[k].metrics),
             )
             with self._lock:
                 self._cache[k] = full

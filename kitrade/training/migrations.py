@@ -119,3 +119,17 @@ def _rename_metrics(conn: psycopg.Connection) -> None:
     from kitrade.training.registry import rewrite_metrics
 
     rewrite_metrics(conn, legacy_metrics)
+
+
+register(102, "model versions: scope (symbol | shared) and the shared model's group")(
+    _sql(
+        """
+        ALTER TABLE model_versions
+            ADD COLUMN scope text NOT NULL DEFAULT 'symbol'
+                CHECK (scope IN ('symbol', 'shared')),
+            ADD COLUMN model_group text;
+        -- every symbol of a shared model has its own row pointing at one artifact
+        CREATE INDEX model_versions_artifact ON model_versions (artifact_path);
+        """
+    )
+)

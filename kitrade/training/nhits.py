@@ -37,6 +37,10 @@ the horizon test rejects equal accuracy at 5 % in the model's favour and the
 one-step test does not find it significantly worse; otherwise the verdict is
 "no better than naive". On FX bars it usually is.
 
+Shared models: ``fit_and_evaluate_shared`` trains one network on several
+series (one ``unique_id`` each; per-series scaling by the per-window
+temporal scaler) and evaluates each series exactly as its own model would be.
+
 Threads: these functions leave ``torch.set_num_threads`` to the caller (the
 Ray task sets it from its CPU share).
 """
@@ -68,6 +72,7 @@ __all__ = [
     "evaluate_windows",
     "fit",
     "fit_and_evaluate",
+    "fit_and_evaluate_shared",
     "future_timestamps",
     "naive_test",
     "rolling_forecasts",
@@ -353,12 +358,28 @@ class FittedModel:
             raise InvalidInputError(
                 f"horizon: expected 1..{self.config.horizon} for this model, was {horizon}"
             )
+        if frame is None and self.history["unique_id"].nunique() > 1:
+            raise InvalidInputError("frame: a shared model needs the series to forecast from")
         frame = self.history if frame is None else frame
         if len(frame) < self.config.input_size:
             raise TooShortError(
                 f"forecast needs the last {self.config.input_size} bars, got {len(frame)}"
             )
         return self.predict_many([frame], horizon)[0]
+
+    def series(self, unique_id: str) -> pd.DataFrame:
+        """The stored history of one series (a shared model holds several).
+
+        Raises:
+            NotFoundError: The model was not trained on ``unique_id``.
+        """
+        out = self.history[self.history["unique_id"] == unique_id].reset_index(drop=True)
+        if out.empty:
+            from kitrade.errors import NotFoundError
+
+            ids = sorted(str(u) for u in self.history["unique_id"].unique())
+            raise NotFoundError(f"{unique_id}: not a series of this model (it has {ids})")
+        return out
 
     def predict_many(
         self, frames: list[pd.DataFrame], horizon: int | None = None
@@ -448,9 +469,14 @@ class FittedModel:
         """
         path = Path(path)
         self.nf.save(path=str(path / "nf"), save_dataset=False, overwrite=True)
-        self.history.iloc[-max(self.config.input_size * 4, 500) :].to_parquet(
-            path / "history.parquet"
-        )
+        keep = max(self.config.input_size * 4, 500)
+        ids = [str(u) for u in self.history["unique_id"].unique()]
+        if len(ids) > 1:  # a shared model: the recent bars of every series
+            self.history.groupby("unique_id", sort=False).tail(keep).to_parquet(
+                path / "history.parquet"
+            )
+        else:
+            self.history.iloc[-keep:].to_parquet(path / "history.parquet")
         (path / "config.json").write_text(json.dumps(self.config.model_dump(mode="json")))
         ds = pd.to_datetime(self.history["ds"], utc=True)
         step = ds.diff().dropna().mode()
@@ -464,6 +490,8 @@ class FittedModel:
             "time_index": "integer 0..n-1 (neuralforecast freq=1)",
             "columns": _COLS,
         }
+        if len(ids) > 1:
+            meta["unique_ids"] = ids
         (path / "meta.json").write_text(json.dumps(meta, indent=1))
 
     @classmethod
@@ -779,3 +807,63 @@ def evaluate(
         devices=devices,
         trainer_kwargs=trainer_kwargs,
     )[1]
+
+
+def fit_and_evaluate_shared(
+    frames: list[pd.DataFrame],
+    config: NHITSConfig,
+    *,
+    callbacks: list | None = None,
+    accelerator: str = "cpu",
+    devices: int | list[int] | str | None = None,
+    trainer_kwargs: dict[str, Any] | None = None,
+) -> tuple[FittedModel, dict[str, EvaluationReport]]:
+    """Train one NHITS on several series at once, then evaluate it on each series' tail.
+
+    A global model: every series (one ``unique_id`` each) minus its last
+    ``test_size`` bars goes into one fit, early stopping on each series' last
+    ``val_size`` bars. Scaling is per series: ``config.scaler_type`` normalises
+    every input window by its own statistics, and a window never mixes
+    series, so EURUSD near 1.1 and USDJPY near 150 train side by side.
+    Each series is then evaluated exactly as ``fit_and_evaluate`` evaluates a
+    symbol's own model (same ``config``: same origins, same baselines, same
+    Diebold-Mariano verdict), so the two compare window for window.
+
+    Args:
+        frames: ``unique_id, ds, y`` frames, one series each, distinct ids.
+        config: What to train and how to evaluate (fits the shortest series).
+        callbacks: Lightning callbacks (progress reporting).
+        accelerator: Lightning accelerator, ``"cpu"`` or ``"gpu"``.
+        devices: Lightning devices; default one.
+        trainer_kwargs: Further Lightning Trainer options.
+
+    Returns:
+        The trained model (its history: every series) and each series' report, by id.
+
+    Raises:
+        TooShortError: A series shorter than ``min_bars(config)``.
+        InvalidInputError: Fewer than two series, a repeated id or a malformed frame.
+    """
+    prepared = [_prepared(f) for f in frames]
+    ids = [str(f["unique_id"].iloc[0]) for f in prepared if len(f)]
+    if len(prepared) < 2 or len(set(ids)) != len(prepared):
+        raise InvalidInputError(
+            f"frames: expected two or more series with distinct unique_id, was {ids}"
+        )
+    for f in prepared:
+        check_length(f, config)
+    nf = _nf(
+        config,
+        callbacks=callbacks,
+        accelerator=accelerator,
+        devices=devices,
+        trainer_kwargs=trainer_kwargs,
+    )
+    train = pd.concat([_int_frame(f.iloc[: len(f) - config.test_size]) for f in prepared])
+    nf.fit(df=train.reset_index(drop=True), val_size=config.val_size)
+    model = FittedModel(nf=nf, config=config, history=pd.concat(prepared, ignore_index=True))
+    reports = {
+        uid: evaluate_windows(f, rolling_forecasts(model, f), config)
+        for uid, f in zip(ids, prepared, strict=True)
+    }
+    return model, reports

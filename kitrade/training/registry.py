@@ -6,6 +6,12 @@ into a temporary sibling directory, fsynced, then renamed into place, so a
 crash mid-save never leaves a version directory that fails to load; the row
 is inserted only after the rename. ``load_artifact`` verifies the manifest,
 so a corrupted file is reported as such instead of producing garbage.
+
+A shared model (one NHITS trained on every symbol of a timeframe group) has
+one artifact, ``<models dir>/shared/<GROUP>/<version>/``, and one row per
+symbol (``scope='shared'``, ``model_group``), each with its own evaluation,
+status and gate decision; promotion and rollback stay per symbol.
+``gate_scopes`` picks, per symbol, between its own model and the shared one.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ __all__ = [
     "ModelVersion",
     "active_version",
     "apply_gate",
+    "gate_scopes",
     "get_version",
     "list_versions",
     "model_rmae",
@@ -82,6 +89,8 @@ class ModelVersion(BaseModel):
     reason: str | None
     created_at: datetime
     promoted_at: datetime | None
+    scope: str = "symbol"
+    group: str | None = None
 
 
 @dataclass(frozen=True)
@@ -184,12 +193,13 @@ def verify_artifact(path: Path) -> None:
 # ------------------------------------------------------------------------------ rows
 _COLS = (
     "version, symbol, status, artifact_path, config, metrics, data_start, data_end, n_bars,"
-    " run_id, reason, created_at, promoted_at"
+    " run_id, reason, created_at, promoted_at, scope, model_group"
 )
+_FIELDS = [*[c.strip() for c in _COLS.split(",")][:-1], "group"]
 
 
 def _row(r: tuple) -> ModelVersion:
-    return ModelVersion(**dict(zip([c.strip() for c in _COLS.split(",")], r, strict=True)))
+    return ModelVersion(**dict(zip(_FIELDS, r, strict=True)))
 
 
 def register_version(
@@ -204,13 +214,24 @@ def register_version(
     data_end: datetime,
     n_bars: int,
     run_id: str | None = None,
+    scope: str = "symbol",
+    group: str | None = None,
 ) -> ModelVersion:
-    """Insert a candidate version row (its artifact is already in place)."""
+    """Insert a candidate version row (its artifact is already in place).
+
+    A shared model (``scope="shared"``) gets one row per symbol, each pointing at
+    the one artifact and naming the model's ``group``.
+    """
     validate_version(version)
+    if scope not in ("symbol", "shared") or (scope == "shared") != (group is not None):
+        raise InvalidInputError(
+            f"scope: expected 'symbol' without a group or 'shared' with one, was {scope!r}, "
+            f"group {group!r}"
+        )
     row = conn.execute(
         f"INSERT INTO model_versions (version, symbol, status, artifact_path, config, metrics,"
-        f" data_start, data_end, n_bars, run_id) VALUES (%s, %s, 'candidate', %s, %s, %s, %s, %s,"
-        f" %s, %s) RETURNING {_COLS}",
+        f" data_start, data_end, n_bars, run_id, scope, model_group) VALUES (%s, %s, 'candidate',"
+        f" %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING {_COLS}",
         (
             version,
             symbol,
@@ -221,6 +242,8 @@ def register_version(
             data_end,
             n_bars,
             run_id,
+            scope,
+            group,
         ),
     ).fetchone()
     return _row(one_row(row, "registering a version"))
@@ -352,15 +375,18 @@ def _compare(cand: dict[str, Any], old: dict[str, Any], tolerance: float) -> tup
     return False, f"rMAE {new:.3f} worse than active ({prev:.3f}) by more than {tolerance:.0%}"
 
 
-def apply_gate(conn: psycopg.Connection, *, version: str, tolerance: float) -> GateDecision:
+def apply_gate(
+    conn: psycopg.Connection, *, version: str, tolerance: float, note: str | None = None
+) -> GateDecision:
     """Promote a candidate if ``_compare`` says it is at least as good as the active version.
 
     The verdict against naive (a Diebold-Mariano test at 5 %) decides first;
     with equal verdicts ``tolerance`` is relative: 0.05 accepts a relative MAE
     up to 5 % above the active version's. With no active version the
     candidate is promoted. A rejected candidate keeps its row and artifact
-    with the reason.
+    with the reason. ``note`` (why this candidate was chosen) leads the reason.
     """
+    lead = "" if note is None else f"{note}; "
     cand = get_version(conn, version=version)
     if cand.status != "candidate":
         raise ConflictError(f"version {version} is {cand.status}, expected candidate")
@@ -368,13 +394,15 @@ def apply_gate(conn: psycopg.Connection, *, version: str, tolerance: float) -> G
     current = active_version(conn, symbol=cand.symbol)
     new = model_rmae(cand.metrics)
     if current is None:
-        reason = "first version" + (
-            "" if new is None else f" (rMAE {new:.3f}, {_verdict(cand.metrics)})"
+        reason = (
+            lead
+            + "first version"
+            + ("" if new is None else f" (rMAE {new:.3f}, {_verdict(cand.metrics)})")
         )
         _activate(conn, cand.symbol, version, reason)
         return GateDecision(version, True, reason)
     ok, why = _compare(cand.metrics, current.metrics, tolerance)
-    reason = f"{why} (active {current.version})"
+    reason = f"{lead}{why} (active {current.version})"
     if ok:
         _activate(conn, cand.symbol, version, reason)
         return GateDecision(version, True, reason)
@@ -383,6 +411,53 @@ def apply_gate(conn: psycopg.Connection, *, version: str, tolerance: float) -> G
         (reason, version),
     )
     return GateDecision(version, False, reason)
+
+
+def _better_scope(own: dict[str, Any], shared: dict[str, Any]) -> tuple[bool, str]:
+    """Whether the shared model's evaluation beats the symbol's own, and by how much.
+
+    Both were evaluated on the same rolling origins. The verdict against naive
+    decides first; with equal verdicts the lower relative MAE wins, a tie going
+    to the symbol's own model.
+    """
+    a, b = model_rmae(own), model_rmae(shared)
+    own_beats, shared_beats = bool(own.get("beats_naive")), bool(shared.get("beats_naive"))
+    if own_beats != shared_beats:
+        winner = "shared" if shared_beats else "own"
+        return shared_beats, f"{winner} model chosen: it beats naive and the other does not"
+    if b is None or (a is not None and a <= b):
+        shown = "" if a is None or b is None else f" (rMAE {a:.3f} vs shared {b:.3f})"
+        return False, f"own model chosen over shared{shown}"
+    if a is None:
+        return True, f"shared model chosen (rMAE {b:.3f}; own unevaluated)"
+    return True, f"shared model chosen: rMAE {b:.3f} vs own {a:.3f} ({(b - a) / a:+.1%})"
+
+
+def gate_scopes(
+    conn: psycopg.Connection, *, own: str, shared: str, tolerance: float
+) -> GateDecision:
+    """Gate a symbol's two candidates (its own model and the shared one): the better goes on.
+
+    The better of the two (``_better_scope``, on the same evaluation windows)
+    goes through ``apply_gate`` with the choice leading its reason; the other
+    is rejected with that reason.
+
+    Raises:
+        InvalidInputError: The two versions are not one symbol's own and shared candidates.
+    """
+    a, b = get_version(conn, version=own), get_version(conn, version=shared)
+    if a.symbol != b.symbol or a.scope != "symbol" or b.scope != "shared":
+        raise InvalidInputError(
+            f"versions {own}, {shared}: expected one symbol's own and shared candidates"
+        )
+    use_shared, why = _better_scope(a.metrics, b.metrics)
+    winner, loser = (shared, own) if use_shared else (own, shared)
+    conn.execute(
+        "UPDATE model_versions SET status = 'rejected', reason = %s"
+        " WHERE version = %s AND status = 'candidate'",
+        (f"not chosen: {why}", loser),
+    )
+    return apply_gate(conn, version=winner, tolerance=tolerance, note=why)
 
 
 def promote(

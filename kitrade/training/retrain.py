@@ -294,6 +294,8 @@ def _version_forecaster(settings: Settings) -> Any:
 
     def forecast(version: Any) -> Any:
         model = FittedModel.load(Path(version.artifact_path))
+        if getattr(version, "scope", "symbol") == "shared":  # one artifact, several series
+            return model.predict(model.series(version.symbol))
         return model.predict()
 
     return forecast

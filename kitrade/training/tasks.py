@@ -30,6 +30,7 @@ from kitrade.training import nhits
 from kitrade.training.registry import (
     active_version,
     apply_gate,
+    gate_scopes,
     new_version_id,
     register_version,
     write_artifact,
@@ -47,10 +48,13 @@ if TYPE_CHECKING:
 __all__ = [
     "SymbolResult",
     "TrainAllReport",
+    "gate_both",
     "new_run_id",
+    "plan_groups",
     "should_skip",
     "task_resources",
     "train_all",
+    "train_group",
     "train_symbol",
 ]
 
@@ -70,6 +74,9 @@ class SymbolResult(BaseModel):
     error: str | None = None
     metrics: dict[str, Any] = Field(default_factory=dict)
     seconds: float | None = None
+    scope: str | None = Field(
+        default=None, description="shared / symbol when the run trained shared models"
+    )
 
 
 class TrainAllReport(BaseModel):
@@ -165,8 +172,11 @@ def train_symbol(
     overrides: dict[str, Any] | None = None,
     reporter: Reporter | None = None,
     threads: int | None = None,
+    gate: bool = True,
 ) -> SymbolResult:
     """Fit, evaluate, save atomically, register and gate one symbol's model.
+
+    With ``gate=False`` the version is left a candidate for ``gate_both``.
 
     Raises:
         TooShortError: the series is too short for its configuration (not retried).
@@ -202,19 +212,38 @@ def train_symbol(
         config=config.model_dump(mode="json") | {"accelerator": accelerator},
         metrics=metrics,
         run_id=run_id,
+        gate=gate,
     )
-    verdict = ("promoted: " if decision.promoted else "rejected: ") + decision.reason
-    report("done", step=config.max_steps, version=version, detail=verdict)
+    report("done", step=config.max_steps, version=version, detail=_said(decision))
+    return _done(symbol, attempt, version, decision, metrics, started)
+
+
+def _done(
+    symbol: str,
+    attempt: int,
+    version: str,
+    decision: GateDecision | None,
+    metrics: dict[str, Any],
+    started: float,
+) -> SymbolResult:
+    """A trained symbol's result (``decision`` None: a candidate not gated yet)."""
     return SymbolResult(
         symbol=symbol,
         status="done",
         attempts=attempt,
         version=version,
-        promoted=decision.promoted,
-        reason=decision.reason,
+        promoted=None if decision is None else decision.promoted,
+        reason=None if decision is None else decision.reason,
         metrics=metrics,
         seconds=time.monotonic() - started,
     )
+
+
+def _said(decision: GateDecision | None) -> str:
+    """The progress row's closing detail for a gate decision (None: not gated yet)."""
+    if decision is None:
+        return "candidate: the gate compares it with the other scope's model"
+    return ("promoted: " if decision.promoted else "rejected: ") + decision.reason
 
 
 def _config(
@@ -255,8 +284,15 @@ def _register(
     config: dict[str, Any],
     metrics: dict[str, Any],
     run_id: str,
-) -> GateDecision:
-    """Register the saved version and apply the promotion gate (one transaction)."""
+    scope: str = "symbol",
+    group: str | None = None,
+    gate: bool = True,
+) -> GateDecision | None:
+    """Register the saved version and apply the promotion gate (one transaction).
+
+    With ``gate=False`` the version stays a candidate (``both`` scope gates the
+    symbol's two candidates together once both exist) and None is returned.
+    """
     with connect(conninfo_for(settings)) as conn:
         register_version(
             conn,
@@ -269,7 +305,11 @@ def _register(
             data_end=frame["ds"].iloc[-1].to_pydatetime(),
             n_bars=len(frame),
             run_id=run_id,
+            scope=scope,
+            group=group,
         )
+        if not gate:
+            return None
         return apply_gate(conn, version=version, tolerance=settings.promotion_tolerance)
 
 
@@ -286,7 +326,12 @@ def _remote_train() -> Any:
 
     @ray.remote(max_retries=0)
     def train_symbol_task(
-        settings: Settings, symbol: str, run_id: str, attempt: int, overrides: dict[str, Any] | None
+        settings: Settings,
+        symbol: str,
+        run_id: str,
+        attempt: int,
+        overrides: dict[str, Any] | None,
+        gate: bool = True,
     ) -> SymbolResult:
         # Imports ray: kept out of light commands' start-up.
         from kitrade.training.actors import get_progress_actor
@@ -301,6 +346,7 @@ def _remote_train() -> Any:
             overrides=overrides,
             reporter=lambda u: actor.update.remote(u),
             threads=max(1, int(cpus)),
+            gate=gate,
         )
 
     return train_symbol_task
@@ -350,6 +396,7 @@ def train_all(
     run_id: str | None = None,
     trigger: str = "manual",
     on_update: Callable[[], None] | None = None,
+    scope: str | None = None,
 ) -> TrainAllReport:
     """Train ``symbols`` (default: every active symbol) in parallel on the connected cluster.
 
@@ -361,9 +408,11 @@ def train_all(
         run_id: id of the run (default: a new one).
         trigger: recorded with the run (``manual``, ``age``, ``new_bars``, ``drift``, ``api``).
         on_update: called while waiting (the CLI redraws its table).
+        scope: ``symbol``, ``shared`` or ``both`` (default: ``settings.model_scope``).
     """
     import ray  # heavy (ray): kept out of light commands' start-up
 
+    scope = _scope(settings, scope)
     # kitrade.training.actors imports ray: kept out of light commands' start-up.
     from kitrade.training.actors import get_progress_actor
 
@@ -371,7 +420,9 @@ def train_all(
     run_id = run_id or new_run_id()
     actor = get_progress_actor(settings)
     names, skips = _plan(settings, symbols, force=force)
-    params = {"symbols": names, "force": force, "overrides": overrides or {}}
+    params: dict[str, Any] = {"symbols": names, "force": force, "overrides": overrides or {}}
+    if scope != "symbol":
+        params["scope"] = scope
     ray.get(actor.start_run.remote(run_id, "train_all", trigger, params))
     ray.get(actor.update_many.remote(_initial_rows(run_id, names, skips)))
 
@@ -379,7 +430,12 @@ def train_all(
         s: SymbolResult(symbol=s, status="skipped", reason=r) for s, r in skips.items()
     }
     todo = [s for s in names if s not in skips]
-    results |= _run_tasks(settings, todo, run_id, overrides, actor=actor, on_update=on_update)
+    if scope == "symbol":
+        results |= _run_tasks(settings, todo, run_id, overrides, actor=actor, on_update=on_update)
+    else:
+        results |= _run_scoped(
+            settings, todo, run_id, overrides, scope=scope, actor=actor, on_update=on_update
+        )
     ordered = [results[s] for s in names]
     failed = sum(r.status == "failed" for r in ordered)
     status = "done" if failed == 0 else ("failed" if failed == len(ordered) else "partial")
@@ -391,6 +447,14 @@ def train_all(
     )
     observability.training_finished(report)
     return report
+
+
+def _scope(settings: Settings, scope: str | None) -> str:
+    """``scope``, or the configured one; InvalidInputError unless symbol, shared or both."""
+    scope = scope or settings.model_scope
+    if scope not in ("symbol", "shared", "both"):
+        raise InvalidInputError(f"scope: expected symbol, shared or both, was {scope!r}")
+    return scope
 
 
 def _plan(
@@ -430,16 +494,23 @@ def _run_tasks(
     *,
     actor: Any,
     on_update: Callable[[], None] | None,
+    gate: bool = True,
+    per_symbol: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, SymbolResult]:
-    """One task per symbol; a retryable failure runs again up to ``TRAIN_MAX_ATTEMPTS``."""
+    """One task per symbol; a retryable failure runs again up to ``TRAIN_MAX_ATTEMPTS``.
+
+    ``per_symbol`` replaces ``overrides`` for the symbols it names; ``gate=False``
+    leaves the versions candidates.
+    """
     import ray  # heavy (ray): kept out of light commands' start-up
 
     results: dict[str, SymbolResult] = {}
     task = _remote_train()
     resources = task_resources(settings)
     pending: dict[Any, tuple[str, int]] = {}
+    over = {s: (per_symbol or {}).get(s, overrides) for s in symbols}
     for s in symbols:
-        ref = task.options(**resources).remote(settings, s, run_id, 1, overrides)
+        ref = task.options(**resources).remote(settings, s, run_id, 1, over[s], gate)
         pending[ref] = (s, 1)
     while pending:
         ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
@@ -454,7 +525,7 @@ def _run_tasks(
                 if _retryable(exc) and attempt < settings.train_max_attempts:
                     _log.warning("%s attempt %d failed (%s); retrying", symbol, attempt, message)
                     new = task.options(**resources).remote(
-                        settings, symbol, run_id, attempt + 1, overrides
+                        settings, symbol, run_id, attempt + 1, over[symbol], gate
                     )
                     pending[new] = (symbol, attempt + 1)
                     continue
@@ -471,3 +542,255 @@ def _run_tasks(
                     }
                 )
     return results
+
+
+# ----------------------------------------------------------------- shared models
+def train_group(
+    settings: Settings,
+    group: str,
+    symbols: Sequence[str],
+    *,
+    run_id: str,
+    attempt: int = 1,
+    overrides: dict[str, Any] | None = None,
+    reporter: Reporter | None = None,
+    threads: int | None = None,
+    gate: bool = True,
+) -> list[SymbolResult]:
+    """Fit one shared NHITS on every symbol of ``group``, save it once, register it per symbol.
+
+    The artifact lives under ``<models dir>/shared/<group>/<version>/``; each
+    symbol gets its own version row (``scope='shared'``, ``model_group=group``)
+    pointing at it, with its own evaluation, gated like any version (or left a
+    candidate with ``gate=False``). Progress is reported for every symbol.
+
+    Raises:
+        InvalidInputError: Symbols of different timeframes, or fewer than two.
+        TooShortError: A series too short for the group's configuration.
+    """
+    started = time.monotonic()
+    reports = {s: _report_to(reporter, run_id=run_id, symbol=s, attempt=attempt) for s in symbols}
+    timeframe, frames = _group_frames(settings, group, symbols)
+    config = _config(settings, timeframe, min(len(f) for f in frames), overrides)
+    hint = accelerator_hint(settings)
+    for s, f in zip(symbols, frames, strict=True):
+        detail = f"shared {group} ({len(symbols)} series), {len(f)} bars, {hint}"
+        reports[s](step=0, max_steps=config.max_steps, detail=detail)
+    for f in frames:
+        nhits.check_length(f, config)
+    accelerator = _accelerator(settings, threads)
+
+    def report_all(**fields: Any) -> None:
+        for report in reports.values():
+            report(max_steps=config.max_steps, **fields)
+
+    fitted, evaluations = nhits.fit_and_evaluate_shared(
+        frames,
+        config,
+        callbacks=[_LightningProgress.make(report_all, config.max_steps)],
+        accelerator=accelerator,
+    )
+    root = settings.resolved_models_dir / "shared"
+    path = write_artifact(root, group, new_version_id(group), fitted.save)
+    stored = config.model_dump(mode="json") | {"accelerator": accelerator}
+    results = []
+    for s, f in zip(symbols, frames, strict=True):
+        version, metrics = new_version_id(s), evaluations[s].model_dump(mode="json")
+        decision = _register(
+            settings, f, version=version, symbol=s, path=path, config=stored,
+            metrics=metrics, run_id=run_id, scope="shared", group=group, gate=gate,
+        )  # fmt: skip
+        reports[s]("done", step=config.max_steps, version=version, detail=_said(decision))
+        results.append(_done(s, attempt, version, decision, metrics, started))
+    return results
+
+
+def _group_frames(
+    settings: Settings, group: str, symbols: Sequence[str]
+) -> tuple[str, list[pd.DataFrame]]:
+    """The group's timeframe and each symbol's training frame; InvalidInputError if mixed."""
+    with connect(conninfo_for(settings), autocommit=True) as conn:
+        timeframes = {get_symbol(conn, symbol=s).timeframe for s in symbols}
+        frames = [to_training_frame(s, get_bars(conn, symbol=s)) for s in symbols]
+    if len(timeframes) != 1:
+        raise InvalidInputError(f"group {group}: expected one timeframe, was {sorted(timeframes)}")
+    return timeframes.pop(), frames
+
+
+def _remote_group() -> Any:
+    import ray  # heavy (ray): kept out of light commands' start-up
+
+    @ray.remote(max_retries=0)
+    def train_group_task(
+        settings: Settings,
+        group: str,
+        symbols: list[str],
+        run_id: str,
+        attempt: int,
+        overrides: dict[str, Any] | None,
+        gate: bool,
+    ) -> list[SymbolResult]:
+        # Imports ray: kept out of light commands' start-up.
+        from kitrade.training.actors import get_progress_actor
+
+        actor = get_progress_actor(settings)
+        cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
+        return train_group(
+            settings,
+            group,
+            symbols,
+            run_id=run_id,
+            attempt=attempt,
+            overrides=overrides,
+            reporter=lambda u: actor.update.remote(u),
+            threads=max(1, int(cpus)),
+            gate=gate,
+        )
+
+    return train_group_task
+
+
+def plan_groups(
+    settings: Settings, symbols: Sequence[str], overrides: dict[str, Any] | None
+) -> tuple[dict[str, list[str]], dict[str, dict[str, Any]]]:
+    """Shared-model groups (one per timeframe, two symbols or more) and each one's config.
+
+    The config fits the group's shortest series; in ``both`` scope the symbols'
+    own models train with it too, so both are evaluated on the same origins.
+
+    Returns:
+        group -> its symbols, and group -> the config as overrides (every field).
+    """
+    with connect(conninfo_for(settings), autocommit=True) as conn:
+        syms = [get_symbol(conn, symbol=s) for s in symbols]
+    members: dict[str, list[Any]] = {}
+    for sym in syms:
+        members.setdefault(sym.timeframe, []).append(sym)
+    groups, configs = {}, {}
+    for timeframe, group in members.items():
+        if len(group) < 2:
+            continue
+        groups[timeframe] = [g.symbol for g in group]
+        cfg = _config(settings, timeframe, min(g.bars for g in group), overrides)
+        configs[timeframe] = cfg.model_dump(mode="json")
+    return groups, configs
+
+
+def _run_groups(
+    settings: Settings,
+    groups: dict[str, list[str]],
+    configs: dict[str, dict[str, Any]],
+    run_id: str,
+    *,
+    actor: Any,
+    on_update: Callable[[], None] | None,
+    gate: bool,
+) -> dict[str, SymbolResult]:
+    """One task per group; a retryable failure runs again up to ``TRAIN_MAX_ATTEMPTS``.
+
+    A group that fails fails each of its symbols, with the group's error.
+    """
+    import ray  # heavy (ray): kept out of light commands' start-up
+
+    results: dict[str, SymbolResult] = {}
+    task, resources = _remote_group(), task_resources(settings)
+
+    def submit(group: str, attempt: int) -> Any:
+        return task.options(**resources).remote(
+            settings, group, groups[group], run_id, attempt, configs[group], gate
+        )
+
+    pending = {submit(g, 1): (g, 1) for g in groups}
+    while pending:
+        ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
+        if on_update is not None:
+            on_update()
+        for ref in ready:
+            group, attempt = pending.pop(ref)
+            try:
+                results |= {r.symbol: r for r in ray.get(ref)}
+            except (ray.exceptions.RayError, KitradeError) as exc:
+                message = _error_text(exc)
+                if _retryable(exc) and attempt < settings.train_max_attempts:
+                    _log.warning("group %s attempt %d failed (%s)", group, attempt, message)
+                    pending[submit(group, attempt + 1)] = (group, attempt + 1)
+                    continue
+                for s in groups[group]:
+                    results[s] = SymbolResult(
+                        symbol=s, status="failed", attempts=attempt, error=message
+                    )
+                    actor.update.remote(
+                        {"run_id": run_id, "symbol": s, "state": "failed",
+                         "attempt": attempt, "error": f"shared {group}: {message}"[:2000]}
+                    )  # fmt: skip
+    return results
+
+
+def gate_both(settings: Settings, own: SymbolResult, shared: SymbolResult | None) -> SymbolResult:
+    """Gate a symbol's own and shared candidates together: the better one goes on.
+
+    Without a shared candidate (its group failed) the own one is gated alone.
+    The returned result names the chosen version; its ``reason`` says which
+    scope won and by how much.
+    """
+    if own.status != "done" and (shared is None or shared.status != "done"):
+        return own
+    with connect(conninfo_for(settings)) as conn:
+        tol = settings.promotion_tolerance
+        if own.status == "done" and shared is not None and shared.status == "done":
+            assert own.version and shared.version  # noqa: S101 - done results carry versions
+            decision = gate_scopes(conn, own=own.version, shared=shared.version, tolerance=tol)
+        else:
+            alone = own if own.status == "done" else shared
+            assert alone is not None and alone.version  # noqa: S101 - done results carry versions
+            decision = apply_gate(conn, version=alone.version, tolerance=tol)
+    chosen = shared if shared is not None and decision.version == shared.version else own
+    return chosen.model_copy(
+        update={"version": decision.version, "promoted": decision.promoted,
+                "reason": decision.reason}
+    )  # fmt: skip
+
+
+def _run_scoped(
+    settings: Settings,
+    symbols: list[str],
+    run_id: str,
+    overrides: dict[str, Any] | None,
+    *,
+    scope: str,
+    actor: Any,
+    on_update: Callable[[], None] | None,
+) -> dict[str, SymbolResult]:
+    """``shared`` and ``both`` scopes: group tasks, then own-model tasks, then the pair gate.
+
+    A symbol alone in its timeframe has no shared model: it trains its own.
+    With ``both``, every own model trains with its group's config (the same
+    evaluation origins as the shared model) and the gate picks per symbol.
+    """
+    groups, configs = plan_groups(settings, symbols, overrides)
+    grouped = {s for members in groups.values() for s in members}
+    both = scope == "both"
+    shared = _run_groups(
+        settings, groups, configs, run_id, actor=actor, on_update=on_update, gate=not both
+    )
+    shared = {s: r.model_copy(update={"scope": "shared"}) for s, r in shared.items()}
+    alone = [s for s in symbols if both or s not in grouped]
+    per_symbol = {s: configs[g] for g, members in groups.items() for s in members}
+    own = _run_tasks(
+        settings, alone, run_id, overrides, actor=actor, on_update=on_update,
+        gate=not both, per_symbol=per_symbol,
+    )  # fmt: skip
+    own = {s: r.model_copy(update={"scope": "symbol"}) for s, r in own.items()}
+    if not both:
+        return shared | own
+    out = {}
+    for s in symbols:
+        out[s] = gate_both(settings, own[s], shared.get(s))  # alone in its timeframe: own only
+        if out[s].status != "done":
+            continue
+        said = ("promoted: " if out[s].promoted else "rejected: ") + (out[s].reason or "")
+        actor.update.remote(
+            {"run_id": run_id, "symbol": s, "state": "done", "attempt": out[s].attempts,
+             "version": out[s].version, "detail": said[:2000]}
+        )  # fmt: skip
+    return out

@@ -1,0 +1,79 @@
+"""``train_all`` with shared scopes on a real local Ray cluster, tiny NHITS configurations."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from kitrade.data.bars import ingest_bars
+from kitrade.data.progress import load_run
+from kitrade.data.symbols import create_symbol
+from kitrade.errors import InvalidInputError
+from kitrade.schemas import SymbolIn
+from kitrade.training.registry import active_version, list_versions
+from tests.training.test_shared import LEVELS, TINY, bars
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def seeded(module_settings, db):
+    import ray
+
+    from kitrade.cluster import connect
+
+    with db.connection() as conn:
+        conn.execute("TRUNCATE bars, symbols, model_versions, training_runs CASCADE")
+        for i, name in enumerate(LEVELS):
+            create_symbol(conn, spec=SymbolIn(symbol=name, timeframe="H1"))
+            conn.commit()
+            ingest_bars(conn, symbol=name, bars=bars(name, 400, i))
+        create_symbol(conn, spec=SymbolIn(symbol="SOLO", timeframe="D1"))
+        conn.commit()
+        solo = bars("SHA", 300, 7)
+        solo["ts"] = pd.date_range("2020-01-01", periods=300, freq="D", tz="UTC")
+        ingest_bars(conn, symbol="SOLO", bars=solo)
+    connect(num_cpus=2)
+    yield module_settings.model_copy(update={"promotion_tolerance": 10.0})
+    ray.shutdown()
+
+
+def test_both_scope_trains_own_and_shared_and_keeps_the_better_per_symbol(seeded, db):
+    from kitrade.training.tasks import train_all
+
+    report = train_all(seeded, force=True, overrides=TINY, scope="both")
+    assert report.status == "done", report
+    by = {r.symbol: r for r in report.results}
+    assert set(by) == {*LEVELS, "SOLO"}
+    with db.connection() as conn:
+        run = load_run(conn, run_id=report.run_id)
+        for s in LEVELS:
+            r = by[s]
+            assert r.scope in ("symbol", "shared") and r.promoted
+            assert r.reason.startswith(f"{'shared' if r.scope == 'shared' else 'own'} model chosen")
+            assert active_version(conn, symbol=s).version == r.version
+            rows = list_versions(conn, symbol=s)
+            assert sorted(v.scope for v in rows) == ["shared", "symbol"]
+            assert sorted(v.status for v in rows) == ["active", "rejected"]
+        solo = list_versions(conn, symbol="SOLO")
+        assert [v.scope for v in solo] == ["symbol"] and by["SOLO"].promoted
+    assert {s.state for s in run.symbols} == {"done"}
+    assert run.status == "done"
+
+
+def test_shared_scope_gates_each_symbols_shared_version(seeded, db):
+    from kitrade.training.tasks import train_all
+
+    report = train_all(seeded, list(LEVELS), force=True, overrides=TINY, scope="shared")
+    assert report.status == "done", report
+    with db.connection() as conn:
+        rows = [list_versions(conn, symbol=s)[0] for s in LEVELS]
+    assert {v.scope for v in rows} == {"shared"} and len({v.artifact_path for v in rows}) == 1
+    assert all(r.promoted is not None and r.reason for r in report.results)
+
+
+def test_unknown_scope_is_refused(seeded):
+    from kitrade.training.tasks import train_all
+
+    with pytest.raises(InvalidInputError, match="scope"):
+        train_all(seeded, force=True, overrides=TINY, scope="global")
