@@ -64,7 +64,7 @@ BASELINE = r"""
 import json, sys, time
 t0 = time.perf_counter()
 import pandas as pd
-from kitrade.training.nhits import fit_and_evaluate
+from kitrade.training.evaluation import fit_and_evaluate
 from kitrade.training.spec import default_config
 jobs = json.loads(sys.argv[1])
 out, sec = {}, {}

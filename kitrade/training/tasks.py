@@ -26,6 +26,7 @@ from kitrade.data.bars import get_bars, last_bar_ts, to_training_frame
 from kitrade.data.db import connect, conninfo_for
 from kitrade.data.symbols import get_symbol, list_symbols
 from kitrade.errors import InvalidInputError, KitradeError
+from kitrade.training import evaluation as evaluation_mod
 from kitrade.training import nhits
 from kitrade.training.registry import (
     active_version,
@@ -197,7 +198,7 @@ def train_symbol(
     callback = _LightningProgress.make(
         lambda **f: report(max_steps=config.max_steps, **f), config.max_steps
     )
-    fitted, evaluation = nhits.fit_and_evaluate(
+    fitted, evaluation = evaluation_mod.fit_and_evaluate(
         frame, config, callbacks=[callback], accelerator=accelerator
     )
     metrics = evaluation.model_dump(mode="json")
@@ -584,7 +585,7 @@ def train_group(
         for report in reports.values():
             report(max_steps=config.max_steps, **fields)
 
-    fitted, evaluations = nhits.fit_and_evaluate_shared(
+    fitted, evaluations = evaluation_mod.fit_and_evaluate_shared(
         frames,
         config,
         callbacks=[_LightningProgress.make(report_all, config.max_steps)],

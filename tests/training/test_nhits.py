@@ -9,12 +9,11 @@ import pandas as pd
 import pytest
 
 from kitrade.errors import InvalidInputError, TooShortError
+from kitrade.training.evaluation import evaluate, fit_and_evaluate
 from kitrade.training.nhits import (
     FittedModel,
     check_length,
-    evaluate,
     fit,
-    fit_and_evaluate,
     future_timestamps,
 )
 from kitrade.training.spec import TIMEFRAMES, default_config, freq_for, min_bars
@@ -269,7 +268,7 @@ def test_direct_batched_inference_matches_neuralforecast_predict():
 
 
 def test_rolling_forecasts_match_one_by_one_prediction_from_each_origin():
-    from kitrade.training.nhits import rolling_forecasts
+    from kitrade.training.evaluation import rolling_forecasts
 
     frame = random_walk(300)
     cfg = default_config("H1", None, input_size=24, horizon=4, cv_windows=40, step_size=3, **TINY)
@@ -287,7 +286,7 @@ def test_rolling_forecasts_match_one_by_one_prediction_from_each_origin():
 
 
 def test_naive_test_claims_beating_naive_only_when_significant():
-    from kitrade.training.nhits import naive_test
+    from kitrade.training.evaluation import naive_test
 
     rng = np.random.default_rng(3)
     cutoffs = np.repeat(np.arange(200), 2)

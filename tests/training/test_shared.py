@@ -15,7 +15,8 @@ from kitrade.data.migrations import MIGRATIONS
 from kitrade.data.symbols import create_symbol
 from kitrade.errors import InvalidInputError, NotFoundError
 from kitrade.schemas import SymbolIn
-from kitrade.training.nhits import FittedModel, fit_and_evaluate_shared
+from kitrade.training.evaluation import fit_and_evaluate_shared
+from kitrade.training.nhits import FittedModel
 from kitrade.training.registry import (
     active_version,
     gate_scopes,
