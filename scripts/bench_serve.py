@@ -153,23 +153,26 @@ class Ingester:
     def prepare(self) -> None:
         """Start the ingest process; returns once it is connected and waits for ``go``."""
         job = json.dumps({"conninfo": self._conninfo, "next": self._next})
-        self._proc = subprocess.Popen(  # noqa: S603 - our interpreter, our script
+        self._proc = subprocess.Popen(
             [sys.executable, "-c", INGESTER, job],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
         )
-        assert self._proc.stdout is not None and self._proc.stdout.readline().strip() == "ready"
+        if self._proc.stdout is None or self._proc.stdout.readline().strip() != "ready":
+            raise RuntimeError("the ingest process did not start")
 
     def go(self, seconds: float) -> None:
         """Start ingesting for ``seconds``."""
-        assert self._proc is not None and self._proc.stdin is not None
+        if self._proc is None or self._proc.stdin is None:
+            raise RuntimeError("go() before prepare()")
         self._proc.stdin.write(f"{seconds}\n")
         self._proc.stdin.flush()
 
     def finish(self) -> None:
         """Wait for the run to end; the next run continues after its last bar."""
-        assert self._proc is not None
+        if self._proc is None:
+            raise RuntimeError("finish() before prepare()")
         out, _ = self._proc.communicate(timeout=60)
         done = json.loads(out.strip().splitlines()[-1])
         self._next, self.bars = done["next"], self.bars + done["bars"]
@@ -410,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:  # long: one linear benchmark sc
 
             bport = _free_port()
             b_start = time.monotonic()
-            baseline = subprocess.Popen(  # noqa: S603 - our interpreter, our script
+            baseline = subprocess.Popen(
                 [sys.executable, "-c", BASELINE_SERVER, json.dumps(artifacts), str(bport),
                  conninfo_for(settings)],
                 stdout=subprocess.DEVNULL,

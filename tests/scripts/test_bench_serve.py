@@ -30,7 +30,7 @@ KEYS = (
 @pytest.mark.slow
 def test_bench_serve_smallest_run_writes_all_figures(tmp_path):
     out = tmp_path / "bench.json"
-    res = subprocess.run(  # noqa: S603 - our interpreter, our script
+    res = subprocess.run(
         [
             sys.executable,
             str(ROOT / "scripts" / "bench_serve.py"),
