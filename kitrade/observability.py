@@ -52,6 +52,12 @@ METRICS: dict[str, tuple[str, str, tuple[str, ...], list[float] | None]] = {
         ("symbol", "cache"),
         _LATENCY_S,
     ),
+    "kitrade_forecast_batch_size": (
+        "histogram",
+        "Requests in each batch the forecast deployment's @serve.batch formed.",
+        (),
+        [1, 2, 4, 8, 16, 32, 64],
+    ),
     "kitrade_model_version_served": (
         "gauge",
         "1 for the model version a forecast replica serves for a symbol, 0 once replaced.",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from typing import Any
 
 from ray import serve
@@ -50,6 +51,7 @@ class ForecastDeployment:
         self._engine = (engine_cls or ForecastEngine)(self._db, device=replica_device())
         self._refresh_s = args.model_refresh_s
         self._served: dict[str, str] = {}
+        self._batch_sizes: deque[int] = deque(maxlen=100_000)  # recent @serve.batch sizes
         self._refresh()
         self._task: asyncio.Task | None = None
 
@@ -71,6 +73,8 @@ class ForecastDeployment:
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)
     async def _batched(self, items: list[tuple[str, int | None]]) -> list[Any]:
+        self._batch_sizes.append(len(items))
+        observability.observe("kitrade_forecast_batch_size", len(items))
         return await asyncio.get_running_loop().run_in_executor(
             None, self._engine.forecast_many, items
         )
@@ -83,6 +87,17 @@ class ForecastDeployment:
         if isinstance(result, Exception):
             raise result
         return result
+
+    def batch_sizes(self, reset: bool = False) -> list[int]:
+        """Sizes of the batches ``@serve.batch`` formed (the last 100,000), oldest first.
+
+        Args:
+            reset: forget them after answering (a benchmark measures one window).
+        """
+        sizes = list(self._batch_sizes)
+        if reset:
+            self._batch_sizes.clear()
+        return sizes
 
     @envelope
     def reload(self) -> dict[str, str]:

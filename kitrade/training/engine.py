@@ -205,7 +205,7 @@ class ForecastEngine:
         results: list[Forecast | KitradeError | None],
     ) -> _Misses:
         """Answer what the cache holds (or what fails) in ``results``; the rest are misses."""
-        from kitrade.data.bars import latest_bars, to_training_frame
+        from kitrade.data.bars import last_bar_ts, latest_bars, to_training_frame
 
         misses = _Misses()
         with self._db.connection() as conn:
@@ -215,10 +215,12 @@ class ForecastEngine:
                     loaded = self._model_for(conn, symbol)
                     cfg = loaded.model.config
                     check_horizon(symbol, loaded.version, cfg.horizon, horizon)
-                    bars = latest_bars(conn, symbol=symbol, n=max(cfg.input_size, 2))
-                    if bars.empty:
+                    # The newest bar's time alone decides a hit (one index lookup); the
+                    # bars' frame is built only for a miss, once per key in a batch.
+                    last = last_bar_ts(conn, symbol=symbol)
+                    if last is None:
                         raise ConflictError(f"{symbol} has no bars")
-                    key = (symbol, loaded.version, bars["ts"].iloc[-1].to_pydatetime())
+                    key = (symbol, loaded.version, last)
                     with self._lock:
                         hit = self._cache.get(key)
                         if hit is not None:
@@ -226,6 +228,14 @@ class ForecastEngine:
                     if hit is not None:
                         results[i] = _cut(hit, horizon, cached=True)
                         continue
+                    if key in misses.rows:
+                        misses.rows[key].append(i)
+                        continue
+                    bars = latest_bars(conn, symbol=symbol, n=max(cfg.input_size, 2))
+                    if bars.empty:
+                        raise ConflictError(f"{symbol} has no bars")
+                    # A bar may have landed since: key the answer by the bars it used.
+                    key = (symbol, loaded.version, bars["ts"].iloc[-1].to_pydatetime())
                     misses.rows.setdefault(key, []).append(i)
                     misses.frames[key] = to_training_frame(symbol, bars)
                     misses.loaded[key] = loaded

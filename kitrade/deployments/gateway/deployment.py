@@ -56,6 +56,9 @@ class Gateway:
         self._listener = ChangeListener(conninfo_for(settings), lambda s: self.hot.invalidate(s))
         use_cache = args.gateway_cache
         self.hot = HotForecastCache(lambda: use_cache and self._listener.live)
+        # Misses of one symbol in flight at once share one fetch (after a new bar, the
+        # concurrent requests for its horizons would each make the same hop otherwise).
+        self._inflight: dict[tuple[str, tuple[int, int]], asyncio.Future[dict[str, Any]]] = {}
         self._listener.start().wait_live(5.0)
 
     def __serve_build_asgi_app__(self) -> FastAPI:
@@ -71,7 +74,7 @@ class Gateway:
     async def forecast_answer(self, symbol: str, horizon: int | None) -> Response:
         """The forecast of ``symbol`` cut to ``horizon``, from the hot cache when it can."""
         from kitrade.deployments.hot_cache import cut
-        from kitrade.training.engine import answer_is_current, check_horizon
+        from kitrade.training.engine import check_horizon
 
         t0 = time.monotonic()
         body = self.hot.get_json(symbol, horizon)
@@ -79,12 +82,25 @@ class Gateway:
             observability.forecast_served(symbol, "gateway", t0)
             return Response(content=body, media_type="application/json")
         token = self.hot.token(symbol)
-        full = await retry.read(self.forecast, "forecast", symbol, None)
-        if await asyncio.to_thread(answer_is_current, self._db, full):
-            self.hot.put(symbol, full, token)
+        key = (symbol, token)
+        pending = self._inflight.get(key)
+        if pending is None:
+            pending = asyncio.ensure_future(self._fetch_full(symbol, token))
+            self._inflight[key] = pending
+            pending.add_done_callback(lambda _: self._inflight.pop(key, None))
+        full = await asyncio.shield(pending)  # one caller gone does not cancel the others'
         check_horizon(symbol, full["version"], full["max_horizon"], horizon)
         observability.forecast_served(symbol, "hit" if full.get("cached") else "miss", t0)
         return JSONResponse(content=cut(full, horizon, cached=bool(full.get("cached"))))
+
+    async def _fetch_full(self, symbol: str, token: tuple[int, int]) -> dict[str, Any]:
+        """The full forecast from the forecast deployment, kept in the hot cache if current."""
+        from kitrade.training.engine import answer_is_current
+
+        full = await retry.read(self.forecast, "forecast", symbol, None)
+        if await asyncio.to_thread(answer_is_current, self._db, full):
+            self.hot.put(symbol, full, token)
+        return full
 
     # -------------------------------------------------------------- training
     async def train_all(self, symbols: list[str] | None, *, force: bool, background: bool) -> Any:
