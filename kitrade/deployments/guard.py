@@ -125,70 +125,91 @@ class RequestGuard:
         if self._writes is None:
             self._configure()
         method = scope.get("method", "GET")
+        if await self._rate_limited(scope, method, send):
+            return
+        refused, has_length = await self._declared_size_refused(scope, method, send)
+        if refused:
+            return
+        if has_length or method in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        # A body without Content-Length (chunked): read it here, up to the limit.
+        chunks = await self._read_body(receive, method, send)
+        if chunks is None:
+            return
+        replayed = False
+
+        async def replay() -> Any:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _rate_limited(self, scope: dict[str, Any], method: str, send: Any) -> bool:
+        """Answer 429 (with Retry-After) when the caller's bucket is empty; True if it did."""
         buckets = self._reads if method in ("GET", "HEAD", "OPTIONS") else self._writes
-        wait = buckets.take(_client_key(scope, self._key))  # type: ignore[union-attr]
-        if wait > 0:
-            observability.count("kitrade_guard_refusals", reason="rate_limited", method=method)
-            secs = max(1, math.ceil(wait))
-            await _send_error(
-                send,
-                429,
-                "RateLimited",
-                f"rate limit: expected at most {buckets.rate:g} {method} requests/s "  # type: ignore[union-attr]
-                f"(burst {buckets.burst}) per client; retry after {secs}s",  # type: ignore[union-attr]
-                [(b"retry-after", str(secs).encode())],
-            )
-            return
-        limit = self.max_body
-        has_length = False
+        assert buckets is not None  # noqa: S101 - set by _configure before any request
+        wait = buckets.take(_client_key(scope, self._key))
+        if wait <= 0:
+            return False
+        observability.count("kitrade_guard_refusals", reason="rate_limited", method=method)
+        secs = max(1, math.ceil(wait))
+        await _send_error(
+            send,
+            429,
+            "RateLimited",
+            f"rate limit: expected at most {buckets.rate:g} {method} requests/s "
+            f"(burst {buckets.burst}) per client; retry after {secs}s",
+            [(b"retry-after", str(secs).encode())],
+        )
+        return True
+
+    async def _declared_size_refused(
+        self, scope: dict[str, Any], method: str, send: Any
+    ) -> tuple[bool, bool]:
+        """``(refused, has Content-Length)``: 400 for a bad length, 413 for one over the limit."""
         for name, value in scope.get("headers") or []:
-            if name == b"content-length":
-                has_length = True
-                try:
-                    size = int(value)
-                except ValueError:
-                    await _send_error(send, 400, "InvalidInputError", "bad Content-Length")
-                    return
-                if size > limit:
-                    observability.count("kitrade_guard_refusals", reason="too_large", method=method)
-                    await _send_error(
-                        send,
-                        413,
-                        "PayloadTooLargeError",
-                        f"request body: expected at most {limit} bytes, was {size}",
-                    )
-                    return
-        if not has_length and method not in ("GET", "HEAD", "OPTIONS"):
-            # A body without Content-Length (chunked): read it here, up to the limit.
-            chunks: list[bytes] = []
-            received = 0
-            while True:
-                message = await receive()
-                if message["type"] != "http.request":
-                    return  # the client went away
-                chunk = message.get("body", b"")
-                received += len(chunk)
-                if received > limit:
-                    observability.count("kitrade_guard_refusals", reason="too_large", method=method)
-                    await _send_error(
-                        send,
-                        413,
-                        "PayloadTooLargeError",
-                        f"request body: expected at most {limit} bytes, was more",
-                    )
-                    return
-                chunks.append(chunk)
-                if not message.get("more_body", False):
-                    break
-            replayed = False
+            if name != b"content-length":
+                continue
+            try:
+                size = int(value)
+            except ValueError:
+                await _send_error(send, 400, "InvalidInputError", "bad Content-Length")
+                return True, True
+            if size > self.max_body:
+                observability.count("kitrade_guard_refusals", reason="too_large", method=method)
+                await _send_error(
+                    send,
+                    413,
+                    "PayloadTooLargeError",
+                    f"request body: expected at most {self.max_body} bytes, was {size}",
+                )
+                return True, True
+            return False, True
+        return False, False
 
-            async def replay() -> Any:
-                nonlocal replayed
-                if not replayed:
-                    replayed = True
-                    return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
-                return await receive()
-
-            await self.app(scope, replay, send)
-            return
-        await self.app(scope, receive, send)
+    async def _read_body(self, receive: Any, method: str, send: Any) -> list[bytes] | None:
+        """The whole body, or None when it ran over the limit (413 sent) or the client left."""
+        chunks: list[bytes] = []
+        received = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return None  # the client went away
+            chunk = message.get("body", b"")
+            received += len(chunk)
+            if received > self.max_body:
+                observability.count("kitrade_guard_refusals", reason="too_large", method=method)
+                await _send_error(
+                    send,
+                    413,
+                    "PayloadTooLargeError",
+                    f"request body: expected at most {self.max_body} bytes, was more",
+                )
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return chunks
