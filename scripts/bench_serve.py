@@ -377,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:  # long: one linear benchmark sc
     from kitrade.data.embedded import EmbeddedPostgres
     from kitrade.data.serving import active_artifacts
     from kitrade.data.store import open_store
-    from kitrade.training.tasks import train_all
+    from kitrade.training.runs import train_all
 
     overrides: dict[str, Any] = (
         {"max_steps": 5, "mlp_units": 16, "cv_windows": 2}

@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     from kitrade.data.symbols import create_symbol, get_symbol
     from kitrade.data.sync import sync_symbols
     from kitrade.schemas import SymbolIn
-    from kitrade.training.tasks import train_all
+    from kitrade.training.runs import train_all
 
     overrides = {"max_steps": args.max_steps} if args.max_steps else {}
     with tempfile.TemporaryDirectory(prefix="kitrade-bench-train-") as tmp:

@@ -236,12 +236,12 @@ def _remote_fold() -> Any:
     ) -> pd.DataFrame:
         import torch
 
-        from kitrade.training.tasks import _accelerator
+        from kitrade.training.tasks import pick_accelerator
 
         cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
         torch.set_num_threads(max(1, int(cpus)))
         return fold_forecasts(
-            bars, symbol=symbol, fold=fold, config=config, accelerator=_accelerator(settings)
+            bars, symbol=symbol, fold=fold, config=config, accelerator=pick_accelerator(settings)
         )
 
     return fold_task
@@ -323,7 +323,7 @@ def _fold_result(ref: Any, job: FoldJob, *, others: list[Any]) -> pd.DataFrame:
 
 
 def _error_text(exc: BaseException) -> str:
-    from kitrade.training.tasks import _error_text as training_error_text
+    from kitrade.training.tasks import error_text as training_error_text
 
     return training_error_text(exc)
 

@@ -76,7 +76,7 @@ def train(
         scope: ``symbol``, ``shared`` (one model per timeframe group) or ``both``
             (each symbol gets the better of the two); default ``settings.model_scope``.
     """
-    from kitrade.training.tasks import train_all  # ray + torch: only when training
+    from kitrade.training.runs import train_all  # ray + torch: only when training
 
     return train_all(
         settings,

@@ -39,7 +39,8 @@ from kitrade.data.retrain_triggers import insert_trigger, list_triggers
 from kitrade.data.symbols import list_symbols
 from kitrade.training.nhits import FittedModel
 from kitrade.training.registry import active_version
-from kitrade.training.tasks import new_run_id, train_all
+from kitrade.training.runs import train_all
+from kitrade.training.tasks import new_run_id
 
 if TYPE_CHECKING:
     from kitrade.config import Settings

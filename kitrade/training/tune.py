@@ -24,8 +24,8 @@ from kitrade.data.symbols import get_symbol
 from kitrade.data.tune_results import record_trials
 from kitrade.errors import ConflictError
 from kitrade.training.nhits import check_length, fit
+from kitrade.training.runs import train_all
 from kitrade.training.spec import SEARCH_SPACE, default_config
-from kitrade.training.tasks import train_all
 
 if TYPE_CHECKING:
     from kitrade.config import Settings

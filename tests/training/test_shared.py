@@ -228,7 +228,8 @@ def seeded(module_settings, db):
 @pytest.fixture(scope="module")
 def both(seeded, db):
     """``both`` scope without Ray: own models and the shared one as candidates, then the gate."""
-    from kitrade.training.tasks import gate_both, new_run_id, plan_groups, train_group, train_symbol
+    from kitrade.training.groups import gate_both, plan_groups, train_group
+    from kitrade.training.tasks import new_run_id, train_symbol
 
     names = [*LEVELS, "DAILY"]
     groups, configs = plan_groups(seeded, names, TINY)

@@ -39,7 +39,7 @@ def seeded(module_settings, db):
 
 
 def test_both_scope_trains_own_and_shared_and_keeps_the_better_per_symbol(seeded, db):
-    from kitrade.training.tasks import train_all
+    from kitrade.training.runs import train_all
 
     report = train_all(seeded, force=True, overrides=TINY, scope="both")
     assert report.status == "done", report
@@ -62,7 +62,7 @@ def test_both_scope_trains_own_and_shared_and_keeps_the_better_per_symbol(seeded
 
 
 def test_shared_scope_gates_each_symbols_shared_version(seeded, db):
-    from kitrade.training.tasks import train_all
+    from kitrade.training.runs import train_all
 
     report = train_all(seeded, list(LEVELS), force=True, overrides=TINY, scope="shared")
     assert report.status == "done", report
@@ -73,7 +73,7 @@ def test_shared_scope_gates_each_symbols_shared_version(seeded, db):
 
 
 def test_unknown_scope_is_refused(seeded):
-    from kitrade.training.tasks import train_all
+    from kitrade.training.runs import train_all
 
     with pytest.raises(InvalidInputError, match="scope"):
         train_all(seeded, force=True, overrides=TINY, scope="global")

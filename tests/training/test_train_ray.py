@@ -86,7 +86,8 @@ def _overlap(spans: list[tuple[float, float]]) -> int:
 
 
 def test_train_all_fractional_gpus_two_at_once_third_waits(seeded, db):
-    from kitrade.training.tasks import task_resources, train_all
+    from kitrade.training.runs import train_all
+    from kitrade.training.tasks import task_resources
 
     assert task_resources(seeded) == {"num_cpus": 1, "num_gpus": 0.4}
     report = train_all(seeded, force=True, overrides=TINY)
@@ -108,7 +109,7 @@ def test_train_all_fractional_gpus_two_at_once_third_waits(seeded, db):
 
 
 def test_fresh_models_are_skipped_without_force(seeded, db):
-    from kitrade.training.tasks import train_all
+    from kitrade.training.runs import train_all
 
     report = train_all(seeded, overrides=TINY)
     assert {r.status for r in report.results} == {"skipped"}
@@ -119,7 +120,7 @@ def test_fresh_models_are_skipped_without_force(seeded, db):
 
 
 def test_too_short_symbol_fails_alone_and_is_not_retried(seeded, db):
-    from kitrade.training.tasks import train_all
+    from kitrade.training.runs import train_all
 
     report = train_all(seeded, ["TINY", "SYNA"], force=True, overrides=TINY)
     by = {r.symbol: r for r in report.results}
@@ -151,7 +152,8 @@ def test_killed_training_worker_is_retried_and_progress_survives_actor_kill(seed
     import ray
 
     from kitrade.training.actors import PROGRESS_ACTOR
-    from kitrade.training.tasks import new_run_id, train_all
+    from kitrade.training.runs import train_all
+    from kitrade.training.tasks import new_run_id
 
     run_id = new_run_id()
     slow = TINY | {"max_steps": 400, "early_stop_patience_steps": -1}
@@ -218,7 +220,7 @@ def test_scheduler_retrains_on_new_bars_event_and_records_why(seeded, db):
     from kitrade.data.sources.base import MarketDataSource, RawFrame
     from kitrade.data.sync import sync_symbols
     from kitrade.training.retrain import get_retrain_scheduler, list_triggers
-    from kitrade.training.tasks import train_all
+    from kitrade.training.runs import train_all
 
     train_all(seeded, ["SYNA", "SYNB", "SYNC"], force=True, overrides=TINY)
     with db.connection() as conn:

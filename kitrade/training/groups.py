@@ -1,0 +1,289 @@
+"""Shared models: one NHITS per group of symbols, trained as one Ray task per group.
+
+A group is the active symbols of one timeframe (two or more). ``train_group``
+fits one model on all of them, saves it once under ``models/shared/<group>/``
+and registers a version per symbol pointing at it. ``run_scoped`` runs the
+``shared`` and ``both`` scopes: group tasks, own-model tasks for symbols
+without a group (and, with ``both``, for every symbol), then the gate that
+picks, per symbol, the better of its two candidates.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from kitrade.data.bars import get_bars, to_training_frame
+from kitrade.data.db import connect, conninfo_for
+from kitrade.data.symbols import get_symbol
+from kitrade.errors import InvalidInputError
+from kitrade.training import evaluation as evaluation_mod
+from kitrade.training import nhits
+from kitrade.training.registry import apply_gate, gate_scopes, new_version_id, write_artifact
+from kitrade.training.tasks import (
+    LightningProgress,
+    Reporter,
+    SymbolResult,
+    accelerator_hint,
+    done_result,
+    drive,
+    gate_said,
+    pick_accelerator,
+    register_and_gate,
+    report_to,
+    run_tasks,
+    task_resources,
+    training_config,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from kitrade.config import Settings
+
+__all__ = ["gate_both", "plan_groups", "run_scoped", "train_group"]
+
+_log = logging.getLogger(__name__)
+
+
+def train_group(
+    settings: Settings,
+    group: str,
+    symbols: Sequence[str],
+    *,
+    run_id: str,
+    attempt: int = 1,
+    overrides: dict[str, Any] | None = None,
+    reporter: Reporter | None = None,
+    threads: int | None = None,
+    gate: bool = True,
+) -> list[SymbolResult]:
+    """Fit one shared NHITS on every symbol of ``group``, save it once, register it per symbol.
+
+    The artifact lives under ``<models dir>/shared/<group>/<version>/``; each
+    symbol gets its own version row (``scope='shared'``, ``model_group=group``)
+    pointing at it, with its own evaluation, gated like any version (or left a
+    candidate with ``gate=False``). Progress is reported for every symbol.
+
+    Raises:
+        InvalidInputError: Symbols of different timeframes, or fewer than two.
+        TooShortError: A series too short for the group's configuration.
+    """
+    started = time.monotonic()
+    reports = {s: report_to(reporter, run_id=run_id, symbol=s, attempt=attempt) for s in symbols}
+    timeframe, frames = _group_frames(settings, group, symbols)
+    config = training_config(settings, timeframe, min(len(f) for f in frames), overrides)
+    hint = accelerator_hint(settings)
+    for s, f in zip(symbols, frames, strict=True):
+        detail = f"shared {group} ({len(symbols)} series), {len(f)} bars, {hint}"
+        reports[s](step=0, max_steps=config.max_steps, detail=detail)
+    for f in frames:
+        nhits.check_length(f, config)
+    accelerator = pick_accelerator(settings, threads)
+
+    def report_all(**fields: Any) -> None:
+        for report in reports.values():
+            report(max_steps=config.max_steps, **fields)
+
+    fitted, evaluations = evaluation_mod.fit_and_evaluate_shared(
+        frames,
+        config,
+        callbacks=[LightningProgress.make(report_all, config.max_steps)],
+        accelerator=accelerator,
+    )
+    root = settings.resolved_models_dir / "shared"
+    path = write_artifact(root, group, new_version_id(group), fitted.save)
+    stored = config.model_dump(mode="json") | {"accelerator": accelerator}
+    results = []
+    for s, f in zip(symbols, frames, strict=True):
+        version, metrics = new_version_id(s), evaluations[s].model_dump(mode="json")
+        decision = register_and_gate(
+            settings, f, version=version, symbol=s, path=path, config=stored,
+            metrics=metrics, run_id=run_id, scope="shared", group=group, gate=gate,
+        )  # fmt: skip
+        reports[s]("done", step=config.max_steps, version=version, detail=gate_said(decision))
+        results.append(done_result(s, attempt, version, decision, metrics, started))
+    return results
+
+
+def _group_frames(
+    settings: Settings, group: str, symbols: Sequence[str]
+) -> tuple[str, list[pd.DataFrame]]:
+    """The group's timeframe and each symbol's training frame; InvalidInputError if mixed."""
+    with connect(conninfo_for(settings), autocommit=True) as conn:
+        timeframes = {get_symbol(conn, symbol=s).timeframe for s in symbols}
+        frames = [to_training_frame(s, get_bars(conn, symbol=s)) for s in symbols]
+    if len(timeframes) != 1:
+        raise InvalidInputError(f"group {group}: expected one timeframe, was {sorted(timeframes)}")
+    return timeframes.pop(), frames
+
+
+def _remote_group() -> Any:
+    import ray  # heavy (ray): kept out of light commands' start-up
+
+    @ray.remote(max_retries=0)
+    def train_group_task(
+        settings: Settings,
+        group: str,
+        symbols: list[str],
+        run_id: str,
+        attempt: int,
+        overrides: dict[str, Any] | None,
+        gate: bool,
+    ) -> list[SymbolResult]:
+        # Imports ray: kept out of light commands' start-up.
+        from kitrade.training.actors import get_progress_actor
+
+        actor = get_progress_actor(settings)
+        cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
+        return train_group(
+            settings,
+            group,
+            symbols,
+            run_id=run_id,
+            attempt=attempt,
+            overrides=overrides,
+            reporter=lambda u: actor.update.remote(u),
+            threads=max(1, int(cpus)),
+            gate=gate,
+        )
+
+    return train_group_task
+
+
+def plan_groups(
+    settings: Settings, symbols: Sequence[str], overrides: dict[str, Any] | None
+) -> tuple[dict[str, list[str]], dict[str, dict[str, Any]]]:
+    """Shared-model groups (one per timeframe, two symbols or more) and each one's config.
+
+    The config fits the group's shortest series; in ``both`` scope the symbols'
+    own models train with it too, so both are evaluated on the same origins.
+
+    Returns:
+        group -> its symbols, and group -> the config as overrides (every field).
+    """
+    with connect(conninfo_for(settings), autocommit=True) as conn:
+        syms = [get_symbol(conn, symbol=s) for s in symbols]
+    members: dict[str, list[Any]] = {}
+    for sym in syms:
+        members.setdefault(sym.timeframe, []).append(sym)
+    groups, configs = {}, {}
+    for timeframe, group in members.items():
+        if len(group) < 2:
+            continue
+        groups[timeframe] = [g.symbol for g in group]
+        cfg = training_config(settings, timeframe, min(g.bars for g in group), overrides)
+        configs[timeframe] = cfg.model_dump(mode="json")
+    return groups, configs
+
+
+def _run_groups(
+    settings: Settings,
+    groups: dict[str, list[str]],
+    configs: dict[str, dict[str, Any]],
+    run_id: str,
+    *,
+    actor: Any,
+    on_update: Callable[[], None] | None,
+    gate: bool,
+) -> dict[str, SymbolResult]:
+    """One task per group, retried by ``drive``.
+
+    A group that fails fails each of its symbols, with the group's error.
+    """
+    results: dict[str, SymbolResult] = {}
+    task, resources = _remote_group(), task_resources(settings)
+
+    def submit(group: str, attempt: int) -> Any:
+        return task.options(**resources).remote(
+            settings, group, groups[group], run_id, attempt, configs[group], gate
+        )
+
+    def done(group: str, value: list[SymbolResult]) -> None:
+        results.update({r.symbol: r for r in value})
+
+    def failed(group: str, attempt: int, message: str) -> None:
+        for s in groups[group]:
+            results[s] = SymbolResult(symbol=s, status="failed", attempts=attempt, error=message)
+            actor.update.remote(
+                {"run_id": run_id, "symbol": s, "state": "failed",
+                 "attempt": attempt, "error": f"shared {group}: {message}"[:2000]}
+            )  # fmt: skip
+
+    drive(
+        list(groups), submit, max_attempts=settings.train_max_attempts, on_result=done,
+        on_failure=failed, on_update=on_update, what="group ",
+    )  # fmt: skip
+    return results
+
+
+def gate_both(settings: Settings, own: SymbolResult, shared: SymbolResult | None) -> SymbolResult:
+    """Gate a symbol's own and shared candidates together: the better one goes on.
+
+    Without a shared candidate (its group failed) the own one is gated alone.
+    The returned result names the chosen version; its ``reason`` says which
+    scope won and by how much.
+    """
+    if own.status != "done" and (shared is None or shared.status != "done"):
+        return own
+    with connect(conninfo_for(settings)) as conn:
+        tol = settings.promotion_tolerance
+        if own.status == "done" and shared is not None and shared.status == "done":
+            assert own.version and shared.version  # noqa: S101 - done results carry versions
+            decision = gate_scopes(conn, own=own.version, shared=shared.version, tolerance=tol)
+        else:
+            alone = own if own.status == "done" else shared
+            assert alone is not None and alone.version  # noqa: S101 - done results carry versions
+            decision = apply_gate(conn, version=alone.version, tolerance=tol)
+    chosen = shared if shared is not None and decision.version == shared.version else own
+    return chosen.model_copy(
+        update={"version": decision.version, "promoted": decision.promoted,
+                "reason": decision.reason}
+    )  # fmt: skip
+
+
+def run_scoped(
+    settings: Settings,
+    symbols: list[str],
+    run_id: str,
+    overrides: dict[str, Any] | None,
+    *,
+    scope: str,
+    actor: Any,
+    on_update: Callable[[], None] | None,
+) -> dict[str, SymbolResult]:
+    """``shared`` and ``both`` scopes: group tasks, then own-model tasks, then the pair gate.
+
+    A symbol alone in its timeframe has no shared model: it trains its own.
+    With ``both``, every own model trains with its group's config (the same
+    evaluation origins as the shared model) and the gate picks per symbol.
+    """
+    groups, configs = plan_groups(settings, symbols, overrides)
+    grouped = {s for members in groups.values() for s in members}
+    both = scope == "both"
+    shared = _run_groups(
+        settings, groups, configs, run_id, actor=actor, on_update=on_update, gate=not both
+    )
+    shared = {s: r.model_copy(update={"scope": "shared"}) for s, r in shared.items()}
+    alone = [s for s in symbols if both or s not in grouped]
+    per_symbol = {s: configs[g] for g, members in groups.items() for s in members}
+    own = run_tasks(
+        settings, alone, run_id, overrides, actor=actor, on_update=on_update,
+        gate=not both, per_symbol=per_symbol,
+    )  # fmt: skip
+    own = {s: r.model_copy(update={"scope": "symbol"}) for s, r in own.items()}
+    if not both:
+        return shared | own
+    out = {}
+    for s in symbols:
+        out[s] = gate_both(settings, own[s], shared.get(s))  # alone in its timeframe: own only
+        if out[s].status != "done":
+            continue
+        said = ("promoted: " if out[s].promoted else "rejected: ") + (out[s].reason or "")
+        actor.update.remote(
+            {"run_id": run_id, "symbol": s, "state": "done", "attempt": out[s].attempts,
+             "version": out[s].version, "detail": said[:2000]}
+        )  # fmt: skip
+    return out
