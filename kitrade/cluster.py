@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ray.actor import ActorHandle
 
-__all__ = ["NAMESPACE", "cluster_gpus", "connect", "detached_actor"]
+__all__ = ["NAMESPACE", "cluster_cpus", "cluster_gpus", "connect", "detached_actor"]
 
 NAMESPACE = "kitrade"
 _log = logging.getLogger(__name__)
@@ -68,6 +68,13 @@ def cluster_gpus() -> float:
     import ray  # heavy (ray): kept out of light commands' start-up
 
     return float(ray.cluster_resources().get("GPU", 0.0))
+
+
+def cluster_cpus() -> float:
+    """CPUs the connected cluster has (logical, summed over nodes)."""
+    import ray  # heavy (ray): kept out of light commands' start-up
+
+    return float(ray.cluster_resources().get("CPU", 0.0))
 
 
 def detached_actor(actor_cls: Any, name: str, *args: Any) -> ActorHandle[Any]:

@@ -186,6 +186,19 @@ class Settings(BaseSettings):
     train_max_steps: int | None = Field(
         None, ge=1, le=100_000, description="Override NHITS max steps for every symbol."
     )
+    train_distributed_min_bars: int = Field(
+        2_000_000,
+        ge=0,
+        description="A shared-model group with at least this many bars in all trains with Ray "
+        "Train across `KITRADE_TRAIN_DISTRIBUTED_WORKERS` workers (data-parallel); `0`: never.",
+    )
+    train_distributed_workers: int = Field(
+        2,
+        ge=1,
+        le=1024,
+        description="Ray Train workers of a large group (at most one per series); each asks for "
+        "1 CPU and, on GPUs, `KITRADE_TRAIN_GPU_FRACTION` of one.",
+    )
     retrain_new_bars_events: int = Field(
         1,
         ge=1,

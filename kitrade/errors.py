@@ -14,6 +14,7 @@ __all__ = [
     "ConfigError",
     "ConflictError",
     "DatabaseUnavailableError",
+    "DistributedTrainingError",
     "InvalidInputError",
     "KitradeError",
     "NotFoundError",
@@ -110,6 +111,13 @@ class SourceDataError(InvalidInputError):
 
 class TooShortError(InvalidInputError):
     """A series is too short for the model configuration asked of it."""
+
+
+class DistributedTrainingError(KitradeError):
+    """A Ray Train run (a large group's data-parallel fit) failed on a worker or its controller."""
+
+    http_status = 500
+    exit_code = 1
 
 
 class PayloadTooLargeError(KitradeError):

@@ -41,11 +41,14 @@ __all__ = [
     "EvaluationReport",
     "MethodMetrics",
     "evaluate",
+    "evaluate_shared",
     "evaluate_windows",
     "fit_and_evaluate",
     "fit_and_evaluate_shared",
     "naive_test",
+    "prepare_shared",
     "rolling_forecasts",
+    "shared_train_frame",
 ]
 
 
@@ -378,6 +381,26 @@ def fit_and_evaluate_shared(
         TooShortError: A series shorter than ``min_bars(config)``.
         InvalidInputError: Fewer than two series, a repeated id or a malformed frame.
     """
+    prepared = prepare_shared(frames, config)
+    nf = _nf(
+        config,
+        callbacks=callbacks,
+        accelerator=accelerator,
+        devices=devices,
+        trainer_kwargs=trainer_kwargs,
+    )
+    nf.fit(df=shared_train_frame(prepared, config), val_size=config.val_size)
+    model = FittedModel(nf=nf, config=config, history=pd.concat(prepared, ignore_index=True))
+    return model, evaluate_shared(model, prepared, config)
+
+
+def prepare_shared(frames: list[pd.DataFrame], config: NHITSConfig) -> list[pd.DataFrame]:
+    """The series of a shared model, each checked and sorted, ready to train and evaluate.
+
+    Raises:
+        TooShortError: A series shorter than ``min_bars(config)``.
+        InvalidInputError: Fewer than two series, a repeated id or a malformed frame.
+    """
     prepared = [_prepared(f) for f in frames]
     ids = [str(f["unique_id"].iloc[0]) for f in prepared if len(f)]
     if len(prepared) < 2 or len(set(ids)) != len(prepared):
@@ -386,18 +409,20 @@ def fit_and_evaluate_shared(
         )
     for f in prepared:
         check_length(f, config)
-    nf = _nf(
-        config,
-        callbacks=callbacks,
-        accelerator=accelerator,
-        devices=devices,
-        trainer_kwargs=trainer_kwargs,
-    )
+    return prepared
+
+
+def shared_train_frame(prepared: list[pd.DataFrame], config: NHITSConfig) -> pd.DataFrame:
+    """What a shared model trains on: every series minus its ``test_size`` tail, integer ``ds``."""
     train = pd.concat([_int_frame(f.iloc[: len(f) - config.test_size]) for f in prepared])
-    nf.fit(df=train.reset_index(drop=True), val_size=config.val_size)
-    model = FittedModel(nf=nf, config=config, history=pd.concat(prepared, ignore_index=True))
-    reports = {
-        uid: evaluate_windows(f, rolling_forecasts(model, f), config)
-        for uid, f in zip(ids, prepared, strict=True)
+    return train.reset_index(drop=True)
+
+
+def evaluate_shared(
+    model: FittedModel, prepared: list[pd.DataFrame], config: NHITSConfig
+) -> dict[str, EvaluationReport]:
+    """Each series' rolling-origin evaluation of a shared model (``prepare_shared``'s frames)."""
+    return {
+        str(f["unique_id"].iloc[0]): evaluate_windows(f, rolling_forecasts(model, f), config)
+        for f in prepared
     }
-    return model, reports

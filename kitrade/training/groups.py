@@ -19,6 +19,7 @@ from kitrade.data.bars import get_bars, to_training_frame
 from kitrade.data.db import connect, conninfo_for
 from kitrade.data.symbols import get_symbol
 from kitrade.errors import InvalidInputError
+from kitrade.training import distributed as distributed_mod
 from kitrade.training import evaluation as evaluation_mod
 from kitrade.training import nhits
 from kitrade.training.registry import apply_gate, gate_scopes, new_version_id, write_artifact
@@ -42,6 +43,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from kitrade.config import Settings
+    from kitrade.training.evaluation import EvaluationReport
+    from kitrade.training.spec import NHITSConfig
 
 __all__ = ["gate_both", "plan_groups", "run_scoped", "train_group"]
 
@@ -59,6 +62,7 @@ def train_group(
     reporter: Reporter | None = None,
     threads: int | None = None,
     gate: bool = True,
+    distributed: bool = False,
 ) -> list[SymbolResult]:
     """Fit one shared NHITS on every symbol of ``group``, save it once, register it per symbol.
 
@@ -66,36 +70,34 @@ def train_group(
     symbol gets its own version row (``scope='shared'``, ``model_group=group``)
     pointing at it, with its own evaluation, gated like any version (or left a
     candidate with ``gate=False``). Progress is reported for every symbol.
+    With ``distributed`` the fit runs on Ray Train workers (``distributed.py``).
 
     Raises:
         InvalidInputError: Symbols of different timeframes, or fewer than two.
         TooShortError: A series too short for the group's configuration.
+        DistributedTrainingError: A Ray Train worker failed (nothing is registered).
     """
     started = time.monotonic()
     reports = {s: report_to(reporter, run_id=run_id, symbol=s, attempt=attempt) for s in symbols}
     timeframe, frames = _group_frames(settings, group, symbols)
     config = training_config(settings, timeframe, min(len(f) for f in frames), overrides)
-    hint = accelerator_hint(settings)
+    plan = distributed_mod.worker_plan(settings, len(symbols)) if distributed else None
+    how = accelerator_hint(settings) if plan is None else f"on Ray Train, {plan.describe()}"
     for s, f in zip(symbols, frames, strict=True):
-        detail = f"shared {group} ({len(symbols)} series), {len(f)} bars, {hint}"
+        detail = f"shared {group} ({len(symbols)} series), {len(f)} bars, {how}"
         reports[s](step=0, max_steps=config.max_steps, detail=detail)
-    for f in frames:
-        nhits.check_length(f, config)
-    accelerator = pick_accelerator(settings, threads)
 
     def report_all(**fields: Any) -> None:
         for report in reports.values():
             report(max_steps=config.max_steps, **fields)
 
-    fitted, evaluations = evaluation_mod.fit_and_evaluate_shared(
-        frames,
-        config,
-        callbacks=[LightningProgress.make(report_all, config.max_steps)],
-        accelerator=accelerator,
+    name = f"{group}-{run_id}-a{attempt}"
+    fitted, evaluations, how_fitted = _fit_group(
+        settings, frames, config, plan=plan, report=report_all, threads=threads, name=name
     )
     root = settings.resolved_models_dir / "shared"
     path = write_artifact(root, group, new_version_id(group), fitted.save)
-    stored = config.model_dump(mode="json") | {"accelerator": accelerator}
+    stored = config.model_dump(mode="json") | how_fitted
     results = []
     for s, f in zip(symbols, frames, strict=True):
         version, metrics = new_version_id(s), evaluations[s].model_dump(mode="json")
@@ -106,6 +108,43 @@ def train_group(
         reports[s]("done", step=config.max_steps, version=version, detail=gate_said(decision))
         results.append(done_result(s, attempt, version, decision, metrics, started))
     return results
+
+
+def _fit_group(
+    settings: Settings,
+    frames: list[pd.DataFrame],
+    config: NHITSConfig,
+    *,
+    plan: distributed_mod.WorkerPlan | None,
+    report: Callable[..., None],
+    threads: int | None,
+    name: str,
+) -> tuple[nhits.FittedModel, dict[str, EvaluationReport], dict[str, Any]]:
+    """The group's model, each series' evaluation, and how it was fitted (stored with its config).
+
+    Without a ``plan`` the model fits here, in this task; with one, on Ray
+    Train's workers (checkpoint under ``<models dir>/ray_train/<name>``).
+    """
+    if plan is None:
+        for f in frames:
+            nhits.check_length(f, config)
+        accelerator = pick_accelerator(settings, threads)
+        fitted, evaluations = evaluation_mod.fit_and_evaluate_shared(
+            frames,
+            config,
+            callbacks=[LightningProgress.make(report, config.max_steps)],
+            accelerator=accelerator,
+        )
+        return fitted, evaluations, {"accelerator": accelerator}
+    prepared = evaluation_mod.prepare_shared(frames, config)
+    if threads is not None:
+        pick_accelerator(settings, threads)  # this task evaluates: its torch threads
+    fitted, metrics = distributed_mod.fit_shared_distributed(
+        settings, prepared, config, name=name, plan=plan, report=report
+    )
+    ray_train = {"workers": plan.workers, "resources_per_worker": plan.resources} | metrics
+    how = {"accelerator": "gpu" if plan.use_gpu else "cpu", "ray_train": ray_train}
+    return fitted, evaluation_mod.evaluate_shared(fitted, prepared, config), how
 
 
 def _group_frames(
@@ -132,6 +171,7 @@ def _remote_group() -> Any:
         attempt: int,
         overrides: dict[str, Any] | None,
         gate: bool,
+        distributed: bool = False,
     ) -> list[SymbolResult]:
         # Imports ray: kept out of light commands' start-up.
         from kitrade.training.actors import get_progress_actor
@@ -148,6 +188,7 @@ def _remote_group() -> Any:
             reporter=lambda u: actor.update.remote(u),
             threads=max(1, int(cpus)),
             gate=gate,
+            distributed=distributed,
         )
 
     return train_group_task
@@ -191,14 +232,20 @@ def _run_groups(
 ) -> dict[str, SymbolResult]:
     """One task per group, retried by ``drive``.
 
+    A group of at least ``KITRADE_TRAIN_DISTRIBUTED_MIN_BARS`` bars trains on
+    Ray Train workers; its coordinating task then reserves no CPU (nor GPU),
+    or on a small node it would hold a CPU its own workers wait for.
     A group that fails fails each of its symbols, with the group's error.
     """
     results: dict[str, SymbolResult] = {}
     task, resources = _remote_group(), task_resources(settings)
+    sizes = _group_bars(settings, groups)
+    spread = {g: distributed_mod.is_distributed(settings, sizes[g]) for g in groups}
 
     def submit(group: str, attempt: int) -> Any:
-        return task.options(**resources).remote(
-            settings, group, groups[group], run_id, attempt, configs[group], gate
+        options = {"num_cpus": 0} if spread[group] else resources
+        return task.options(**options).remote(
+            settings, group, groups[group], run_id, attempt, configs[group], gate, spread[group]
         )
 
     def done(group: str, value: list[SymbolResult]) -> None:
@@ -217,6 +264,15 @@ def _run_groups(
         on_failure=failed, on_update=on_update, what="group ",
     )  # fmt: skip
     return results
+
+
+def _group_bars(settings: Settings, groups: dict[str, list[str]]) -> dict[str, int]:
+    """Each group's bars, all its symbols together."""
+    with connect(conninfo_for(settings), autocommit=True) as conn:
+        return {
+            g: sum(get_symbol(conn, symbol=s).bars for s in members)
+            for g, members in groups.items()
+        }
 
 
 def gate_both(settings: Settings, own: SymbolResult, shared: SymbolResult | None) -> SymbolResult:
