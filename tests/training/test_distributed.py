@@ -174,3 +174,17 @@ def test_a_worker_failure_is_a_clear_error_naming_the_run(cluster, db):
             cluster, prepared, config, name="H1-broken", plan=plan, report=broken_sink
         )
     assert "progress sink is gone" in caught.value.message  # the worker's own error
+
+
+def test_the_worker_plan_fits_the_series_and_the_cluster(cluster):
+    from kitrade.training.distributed import is_distributed, worker_plan
+
+    plan = worker_plan(cluster, 3)
+    assert (plan.workers, plan.use_gpu, plan.backend) == (2, False, "gloo")
+    assert plan.describe() == "2 workers, gloo" and plan.resources == {"CPU": 1.0}
+    many = cluster.model_copy(update={"train_distributed_workers": 8})
+    assert worker_plan(many, 3).workers == 2  # never more workers than the cluster's 2 CPUs
+    assert worker_plan(many, 1).workers == 1  # nor than series
+    assert is_distributed(cluster.model_copy(update={"train_distributed_min_bars": 1200}), 1200)
+    assert not is_distributed(cluster.model_copy(update={"train_distributed_min_bars": 1201}), 1200)
+    assert not is_distributed(cluster.model_copy(update={"train_distributed_min_bars": 0}), 10**9)
