@@ -76,8 +76,8 @@ class WorkerPlan:
 def worker_plan(settings: Settings, series: int) -> WorkerPlan:
     """Workers for a group of ``series`` series: 1 CPU each, at most one per series and CPU.
 
-    Never more workers than the cluster has CPUs: Ray Train would wait for
-    them forever.
+    Never more workers than the cluster has CPUs (or GPU shares): a worker
+    group the cluster can never place would fail instead of waiting.
 
     With ``NHITS_USE_GPU`` and GPUs in the cluster each worker also asks for
     ``KITRADE_TRAIN_GPU_FRACTION`` of a GPU; NCCL needs a whole GPU per rank,
@@ -89,6 +89,7 @@ def worker_plan(settings: Settings, series: int) -> WorkerPlan:
     if not use_gpu:
         return WorkerPlan(workers, False, {"CPU": 1.0}, "gloo")
     fraction = settings.train_gpu_fraction
+    workers = max(1, min(workers, int(cluster_gpus() / fraction + 1e-9)))  # GPUs too
     backend = "nccl" if fraction >= 1 else "gloo"
     return WorkerPlan(workers, True, {"CPU": 1.0, "GPU": fraction}, backend)
 
@@ -118,10 +119,13 @@ def fit_shared_distributed(
 
     Raises:
         DistributedTrainingError: A worker or the Ray Train controller failed.
+        ConfigError: Ray's Lightning integration and neuralforecast use different
+            Lightning packages.
     """
     # Heavy (ray.train): only a distributed group needs it.
     import ray.train
 
+    _lightning_pieces()  # a mismatch is a clear error here, not a worker failure
     trainer = _trainer(settings, prepared, config, name=name, plan=plan, report=report)
     try:
         result = trainer.fit()
@@ -209,14 +213,20 @@ def _train_loop(cfg: dict[str, Any]) -> None:
 
 
 def _ray_trainer_kwargs() -> dict[str, Any]:
-    """Ray's Lightning pieces for neuralforecast's Trainer; the shards replace the sampler.
+    """Ray's Lightning pieces for neuralforecast's Trainer; the shards replace the sampler."""
+    strategy, environment = _lightning_pieces()
+    return {"strategy": strategy(), "plugins": [environment()], "use_distributed_sampler": False}
+
+
+def _lightning_pieces() -> tuple[type, type]:
+    """Ray's ``RayDDPStrategy`` and ``RayLightningEnvironment``, checked against ours.
 
     Raises:
         ConfigError: Ray's Lightning utilities use ``lightning.pytorch`` while
             neuralforecast uses ``pytorch_lightning`` (both installed): their
             strategy classes would not match.
     """
-    # Heavy (ray.train, lightning): runs only inside a Ray Train worker.
+    # Heavy (ray.train, lightning): only a distributed group needs them.
     import pytorch_lightning as pl
     from ray.train.lightning import RayDDPStrategy, RayLightningEnvironment
 
@@ -225,11 +235,7 @@ def _ray_trainer_kwargs() -> dict[str, Any]:
             "Ray Train's Lightning integration imports `lightning.pytorch`, neuralforecast "
             "`pytorch_lightning`: uninstall `lightning` or align the two"
         )
-    return {
-        "strategy": RayDDPStrategy(),
-        "plugins": [RayLightningEnvironment()],
-        "use_distributed_sampler": False,
-    }
+    return RayDDPStrategy, RayLightningEnvironment
 
 
 def _single_process(nf: Any) -> None:
