@@ -13,9 +13,10 @@ gate that picks, per symbol, the better of its two candidates.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 from kitrade.data.bars import get_bars, to_training_frame
@@ -328,15 +329,20 @@ def run_scoped(
     both = scope == "both"
     alone = [s for s in symbols if both or s not in grouped]
     per_symbol = {s: configs[g] for g, members in groups.items() for s in members}
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kitrade-own-models") as pool:
-        own_future = pool.submit(
-            run_tasks, settings, alone, run_id, overrides, actor=actor, on_update=None,
+    own_future = _in_thread(
+        lambda: run_tasks(
+            settings, alone, run_id, overrides, actor=actor, on_update=None,
             gate=not both, per_symbol=per_symbol,
-        )  # fmt: skip
+        )
+    )  # fmt: skip
+    try:
         shared = _run_groups(
             settings, groups, configs, run_id, actor=actor, on_update=on_update, gate=not both
         )
-        own = _wait(own_future, on_update)
+    except Exception:
+        own_future.exception()  # the own-model tasks end before the error goes up
+        raise
+    own = _wait(own_future, on_update)
     shared = {s: r.model_copy(update={"scope": "shared"}) for s, r in shared.items()}
     own = {s: r.model_copy(update={"scope": "symbol"}) for s, r in own.items()}
     if not both:
@@ -352,6 +358,20 @@ def run_scoped(
              "version": out[s].version, "detail": said[:2000]}
         )  # fmt: skip
     return out
+
+
+def _in_thread(fn: Callable[[], dict[str, SymbolResult]]) -> Future[dict[str, SymbolResult]]:
+    """``fn()`` on a daemon thread: a Ctrl-C of the driver does not wait for it to end."""
+    future: Future[dict[str, SymbolResult]] = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(fn())
+        except Exception as exc:  # noqa: BLE001 - raised again by whoever waits on the future
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name="kitrade-own-models", daemon=True).start()
+    return future
 
 
 def _wait(future: Future[dict[str, SymbolResult]], on_update: Callable[[], None] | None) -> Any:

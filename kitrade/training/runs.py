@@ -130,9 +130,8 @@ def _with_group_note(result: SymbolResult, group: str | None) -> SymbolResult:
     if group is None:
         return result
     note = _group_note(group)
-    return result.model_copy(
-        update={"reason": f"{result.reason}; {note}" if result.reason else note}
-    )
+    reason = f"{result.reason}; {note}" if result.reason else note
+    return result.model_copy(update={"reason": reason, "with_group": group})
 
 
 def _initial_rows(

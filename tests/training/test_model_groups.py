@@ -133,6 +133,11 @@ def test_naming_one_member_retrains_the_whole_group_and_each_member_gets_a_versi
     assert list(by) == ["SHA", "SOLO", "SHB"]
     assert "trained with its group PAIR" in by["SHB"].reason
     assert "trained with its group" not in by["SHA"].reason
+    assert (by["SHB"].with_group, by["SHA"].with_group, by["SOLO"].with_group) == (
+        "PAIR",
+        None,
+        None,
+    )
     with db.connection() as conn:
         rows = {s: list_versions(conn, symbol=s) for s in (*H1, "SOLO")}
         run = load_run(conn, run_id=report.run_id)
