@@ -3,7 +3,8 @@
 The setting's format and its errors; the plan (explicit groups first, the other
 symbols by timeframe); a run naming one member of a group trains the whole group
 on a real local Ray cluster (tiny NHITS), with an own-model task running beside
-the group task; ``kitrade models`` shows each version's scope and group.
+the group task, and so does the retrain scheduler answering one member's trigger;
+``kitrade models`` shows each version's scope and group.
 """
 
 from __future__ import annotations
@@ -11,18 +12,20 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import timedelta
 
 import pandas as pd
 import pytest
 
 from kitrade.config import load_settings, parse_model_groups
 from kitrade.data.bars import ingest_bars
+from kitrade.data.events import BARS_INGESTED, record_event
 from kitrade.data.progress import load_run
-from kitrade.data.symbols import create_symbol
+from kitrade.data.symbols import create_symbol, update_symbol
 from kitrade.errors import ConfigError, InvalidInputError
-from kitrade.schemas import SymbolIn
+from kitrade.schemas import SymbolIn, SymbolUpdate
 from kitrade.training.groups import plan_groups, whole_groups
-from kitrade.training.registry import list_versions
+from kitrade.training.registry import active_version, list_versions
 from tests.training.test_shared import LEVELS, TINY, bars
 
 H1 = ("SHA", "SHB", "SHC", "SHD")
@@ -189,3 +192,36 @@ def test_kitrade_models_shows_scope_and_group(ray_run, seeded):
     lines = {s: next(x for x in done.stdout.splitlines() if f" {s} " in x) for s in ("SHB", "SOLO")}
     assert " shared " in lines["SHB"] and " PAIR " in lines["SHB"]
     assert " symbol " in lines["SOLO"] and " PAIR " not in lines["SOLO"]
+
+
+@pytest.mark.slow
+def test_the_retrain_scheduler_retrains_the_whole_group_of_a_triggered_symbol(ray_run, seeded, db):
+    import ray
+
+    from kitrade.training.retrain import RetrainScheduler
+
+    with db.connection() as conn:
+        for s in ("SHC", "SHD"):  # no model yet: they would trigger too; out of this check
+            update_symbol(conn, symbol=s, changes=SymbolUpdate(active=False))
+        sha = active_version(conn, symbol="SHA")
+        assert sha is not None
+        after = (sha.data_end + timedelta(hours=1)).isoformat()
+        record_event(conn, kind=BARS_INGESTED, symbol="SHA", payload={"count": 1, "last_ts": after})
+    scheduler = RetrainScheduler.remote(seeded.model_copy(update={"model_scope": "shared"}), TINY)
+    try:
+        done = ray.get(scheduler.check_now.remote(False), timeout=600)
+    finally:
+        ray.kill(scheduler)
+    assert [(t["symbol"], t["reason"]) for t in done["triggers"]] == [("SHA", "new_bars")]
+    with db.connection() as conn:
+        run = load_run(conn, run_id=done["run_id"])
+        newest = {s: list_versions(conn, symbol=s)[0] for s in ("SHA", "SHB", "SOLO")}
+    assert {p.symbol: p.state for p in run.symbols} == {"SHA": "done", "SHB": "done"}
+    for s in ("SHA", "SHB"):  # SHB was fresh: it trains because its group does
+        assert (newest[s].run_id, newest[s].scope, newest[s].group) == (
+            done["run_id"],
+            "shared",
+            "PAIR",
+        )
+    assert newest["SHA"].artifact_path == newest["SHB"].artifact_path
+    assert newest["SOLO"].run_id == ray_run.run_id  # not in the group: untouched
