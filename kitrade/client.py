@@ -184,7 +184,8 @@ class Client:
 
     # ------------------------------------------------------------------ models
     def models(self, symbol: str | None = None) -> list[ModelVersionOut]:
-        """Model versions with their metrics (rMAE, MASE, verdict against naive)."""
+        """Model versions with their metrics (rMAE, MASE, verdict against naive), their scope
+        (``symbol``: own model, ``shared``: a group's model) and group."""
         rows = self._req("GET", "/api/v1/models", params={"symbol": symbol} if symbol else None)
         return [ModelVersionOut(**r) for r in rows]
 

@@ -11,6 +11,7 @@ directory is read as well.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -18,8 +19,10 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_vali
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from kitrade.errors import ConfigError
+from kitrade.schemas import SYMBOL_PATTERN
+from kitrade.timeframes import TIMEFRAMES
 
-__all__ = ["Settings", "env_var_name", "load_settings"]
+__all__ = ["Settings", "env_var_name", "load_settings", "parse_model_groups"]
 
 _PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "password", "admin", "test"}
 
@@ -180,6 +183,17 @@ class Settings(BaseSettings):
         "trained on all its symbols, or both (each symbol then serves the better of the two on "
         "the same evaluation windows).",
     )
+
+    # --- explicit shared-model groups ------------------------------------------
+    model_groups: str = Field(
+        "",
+        description="Explicit shared-model groups, `GROUP=SYMBOL,SYMBOL;GROUP=...` (e.g. "
+        "`MAJORS=EURUSD,GBPUSD;TECH=GOOG,AAPL`): in the `shared` and `both` scopes each group's "
+        "symbols train one model together, the other symbols one per timeframe. A group name is "
+        "1-20 of A-Z 0-9 _ - and not a timeframe; a group has two symbols or more, of one "
+        "timeframe; a symbol is in one group at most. Symbols not registered or not active are "
+        "left out of their group.",
+    )
     train_max_attempts: int = Field(
         3, ge=1, le=10, description="Attempts per symbol before a training is reported failed."
     )
@@ -272,6 +286,12 @@ class Settings(BaseSettings):
             raise ValueError(f"expected an http:// or https:// URL, was {value!r}")
         return value.rstrip("/")
 
+    @field_validator("model_groups")
+    @classmethod
+    def _groups(cls, value: str) -> str:
+        parse_model_groups(value)  # raises ValueError naming what is wrong
+        return value
+
     @field_validator("timescale_host", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
@@ -287,6 +307,11 @@ class Settings(BaseSettings):
     def pg_dir(self) -> Path:
         """Data directory of the embedded PostgreSQL."""
         return self.data_dir / "pg"
+
+    @property
+    def explicit_groups(self) -> dict[str, tuple[str, ...]]:
+        """``KITRADE_MODEL_GROUPS`` parsed: group name -> its symbols, in the order given."""
+        return parse_model_groups(self.model_groups)
 
     @property
     def resolved_models_dir(self) -> Path:
@@ -321,6 +346,51 @@ class Settings(BaseSettings):
                 raise ConfigError(
                     f"{name}: expected a real secret in production, was a placeholder"
                 )
+
+
+#: A group name: it names the ``models/shared/<group>/`` folder and starts version ids.
+_GROUP_RE = re.compile(r"^[A-Z0-9_-]{1,20}$")
+_SYMBOL_RE = re.compile(SYMBOL_PATTERN)
+
+
+def parse_model_groups(text: str) -> dict[str, tuple[str, ...]]:
+    """Parse ``GROUP=SYMBOL,SYMBOL;GROUP=...`` (spaces around names are ignored).
+
+    Raises:
+        ValueError: An entry without ``=``, a group name that is not 1-20 of
+            A-Z 0-9 _ - or is a timeframe, a group named twice, a bad symbol, a
+            group of fewer than two symbols, or a symbol in two groups.
+    """
+    groups: dict[str, tuple[str, ...]] = {}
+    owner: dict[str, str] = {}
+    for entry in (e.strip() for e in text.split(";")):
+        if not entry:
+            continue
+        name, sep, members = (x.strip() for x in entry.partition("="))
+        if not sep:
+            raise ValueError(f"expected GROUP=SYMBOL,SYMBOL;GROUP=..., entry {entry!r} has no '='")
+        if not _GROUP_RE.fullmatch(name) or name in TIMEFRAMES:
+            raise ValueError(
+                f"group name: expected 1-20 of A-Z 0-9 _ - that is not a timeframe, was {name!r}"
+            )
+        if name in groups:
+            raise ValueError(f"group {name} is named twice")
+        symbols = tuple(s.strip() for s in members.split(",") if s.strip())
+        for s in symbols:
+            if not _SYMBOL_RE.fullmatch(s):
+                raise ValueError(
+                    f"group {name}: expected symbols of 1-20 of A-Z 0-9 . _ -, was {s!r}"
+                )
+            if s in owner:
+                where = (
+                    f"twice in group {name}" if owner[s] == name else f"in {owner[s]} and {name}"
+                )
+                raise ValueError(f"symbol {s} is named {where}: a symbol is in one group at most")
+            owner[s] = name
+        if len(symbols) < 2:
+            raise ValueError(f"group {name}: expected two symbols or more, was {list(symbols)}")
+        groups[name] = symbols
+    return groups
 
 
 def env_var_name(field: str) -> str:

@@ -470,12 +470,22 @@ class RunProgress(_Out):
 
 
 class ModelVersionOut(_Out):
-    """One registered model version with its metrics."""
+    """One registered model version with its metrics, its scope and its group."""
 
     version: str
     symbol: str
     status: str
     metrics: dict[str, Any]
+    scope: Literal["symbol", "shared"] = Field(
+        "symbol",
+        description="`symbol`: the symbol's own model; `shared`: one model of a group of symbols.",
+    )
+    group: str | None = Field(
+        None,
+        description="The shared model's group (an explicit group or a timeframe); null "
+        "for an own model.",
+        examples=["H1"],
+    )
 
 
 class BarOut(BaseModel):

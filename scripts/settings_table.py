@@ -17,6 +17,8 @@ def rows() -> list[tuple[str, str, str]]:
             shown = "unset"
         elif isinstance(default, bool):
             shown = f"`{int(default)}`"
+        elif default == "":
+            shown = "empty"
         elif name == "data_dir":
             shown = "`~/.kitrade`"
         else:

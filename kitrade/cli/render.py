@@ -169,6 +169,8 @@ _VERSION_COLUMNS = (
     "symbol",
     "version",
     "status",
+    "scope",
+    "group",
     "bars",
     "rMAE",
     "s-naive",
@@ -184,7 +186,8 @@ _VERSION_COLUMNS = (
 
 
 def versions_table(rows: Iterable[Any]) -> Table:
-    """Model versions with their metrics against the naive baselines."""
+    """Model versions with their scope (``symbol``: own model, ``shared``: its group's
+    model, the group named) and their metrics against the naive baselines."""
     table = Table(*_VERSION_COLUMNS, title="model versions")
     for v in rows:
         m = v.metrics or {}
@@ -197,6 +200,8 @@ def versions_table(rows: Iterable[Any]) -> Table:
             v.symbol,
             v.version,
             v.status,
+            getattr(v, "scope", "symbol"),  # rows from before migration 102 have none
+            getattr(v, "group", None) or "-",
             str(v.n_bars),
             fmt(model.get("rmae")),
             fmt(snaive.get("rmae")),

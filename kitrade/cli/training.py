@@ -107,6 +107,10 @@ def train_live(
         last["t"] = 0.0
         redraw()
     print_versions(settings, [r.symbol for r in report.results])
+    for r in report.results:
+        if r.with_group:
+            out.print(f"{r.symbol}: trained with its group {r.with_group} (a shared model sees")
+            out.print("  all its series: when one member trains, the whole group does)")
     out.print(f"run {report.run_id}: {report.status} in {report.seconds:.0f}s")
     return report
 

@@ -73,8 +73,9 @@ def train(
         run_id: id of the run (default: a new one).
         trigger: recorded with the run (``manual``, ``job``, ...).
         on_update: called while waiting (a live view redraws).
-        scope: ``symbol``, ``shared`` (one model per timeframe group) or ``both``
-            (each symbol gets the better of the two); default ``settings.model_scope``.
+        scope: ``symbol``, ``shared`` (one model per group: ``KITRADE_MODEL_GROUPS``, else
+            per timeframe; a group with a member to train trains whole) or ``both`` (each
+            symbol gets the better of the two); default ``settings.model_scope``.
     """
     from kitrade.training.runs import train_all  # ray + torch: only when training
 

@@ -1,23 +1,27 @@
 """Shared models: one NHITS per group of symbols, trained as one Ray task per group.
 
-A group is the active symbols of one timeframe (two or more). ``train_group``
-fits one model on all of them, saves it once under ``models/shared/<group>/``
-and registers a version per symbol pointing at it. ``run_scoped`` runs the
-``shared`` and ``both`` scopes: group tasks, own-model tasks for symbols
-without a group (and, with ``both``, for every symbol), then the gate that
-picks, per symbol, the better of its two candidates.
+A group is an explicit one of ``KITRADE_MODEL_GROUPS`` or the other active
+symbols of one timeframe (two or more either way). ``train_group`` fits one
+model on all of them, saves it once under ``models/shared/<group>/`` and
+registers a version per symbol pointing at it. ``whole_groups`` widens a run
+naming some members of a group to the whole group. ``run_scoped`` runs the
+``shared`` and ``both`` scopes: group tasks and, side by side, own-model tasks
+for symbols without a group (and, with ``both``, for every symbol), then the
+gate that picks, per symbol, the better of its two candidates.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 from kitrade.data.bars import get_bars, to_training_frame
 from kitrade.data.db import connect, conninfo_for
-from kitrade.data.symbols import get_symbol
+from kitrade.data.symbols import get_symbol, list_symbols
 from kitrade.errors import InvalidInputError
 from kitrade.training import distributed as distributed_mod
 from kitrade.training import evaluation as evaluation_mod
@@ -43,10 +47,11 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from kitrade.config import Settings
+    from kitrade.schemas import Symbol
     from kitrade.training.evaluation import EvaluationReport
     from kitrade.training.spec import NHITSConfig
 
-__all__ = ["gate_both", "plan_groups", "run_scoped", "train_group"]
+__all__ = ["gate_both", "plan_groups", "run_scoped", "train_group", "whole_groups"]
 
 _log = logging.getLogger(__name__)
 
@@ -197,27 +202,84 @@ def _remote_group() -> Any:
 def plan_groups(
     settings: Settings, symbols: Sequence[str], overrides: dict[str, Any] | None
 ) -> tuple[dict[str, list[str]], dict[str, dict[str, Any]]]:
-    """Shared-model groups (one per timeframe, two symbols or more) and each one's config.
+    """Shared-model groups of ``symbols`` (two symbols or more each) and each one's config.
 
-    The config fits the group's shortest series; in ``both`` scope the symbols'
-    own models train with it too, so both are evaluated on the same origins.
+    A symbol named in ``KITRADE_MODEL_GROUPS`` is in that group; the others
+    are grouped by timeframe (the group is named after it). A symbol alone in
+    its group trains its own model. The config fits the group's shortest
+    series; in ``both`` scope the symbols' own models train with it too, so
+    both are evaluated on the same origins.
 
     Returns:
         group -> its symbols, and group -> the config as overrides (every field).
+
+    Raises:
+        InvalidInputError: An explicit group whose symbols are of different timeframes.
     """
     with connect(conninfo_for(settings), autocommit=True) as conn:
         syms = [get_symbol(conn, symbol=s) for s in symbols]
-    members: dict[str, list[Any]] = {}
-    for sym in syms:
-        members.setdefault(sym.timeframe, []).append(sym)
     groups, configs = {}, {}
-    for timeframe, group in members.items():
+    for name, group in _memberships(settings, syms).items():
         if len(group) < 2:
             continue
-        groups[timeframe] = [g.symbol for g in group]
-        cfg = training_config(settings, timeframe, min(g.bars for g in group), overrides)
-        configs[timeframe] = cfg.model_dump(mode="json")
+        _check_one_timeframe(name, group)
+        groups[name] = [g.symbol for g in group]
+        cfg = training_config(settings, group[0].timeframe, min(g.bars for g in group), overrides)
+        configs[name] = cfg.model_dump(mode="json")
     return groups, configs
+
+
+def _memberships(settings: Settings, syms: Sequence[Symbol]) -> dict[str, list[Symbol]]:
+    """Each symbol's group: its explicit one (``KITRADE_MODEL_GROUPS``), else its timeframe.
+
+    Groups of one symbol are kept: the caller decides (that symbol trains its own model).
+    """
+    explicit = {s: g for g, members in settings.explicit_groups.items() for s in members}
+    members: dict[str, list[Symbol]] = {}
+    for sym in syms:
+        members.setdefault(explicit.get(sym.symbol, sym.timeframe), []).append(sym)
+    return members
+
+
+def _check_one_timeframe(group: str, members: Sequence[Symbol]) -> None:
+    """InvalidInputError naming the group and each symbol's timeframe if they differ."""
+    if len({m.timeframe for m in members}) > 1:
+        each = ", ".join(f"{m.symbol} {m.timeframe}" for m in members)
+        raise InvalidInputError(
+            f"group {group} (KITRADE_MODEL_GROUPS): expected symbols of one timeframe, was {each}"
+        )
+
+
+def whole_groups(
+    settings: Settings, names: Sequence[str], skips: dict[str, str]
+) -> tuple[list[str], dict[str, str], dict[str, str]]:
+    """Widen a run to whole groups: a shared model must see all its series.
+
+    A group (of the active symbols and those named) with a member to train
+    trains whole: its other members join the run, and any skipped as fresh
+    is trained anyway. Registered symbols that are not active stay out unless
+    named; symbols of ``KITRADE_MODEL_GROUPS`` that are not registered are
+    left out of their group.
+
+    Returns:
+        The run's symbols (those pulled in last), the skips left, and
+        symbol -> group for each symbol trained only because its group is.
+
+    Raises:
+        InvalidInputError: A group to train whose symbols are of different timeframes.
+    """
+    todo = {s for s in names if s not in skips}
+    with connect(conninfo_for(settings), autocommit=True) as conn:
+        known = {s.symbol: s for s in list_symbols(conn, active_only=True)}
+        known |= {s: get_symbol(conn, symbol=s) for s in names if s not in known}
+    pulled: dict[str, str] = {}
+    for group, members in _memberships(settings, list(known.values())).items():
+        if len(members) < 2 or not todo & {m.symbol for m in members}:
+            continue
+        _check_one_timeframe(group, members)
+        pulled |= {m.symbol: group for m in members if m.symbol not in todo}
+    widened = [*names, *(s for s in pulled if s not in names)]
+    return widened, {s: r for s, r in skips.items() if s not in pulled}, pulled
 
 
 def _run_groups(
@@ -310,31 +372,40 @@ def run_scoped(
     actor: Any,
     on_update: Callable[[], None] | None,
 ) -> dict[str, SymbolResult]:
-    """``shared`` and ``both`` scopes: group tasks, then own-model tasks, then the pair gate.
+    """``shared`` and ``both`` scopes: group tasks and own-model tasks side by side, then the gate.
 
-    A symbol alone in its timeframe has no shared model: it trains its own.
+    A symbol alone in its group has no shared model: it trains its own.
     With ``both``, every own model trains with its group's config (the same
     evaluation origins as the shared model) and the gate picks per symbol.
+    The own-model tasks are driven from a second thread while this one drives
+    the group tasks, so both are queued on the cluster at once.
     """
     groups, configs = plan_groups(settings, symbols, overrides)
     grouped = {s for members in groups.values() for s in members}
     both = scope == "both"
-    shared = _run_groups(
-        settings, groups, configs, run_id, actor=actor, on_update=on_update, gate=not both
-    )
-    shared = {s: r.model_copy(update={"scope": "shared"}) for s, r in shared.items()}
     alone = [s for s in symbols if both or s not in grouped]
     per_symbol = {s: configs[g] for g, members in groups.items() for s in members}
-    own = run_tasks(
-        settings, alone, run_id, overrides, actor=actor, on_update=on_update,
-        gate=not both, per_symbol=per_symbol,
+    own_future = _in_thread(
+        lambda: run_tasks(
+            settings, alone, run_id, overrides, actor=actor, on_update=None,
+            gate=not both, per_symbol=per_symbol,
+        )
     )  # fmt: skip
+    try:
+        shared = _run_groups(
+            settings, groups, configs, run_id, actor=actor, on_update=on_update, gate=not both
+        )
+    except Exception:
+        own_future.exception()  # the own-model tasks end before the error goes up
+        raise
+    own = _wait(own_future, on_update)
+    shared = {s: r.model_copy(update={"scope": "shared"}) for s, r in shared.items()}
     own = {s: r.model_copy(update={"scope": "symbol"}) for s, r in own.items()}
     if not both:
         return shared | own
     out = {}
     for s in symbols:
-        out[s] = gate_both(settings, own[s], shared.get(s))  # alone in its timeframe: own only
+        out[s] = gate_both(settings, own[s], shared.get(s))  # alone in its group: own only
         if out[s].status != "done":
             continue
         said = ("promoted: " if out[s].promoted else "rejected: ") + (out[s].reason or "")
@@ -343,3 +414,27 @@ def run_scoped(
              "version": out[s].version, "detail": said[:2000]}
         )  # fmt: skip
     return out
+
+
+def _in_thread(fn: Callable[[], dict[str, SymbolResult]]) -> Future[dict[str, SymbolResult]]:
+    """``fn()`` on a daemon thread: a Ctrl-C of the driver does not wait for it to end."""
+    future: Future[dict[str, SymbolResult]] = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(fn())
+        except Exception as exc:  # noqa: BLE001 - raised again by whoever waits on the future
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name="kitrade-own-models", daemon=True).start()
+    return future
+
+
+def _wait(future: Future[dict[str, SymbolResult]], on_update: Callable[[], None] | None) -> Any:
+    """``future``'s result, calling ``on_update`` twice a second meanwhile."""
+    while True:
+        try:
+            return future.result(timeout=0.5)
+        except TimeoutError:
+            if on_update is not None:
+                on_update()

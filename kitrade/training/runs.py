@@ -16,7 +16,7 @@ from kitrade import observability
 from kitrade.data.db import connect, conninfo_for
 from kitrade.data.symbols import get_symbol, list_symbols
 from kitrade.errors import InvalidInputError
-from kitrade.training.groups import run_scoped
+from kitrade.training.groups import run_scoped, whole_groups
 from kitrade.training.tasks import (
     SymbolResult,
     TrainAllReport,
@@ -46,7 +46,7 @@ def train_all(
 
     Args:
         settings: configuration (shipped to the tasks).
-        symbols: names; default all active symbols.
+        symbols: names; default all active symbols (shared scopes: whole groups, ``_plan``).
         force: train even when the active model is fresh.
         overrides: NHITS config fields for every symbol (tests use tiny ones).
         run_id: id of the run (default: a new one).
@@ -63,12 +63,12 @@ def train_all(
     t0 = time.monotonic()
     run_id = run_id or new_run_id()
     actor = get_progress_actor(settings)
-    names, skips = _plan(settings, symbols, force=force)
+    names, skips, pulled = _plan(settings, symbols, force=force, scope=scope)
     params: dict[str, Any] = {"symbols": names, "force": force, "overrides": overrides or {}}
     if scope != "symbol":
-        params["scope"] = scope
+        params |= {"scope": scope} | ({"with_group": pulled} if pulled else {})
     ray.get(actor.start_run.remote(run_id, "train_all", trigger, params))
-    ray.get(actor.update_many.remote(_initial_rows(run_id, names, skips)))
+    ray.get(actor.update_many.remote(_initial_rows(run_id, names, skips, pulled)))
 
     results: dict[str, SymbolResult] = {
         s: SymbolResult(symbol=s, status="skipped", reason=r) for s, r in skips.items()
@@ -80,7 +80,7 @@ def train_all(
         results |= run_scoped(
             settings, todo, run_id, overrides, scope=scope, actor=actor, on_update=on_update
         )
-    ordered = [results[s] for s in names]
+    ordered = [_with_group_note(results[s], pulled.get(s)) for s in names]
     failed = sum(r.status == "failed" for r in ordered)
     status = "done" if failed == 0 else ("failed" if failed == len(ordered) else "partial")
     ray.get(actor.finish_run.remote(run_id, status))
@@ -102,29 +102,50 @@ def _scope(settings: Settings, scope: str | None) -> str:
 
 
 def _plan(
-    settings: Settings, symbols: Sequence[str] | None, *, force: bool
-) -> tuple[list[str], dict[str, str]]:
-    """The symbols of a run and, unless ``force``, those to skip with the reason."""
+    settings: Settings, symbols: Sequence[str] | None, *, force: bool, scope: str
+) -> tuple[list[str], dict[str, str], dict[str, str]]:
+    """The symbols of a run, those to skip with the reason (unless ``force``) and, in the
+    shared scopes, symbol -> group for the members a group to train pulls in."""
     with connect(conninfo_for(settings), autocommit=True) as conn:
         if symbols is None:
             names = [s.symbol for s in list_symbols(conn, active_only=True)]
         else:
             names = [get_symbol(conn, symbol=s).symbol for s in symbols]
-        if force:
-            return names, {}
         days = settings.nhits_auto_retrain_days
-        return names, {s: r for s in names if (r := should_skip(conn, symbol=s, retrain_days=days))}
+        skips = {} if force else {
+            s: r for s in names if (r := should_skip(conn, symbol=s, retrain_days=days))
+        }  # fmt: skip
+    if scope == "symbol":
+        return names, skips, {}
+    return whole_groups(settings, names, skips)
 
 
-def _initial_rows(run_id: str, names: list[str], skips: dict[str, str]) -> list[dict[str, Any]]:
-    """Progress rows before any task runs: queued, or skipped with the reason."""
+def _group_note(group: str) -> str:
+    """Why a symbol the run did not ask for (or would skip) trains: its group does."""
+    return f"trained with its group {group}: a shared model is retrained on all its series"
+
+
+def _with_group_note(result: SymbolResult, group: str | None) -> SymbolResult:
+    """``result``, its reason saying it trained with its group when ``group`` is set."""
+    if group is None:
+        return result
+    note = _group_note(group)
+    reason = f"{result.reason}; {note}" if result.reason else note
+    return result.model_copy(update={"reason": reason, "with_group": group})
+
+
+def _initial_rows(
+    run_id: str, names: list[str], skips: dict[str, str], pulled: dict[str, str]
+) -> list[dict[str, Any]]:
+    """Progress rows before any task runs: queued (saying so if pulled in by its group),
+    or skipped with the reason."""
     return [
         {
             "run_id": run_id,
             "symbol": s,
             "state": "skipped" if s in skips else "queued",
             "attempt": 1,
-            "detail": skips.get(s),
+            "detail": skips.get(s) or (_group_note(pulled[s]) if s in pulled else None),
         }
         for s in names
     ]

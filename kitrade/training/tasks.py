@@ -74,6 +74,11 @@ class SymbolResult(BaseModel):
     scope: str | None = Field(
         default=None, description="shared / symbol when the run trained shared models"
     )
+    with_group: str | None = Field(
+        default=None,
+        description="the group whose shared model brought this symbol into the run (it was not "
+        "asked for, or was fresh)",
+    )
 
 
 class TrainAllReport(BaseModel):

@@ -46,3 +46,33 @@ def test_models_table_shows_the_verdict_of_the_test_and_its_origins():
     assert "no better than naive" in line  # an rMAE below 1 is not a claim
     old = next(x for x in text.splitlines() if "GOOG-2023" in x)
     assert "no better than naive" in old and "0.800" in old
+
+
+def test_models_table_shows_each_versions_scope_and_group():
+    shared = SimpleNamespace(
+        symbol="EURUSD",
+        version="EURUSD-20240101T000000-abcdef",
+        status="active",
+        n_bars=500,
+        reason="shared model chosen",
+        metrics={},
+        scope="shared",
+        group="MAJORS",
+    )
+    own = SimpleNamespace(
+        symbol="EURUSD",
+        version="EURUSD-20230101T000000-abcdef",
+        status="rejected",
+        n_bars=500,
+        reason=None,
+        metrics={},
+        scope="symbol",
+        group=None,
+    )
+    text = _text([shared, own])
+    header = next(x for x in text.splitlines() if "symbol" in x and "status" in x)
+    assert header.index("scope") < header.index("group") < header.index("bars")
+    line = next(x for x in text.splitlines() if "EURUSD-2024" in x)
+    assert " shared " in line and " MAJORS " in line
+    old = next(x for x in text.splitlines() if "EURUSD-2023" in x)
+    assert " symbol " in old and "MAJORS" not in old

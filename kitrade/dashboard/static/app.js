@@ -529,6 +529,18 @@
     return [rmae, el("td", { text: `${pct(model.coverage_80)} / ${pct(model.coverage_95)}` })];
   }
 
+  function scopeCell(v) {
+    // `symbol`: the symbol's own model; `shared`: one model trained on all the symbols of its group
+    const shared = v.scope === "shared";
+    return el("td", {
+      "data-testid": "scope",
+      "data-scope": v.scope || "symbol",
+      "data-group": v.group || "",
+      title: shared ? `one model shared by the symbols of group ${v.group}` : "this symbol's own model",
+      text: shared ? `shared · ${v.group}` : "symbol",
+    });
+  }
+
   async function loadModels() {
     const sym = state.selected;
     if (!sym) return;
@@ -552,6 +564,7 @@
         { "data-testid": `model-${v.version}`, "data-status": v.status },
         el("td", { class: "mono", title: `created ${fmtTime(v.created_at)}; ${v.n_bars} bars`, text: v.version }),
         el("td", {}, badge(v.status)),
+        scopeCell(v),
         ...metricCells(v),
         el("td", { class: "reason", "data-testid": "reason", text: v.reason || "" }),
         el("td", {}, action),
@@ -559,7 +572,7 @@
     });
     $("models-rows").replaceChildren(...rows);
     if (!versions.length) {
-      $("models-rows").append(el("tr", {}, el("td", { colspan: 6, class: "muted", text: "no model yet: train one" })));
+      $("models-rows").append(el("tr", {}, el("td", { colspan: 7, class: "muted", text: "no model yet: train one" })));
     }
   }
 

@@ -42,7 +42,7 @@ def _own(symbol: str, version: str | None) -> str | None:
 async def models(
     gw: GatewayDep, symbol: Annotated[str | None, Query(pattern=SYMBOL_PATTERN)] = None
 ) -> Any:
-    """Model versions with metrics (newest first)."""
+    """Model versions with metrics, scope (`symbol` or `shared`) and group (newest first)."""
     return await retry.read(gw.data, "versions", symbol)
 
 
