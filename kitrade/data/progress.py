@@ -135,6 +135,24 @@ def persist_update(conn: psycopg.Connection, update: ProgressUpdate) -> bool:
     return conn.execute(_UPSERT, params).fetchone() is not None
 
 
+def settle(
+    conn: psycopg.Connection, *, run_id: str, symbol: str, version: str | None, detail: str
+) -> bool:
+    """Write the gate's verdict on a symbol that is already done; True if it was done.
+
+    A ``both``-scope run gates a symbol's two candidates after both tasks
+    reported done: the verdict (and the version kept) replaces the done row's
+    detail. Updates must move forward (``persist_update``); this one is not an
+    update of the training but its conclusion, so it has its own statement.
+    """
+    row = conn.execute(
+        "UPDATE training_progress SET detail = %s, version = coalesce(%s, version),"
+        " updated_at = now() WHERE run_id = %s AND symbol = %s AND state = 'done' RETURNING 1",
+        (detail, version, run_id, symbol),
+    ).fetchone()
+    return row is not None
+
+
 def start_run(
     conn: psycopg.Connection,
     *,

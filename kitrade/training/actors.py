@@ -21,6 +21,7 @@ from kitrade.data.progress import (
     finish_run,
     load_run,
     persist_update,
+    settle,
     start_run,
 )
 
@@ -59,6 +60,11 @@ class ProgressActor:
         """Apply several updates in one transaction; returns how many applied."""
         with self._db.connection() as conn:
             return sum(persist_update(conn, ProgressUpdate(**u)) for u in updates)
+
+    def settle(self, run_id: str, symbol: str, version: str | None, detail: str) -> bool:
+        """Record the gate's verdict on a done symbol (``both`` scope)."""
+        with self._db.connection() as conn:
+            return settle(conn, run_id=run_id, symbol=symbol, version=version, detail=detail)
 
     def start_run(self, run_id: str, kind: str, trigger: str, params: dict[str, Any]) -> None:
         """Record a run."""

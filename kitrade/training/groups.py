@@ -409,10 +409,7 @@ def run_scoped(
         if out[s].status != "done":
             continue
         said = ("promoted: " if out[s].promoted else "rejected: ") + (out[s].reason or "")
-        actor.update.remote(
-            {"run_id": run_id, "symbol": s, "state": "done", "attempt": out[s].attempts,
-             "version": out[s].version, "detail": said[:2000]}
-        )  # fmt: skip
+        actor.settle.remote(run_id, s, out[s].version, said[:2000])
     return out
 
 

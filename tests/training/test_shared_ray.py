@@ -59,6 +59,11 @@ def test_both_scope_trains_own_and_shared_and_keeps_the_better_per_symbol(seeded
         assert [v.scope for v in solo] == ["symbol"] and by["SOLO"].promoted
     assert {s.state for s in run.symbols} == {"done"}
     assert run.status == "done"
+    # the progress rows end with the gate's verdict on the pair and the version kept
+    rows = {p.symbol: p for p in run.symbols}
+    for s in LEVELS:
+        assert rows[s].detail.startswith("promoted: ") and by[s].reason in rows[s].detail
+        assert rows[s].version == by[s].version
 
 
 def test_shared_scope_gates_each_symbols_shared_version(seeded, db):
