@@ -16,14 +16,16 @@ such as 0.4, two ranks on one device) cannot form an NCCL group, so they use
 gloo, which all-reduces CUDA tensors too.
 
 Rank 0 reports steps and losses to the progress actor for every symbol of the
-group, then saves the fitted model (``FittedModel.save``) as a Ray Train
-checkpoint under ``<models dir>/ray_train/<name>/`` (one kept per run). The
-caller loads it from there, evaluates it as any shared model and writes the
-served artifact under ``models/shared/<group>/`` as usual.
+group. After the fit every rank evaluates its own shard (rolling origins, as
+for any shared model) and writes the reports into the Ray Train checkpoint
+under ``<models dir>/ray_train/<name>/`` (one kept per run), where rank 0 also
+saves the fitted model (``FittedModel.save``). The caller loads both from
+there and writes the served artifact under ``models/shared/<group>/`` as usual.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import tempfile
 from dataclasses import dataclass
@@ -34,7 +36,7 @@ import pandas as pd
 
 from kitrade.cluster import cluster_cpus, cluster_gpus
 from kitrade.errors import ConfigError, DistributedTrainingError
-from kitrade.training.evaluation import shared_train_frame
+from kitrade.training.evaluation import EvaluationReport, evaluate_shared, shared_train_frame
 from kitrade.training.nhits import FittedModel, _nf
 from kitrade.training.spec import NHITSConfig
 from kitrade.training.tasks import LightningProgress, pick_accelerator
@@ -50,6 +52,7 @@ _log = logging.getLogger(__name__)
 #: Trainer options only a Ray Train worker can use; stripped before the model is saved.
 _RAY_TRAINER_KWARGS = ("strategy", "plugins", "use_distributed_sampler")
 _MODEL_DIR = "model"
+_EVALUATION = "evaluation-rank"
 
 
 def is_distributed(settings: Settings, total_bars: int) -> bool:
@@ -102,7 +105,7 @@ def fit_shared_distributed(
     name: str,
     plan: WorkerPlan,
     report: Callable[..., None] | None = None,
-) -> tuple[FittedModel, dict[str, Any]]:
+) -> tuple[FittedModel, dict[str, EvaluationReport], dict[str, Any]]:
     """Fit one NHITS on ``prepared`` (``evaluation.prepare_shared``'s frames) with Ray Train.
 
     Args:
@@ -114,8 +117,10 @@ def fit_shared_distributed(
         report: ``report(step=..., train_loss=...)``, called on rank 0 (pickled to it).
 
     Returns:
-        The fitted model (history: every series) and rank 0's final metrics
-        (``world_size``, ``series_trained`` summed over the ranks, ``backend``).
+        The fitted model (history: every series), each series' evaluation (every
+        rank evaluates its own shard, as ``evaluation.evaluate_shared`` does) and
+        rank 0's final metrics (``world_size``, ``series_trained`` summed over the
+        ranks, ``backend``).
 
     Raises:
         DistributedTrainingError: A worker or the Ray Train controller failed.
@@ -138,7 +143,23 @@ def fit_shared_distributed(
         raise DistributedTrainingError(f"{name}: Ray Train finished without a checkpoint")
     with result.checkpoint.as_directory() as directory:
         model = FittedModel.load(Path(directory) / _MODEL_DIR)
-    return model, dict(result.metrics or {})
+        evaluations = _evaluations(Path(directory), prepared, name)
+    return model, evaluations, dict(result.metrics or {})
+
+
+def _evaluations(
+    directory: Path, prepared: list[pd.DataFrame], name: str
+) -> dict[str, EvaluationReport]:
+    """Each series' evaluation, as the ranks wrote them into the checkpoint."""
+    found: dict[str, EvaluationReport] = {}
+    for path in sorted(directory.glob(f"{_EVALUATION}*.json")):
+        found |= {k: EvaluationReport(**v) for k, v in json.loads(path.read_text()).items()}
+    missing = [
+        str(f["unique_id"].iloc[0]) for f in prepared if str(f["unique_id"].iloc[0]) not in found
+    ]
+    if missing:
+        raise DistributedTrainingError(f"{name}: no evaluation came back for {missing}")
+    return found
 
 
 def _trainer(
@@ -179,7 +200,7 @@ def _trainer(
 
 
 def _train_loop(cfg: dict[str, Any]) -> None:
-    """One Ray Train worker: fit on this rank's shard, rank 0 saves the checkpoint."""
+    """One Ray Train worker: fit on this rank's shard, evaluate it; rank 0 saves the model."""
     # Heavy (ray.train, torch): runs only inside a Ray Train worker.
     import ray.train
     import torch.distributed as dist
@@ -203,12 +224,20 @@ def _train_loop(cfg: dict[str, Any]) -> None:
     _single_process(nf)
     trained = _sum_over_ranks(len(shard)) if dist.is_initialized() else len(shard)
     metrics = {"world_size": world, "series_trained": trained, "backend": cfg["backend"]}
-    if rank != 0:
-        ray.train.report(metrics)
-        return
-    model = FittedModel(nf=nf, config=config, history=pd.concat(prepared, ignore_index=True))
+    # Every rank holds the same weights now: each evaluates its own shard, so the
+    # rolling-origin evaluation is spread over the workers like the training.
+    mine = FittedModel(nf=nf, config=config, history=pd.concat(shard, ignore_index=True))
+    evaluated = {
+        uid: r.model_dump(mode="json") for uid, r in evaluate_shared(mine, shard, config).items()
+    }
     with tempfile.TemporaryDirectory() as tmp:
-        model.save(Path(tmp) / _MODEL_DIR)
+        (Path(tmp) / f"{_EVALUATION}{rank}.json").write_text(json.dumps(evaluated))
+        if rank == 0:
+            model = FittedModel(
+                nf=nf, config=config, history=pd.concat(prepared, ignore_index=True)
+            )
+            model.save(Path(tmp) / _MODEL_DIR)
+        # The ranks agree on one checkpoint directory: their files land side by side.
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
 
 

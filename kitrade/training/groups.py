@@ -127,8 +127,9 @@ def _fit_group(
 ) -> tuple[nhits.FittedModel, dict[str, EvaluationReport], dict[str, Any]]:
     """The group's model, each series' evaluation, and how it was fitted (stored with its config).
 
-    Without a ``plan`` the model fits here, in this task; with one, on Ray
-    Train's workers (checkpoint under ``<models dir>/ray_train/<name>``).
+    Without a ``plan`` the model fits and is evaluated here, in this task; with
+    one, on Ray Train's workers, each evaluating its shard (checkpoint under
+    ``<models dir>/ray_train/<name>``).
     """
     if plan is None:
         for f in frames:
@@ -142,14 +143,12 @@ def _fit_group(
         )
         return fitted, evaluations, {"accelerator": accelerator}
     prepared = evaluation_mod.prepare_shared(frames, config)
-    if threads is not None:
-        pick_accelerator(settings, threads)  # this task evaluates: its torch threads
-    fitted, metrics = distributed_mod.fit_shared_distributed(
+    fitted, evaluations, metrics = distributed_mod.fit_shared_distributed(
         settings, prepared, config, name=name, plan=plan, report=report
     )
     ray_train = {"workers": plan.workers, "resources_per_worker": plan.resources} | metrics
     how = {"accelerator": "gpu" if plan.use_gpu else "cpu", "ray_train": ray_train}
-    return fitted, evaluation_mod.evaluate_shared(fitted, prepared, config), how
+    return fitted, evaluations, how
 
 
 def _group_frames(

@@ -113,6 +113,25 @@ def test_the_checkpoint_lives_under_the_models_dir(distributed_run):
     assert (checkpoints[0] / "model" / "meta.json").is_file()
 
 
+def test_each_rank_evaluated_its_own_shard(distributed_run, db):
+    """Both ranks wrote their shard's reports into the one checkpoint; each version has its own."""
+    import json
+
+    settings, report, _ = distributed_run
+    (run,) = (settings.resolved_models_dir / "ray_train").glob(f"H1-{report.run_id}-a1")
+    (checkpoint,) = [p for p in run.glob("checkpoint_*") if p.is_dir()]
+    by_rank = {
+        p.name: set(json.loads(p.read_text())) for p in checkpoint.glob("evaluation-rank*.json")
+    }
+    assert sorted(by_rank) == ["evaluation-rank0.json", "evaluation-rank1.json"]
+    assert set().union(*by_rank.values()) == set(LEVELS)
+    assert not by_rank["evaluation-rank0.json"] & by_rank["evaluation-rank1.json"]
+    with db.connection() as conn:
+        for s in LEVELS:
+            metrics = list_versions(conn, symbol=s)[0].metrics
+            assert metrics["model"]["rmae"] > 0 and metrics["n_origins"] > 0
+
+
 def test_rank_zero_reported_progress_for_every_symbol(distributed_run, db):
     _, report, _ = distributed_run
     with db.connection() as conn:
