@@ -14,18 +14,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import sys
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from _bench_setup import SAMPLE, bench_store
 
 if TYPE_CHECKING:
     from kitrade.backtest.forecasts import FoldJob
     from kitrade.config import Settings
     from kitrade.data.db import Database
 
-SAMPLE = ("EURUSD", "GOOG", "BTCUSD")
 #: a tiny NHITS per fold; the point is the scheduling, not the accuracy.
 TINY: dict[str, Any] = {"max_steps": 20, "mlp_units": 32, "windows_batch_size": 64}
 
@@ -99,12 +98,6 @@ def bench_walkforward(
     return out
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def run_self_contained(
     *,
     n_folds: int = 4,
@@ -117,39 +110,19 @@ def run_self_contained(
     import ray
 
     from kitrade.cluster import connect
-    from kitrade.config import Settings
-    from kitrade.data.embedded import EmbeddedPostgres
-    from kitrade.data.sources.sample import SampleSource
-    from kitrade.data.store import open_store
-    from kitrade.data.sync import sync_symbols
 
-    with tempfile.TemporaryDirectory(prefix="kitrade-bench-wf-") as tmp:
-        server = EmbeddedPostgres(Path(tmp) / "pg", _free_port())
-        server.start()
+    with bench_store("kitrade-bench-wf-") as bench:
         try:
-            settings = Settings(
-                data_dir=Path(tmp),
-                timescale_host="127.0.0.1",
-                timescale_port=server.port,
-                timescale_db="bench",
-                _env_file=None,
-            )
-            db = open_store(settings, start=False)
-            sync_symbols(db, SampleSource())
             connect(num_cpus=cpus)
-            try:
-                return bench_walkforward(
-                    settings,
-                    db,
-                    n_folds=n_folds,
-                    decisions_per_fold=decisions_per_fold,
-                    overrides=TINY | {"max_steps": max_steps},
-                )
-            finally:
-                db.close()
+            return bench_walkforward(
+                bench.settings,
+                bench.db,
+                n_folds=n_folds,
+                decisions_per_fold=decisions_per_fold,
+                overrides=TINY | {"max_steps": max_steps},
+            )
         finally:
             ray.shutdown()
-            server.stop(mode="immediate")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from _bench_setup import bench_store, free_port
 
 QUESTIONS = [
     "Should I buy or sell EURUSD?",
@@ -30,12 +29,6 @@ QUESTIONS = [
     "How reliable is the EURUSD forecast?",
     "Where is EURUSD heading this week?",
 ]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -54,106 +47,84 @@ def main(argv: list[str] | None = None) -> int:
 
     from kitrade.analysis.knowledge import Embedder, KnowledgeBase
     from kitrade.cluster import connect
-    from kitrade.config import Settings
-    from kitrade.data.embedded import EmbeddedPostgres
-    from kitrade.data.sources.sample import SampleSource
-    from kitrade.data.store import open_store
-    from kitrade.data.sync import sync_symbols
     from kitrade.deployments.common import AppArgs
     from kitrade.deployments.gateway import build_app
     from kitrade.training.tasks import new_run_id, train_symbol
 
-    with tempfile.TemporaryDirectory(prefix="kitrade-bench-analysis-") as tmp:
-        server = EmbeddedPostgres(Path(tmp) / "pg", _free_port())
-        server.start()
-        try:
-            settings = Settings(
-                data_dir=Path(tmp),
-                timescale_host="127.0.0.1",
-                timescale_port=server.port,
-                timescale_db="bench",
-                _env_file=None,
-            )
-            db = open_store(settings, start=False)
-            sync_symbols(db, SampleSource())
-            train_symbol(
-                settings,
-                "EURUSD",
-                run_id=new_run_id(),
-                overrides={"max_steps": 30, "mlp_units": 32},
-            )
-            db.close()
-            port = _free_port()
-            env = {
-                "TIMESCALE_HOST": "127.0.0.1",
-                "TIMESCALE_PORT": str(server.port),
-                "TIMESCALE_DB": "bench",
-                "KITRADE_DATA_DIR": tmp,
-                "KITRADE_LLM_BASE_URL": "",
-                "KITRADE_RATE_LIMIT_PER_S": "0",  # measure latency, not the limiter
-            }
-            connect(num_cpus=2)
-            serve.start(http_options={"host": "127.0.0.1", "port": port})
-            serve.run(build_app(AppArgs(env=env)), name="kitrade", route_prefix="/")
-            base = f"http://127.0.0.1:{port}"
-            with httpx.Client(base_url=base, timeout=60) as http:
-                for _ in range(5):  # warm-up: models, embeddings, caches
-                    http.post("/api/v1/analyze", json={"symbol": "EURUSD", "question": "warm up"})
-                    http.get("/api/v1/knowledge/search", params={"q": "warm up"})
-                analyze, search = [], []
-                for i in range(args.n):
-                    q = QUESTIONS[i % len(QUESTIONS)]
-                    t0 = time.perf_counter()
-                    r = http.post("/api/v1/analyze", json={"symbol": "EURUSD", "question": q})
-                    analyze.append(time.perf_counter() - t0)
-                    if r.status_code != 200:
-                        raise RuntimeError(r.text)
-                for i in range(args.n):  # each kind on its own, like the bare query below
-                    q = QUESTIONS[i % len(QUESTIONS)]
-                    t0 = time.perf_counter()
-                    r = http.get("/api/v1/knowledge/search", params={"q": q, "k": 5})
-                    search.append(time.perf_counter() - t0)
-                    if r.status_code != 200:
-                        raise RuntimeError(r.text)
-                from kitrade.analysis.actors import get_knowledge_actor
-
-                kb_actor = get_knowledge_actor(settings)
-                direct = []  # the knowledge actor called straight from this driver
-                for i in range(args.n):
-                    q = QUESTIONS[i % len(QUESTIONS)]
-                    t0 = time.perf_counter()
-                    ray.get(kb_actor.search.remote(q, 5, None, None))
-                    direct.append(time.perf_counter() - t0)
-                floor = []  # the Serve proxy + gateway hop alone: a static page
-                for _ in range(args.n):
-                    t0 = time.perf_counter()
-                    http.get("/docs")
-                    floor.append(time.perf_counter() - t0)
-            # The bare query runs now, with the platform up and idle, like the API calls.
-
-            import chromadb
-            from chromadb.config import Settings as ChromaSettings
-
-            bare_kb = KnowledgeBase(
-                chromadb.PersistentClient(
-                    path=str(Path(tmp) / "bare"),
-                    settings=ChromaSettings(anonymized_telemetry=False),
-                ),
-                Embedder(),
-            )
-            bare_kb.seed_starter()
-            col = bare_kb._col
-            emb = bare_kb._embedder
-            bare = []
+    with bench_store("kitrade-bench-analysis-") as bench:
+        settings, tmp = bench.settings, bench.tmp
+        train_symbol(
+            settings,
+            "EURUSD",
+            run_id=new_run_id(),
+            overrides={"max_steps": 30, "mlp_units": 32},
+        )
+        bench.db.close()
+        port = free_port()
+        env = bench.env() | {
+            "KITRADE_LLM_BASE_URL": "",
+            "KITRADE_RATE_LIMIT_PER_S": "0",  # measure latency, not the limiter
+        }
+        connect(num_cpus=2)
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        serve.run(build_app(AppArgs(env=env)), name="kitrade", route_prefix="/")
+        base = f"http://127.0.0.1:{port}"
+        with httpx.Client(base_url=base, timeout=60) as http:
+            for _ in range(5):  # warm-up: models, embeddings, caches
+                http.post("/api/v1/analyze", json={"symbol": "EURUSD", "question": "warm up"})
+                http.get("/api/v1/knowledge/search", params={"q": "warm up"})
+            analyze, search = [], []
             for i in range(args.n):
                 q = QUESTIONS[i % len(QUESTIONS)]
                 t0 = time.perf_counter()
-                col.query(query_embeddings=emb.embed([q]), n_results=5)
-                bare.append(time.perf_counter() - t0)
-            serve.shutdown()
-            ray.shutdown()
-        finally:
-            server.stop(mode="immediate")
+                r = http.post("/api/v1/analyze", json={"symbol": "EURUSD", "question": q})
+                analyze.append(time.perf_counter() - t0)
+                if r.status_code != 200:
+                    raise RuntimeError(r.text)
+            for i in range(args.n):  # each kind on its own, like the bare query below
+                q = QUESTIONS[i % len(QUESTIONS)]
+                t0 = time.perf_counter()
+                r = http.get("/api/v1/knowledge/search", params={"q": q, "k": 5})
+                search.append(time.perf_counter() - t0)
+                if r.status_code != 200:
+                    raise RuntimeError(r.text)
+            from kitrade.analysis.actors import get_knowledge_actor
+
+            kb_actor = get_knowledge_actor(settings)
+            direct = []  # the knowledge actor called straight from this driver
+            for i in range(args.n):
+                q = QUESTIONS[i % len(QUESTIONS)]
+                t0 = time.perf_counter()
+                ray.get(kb_actor.search.remote(q, 5, None, None))
+                direct.append(time.perf_counter() - t0)
+            floor = []  # the Serve proxy + gateway hop alone: a static page
+            for _ in range(args.n):
+                t0 = time.perf_counter()
+                http.get("/docs")
+                floor.append(time.perf_counter() - t0)
+        # The bare query runs now, with the platform up and idle, like the API calls.
+
+        import chromadb
+        from chromadb.config import Settings as ChromaSettings
+
+        bare_kb = KnowledgeBase(
+            chromadb.PersistentClient(
+                path=str(tmp / "bare"),
+                settings=ChromaSettings(anonymized_telemetry=False),
+            ),
+            Embedder(),
+        )
+        bare_kb.seed_starter()
+        col = bare_kb._col
+        emb = bare_kb._embedder
+        bare = []
+        for i in range(args.n):
+            q = QUESTIONS[i % len(QUESTIONS)]
+            t0 = time.perf_counter()
+            col.query(query_embeddings=emb.embed([q]), n_results=5)
+            bare.append(time.perf_counter() - t0)
+        serve.shutdown()
+        ray.shutdown()
 
     figures = {
         "analyze_p50_ms": _pct(analyze, 50),

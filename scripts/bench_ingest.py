@@ -25,23 +25,16 @@ import argparse
 import io
 import json
 import resource
-import socket
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _bench_setup import temp_postgres
 
 CHUNK = 100_000
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def frames(symbol_index: int, rows: int) -> Iterator[pd.DataFrame]:
@@ -75,135 +68,129 @@ def run(rows: int, n_symbols: int) -> dict[str, float]:
     import psycopg
 
     from kitrade.data.bars import encode_copy_binary, ingest_bars
-    from kitrade.data.embedded import EmbeddedPostgres
     from kitrade.data.migrations import migrate
 
     per_symbol = rows // n_symbols
     total = per_symbol * n_symbols
     symbols = [f"SYN{i:03d}" for i in range(n_symbols)]
-    with tempfile.TemporaryDirectory(prefix="kitrade-bench-") as tmp:
-        server = EmbeddedPostgres(Path(tmp) / "pg", _free_port())
-        server.start()
-        try:
-            with psycopg.connect(server.uri, autocommit=True) as conn:
-                migrate(conn)
-                conn.execute("CREATE TABLE bars_text (LIKE bars INCLUDING ALL)")
-                conn.execute("CREATE TABLE bars_rows (LIKE bars INCLUDING ALL)")
-                conn.execute("CREATE TABLE bars_floor (LIKE bars INCLUDING ALL)")
-            rss_before = _peak_rss_mib()
+    with temp_postgres("kitrade-bench-") as (_tmp, server):
+        with psycopg.connect(server.uri, autocommit=True) as conn:
+            migrate(conn)
+            conn.execute("CREATE TABLE bars_text (LIKE bars INCLUDING ALL)")
+            conn.execute("CREATE TABLE bars_rows (LIKE bars INCLUDING ALL)")
+            conn.execute("CREATE TABLE bars_floor (LIKE bars INCLUDING ALL)")
+        rss_before = _peak_rss_mib()
 
-            # 1. kitrade's path
-            with psycopg.connect(server.uri) as conn:
-                t0 = time.perf_counter()
-                for i, sym in enumerate(symbols):
-                    ingest_bars(conn, symbol=sym, bars=frames(i, per_symbol))
-                kitrade_s = time.perf_counter() - t0
-            peak_rss = _peak_rss_mib()
-            with psycopg.connect(server.uri, autocommit=True) as conn:
-                stored = conn.execute("SELECT count(*) FROM bars").fetchone()[0]
-                conn.execute("CHECKPOINT")
-            if stored != total:
-                raise RuntimeError(f"expected {total} rows stored, was {stored}")
+        # 1. kitrade's path
+        with psycopg.connect(server.uri) as conn:
+            t0 = time.perf_counter()
+            for i, sym in enumerate(symbols):
+                ingest_bars(conn, symbol=sym, bars=frames(i, per_symbol))
+            kitrade_s = time.perf_counter() - t0
+        peak_rss = _peak_rss_mib()
+        with psycopg.connect(server.uri, autocommit=True) as conn:
+            stored = conn.execute("SELECT count(*) FROM bars").fetchone()[0]
+            conn.execute("CHECKPOINT")
+        if stored != total:
+            raise RuntimeError(f"expected {total} rows stored, was {stored}")
 
-            # 2a. bare COPY, text rows from to_csv
-            with psycopg.connect(server.uri) as conn:
-                t0 = time.perf_counter()
-                for i, sym in enumerate(symbols):
-                    with (
-                        conn.cursor() as cur,
-                        cur.copy(
-                            "COPY bars_text (symbol, ts, open, high, low, close, volume) FROM STDIN"
-                        ) as cp,
-                    ):
-                        for f in frames(i, per_symbol):
-                            f.insert(0, "symbol", sym)
-                            buf = io.StringIO()
-                            f.to_csv(
-                                buf,
-                                sep="\t",
-                                header=False,
-                                index=False,
-                                date_format="%Y-%m-%d %H:%M:%S%z",
-                            )
-                            cp.write(buf.getvalue())
-                    conn.commit()
-                text_s = time.perf_counter() - t0
-            # 2b. bare COPY, binary rows through psycopg's write_row
-            with psycopg.connect(server.uri) as conn:
-                t0 = time.perf_counter()
-                for i, sym in enumerate(symbols):
-                    with (
-                        conn.cursor() as cur,
-                        cur.copy(
-                            "COPY bars_rows (symbol, ts, open, high, low, close, volume)"
-                            " FROM STDIN (FORMAT BINARY)"
-                        ) as cp,
-                    ):
-                        cp.set_types(
-                            [
-                                "text",
-                                "timestamptz",
-                                "float8",
-                                "float8",
-                                "float8",
-                                "float8",
-                                "float8",
-                            ]
+        # 2a. bare COPY, text rows from to_csv
+        with psycopg.connect(server.uri) as conn:
+            t0 = time.perf_counter()
+            for i, sym in enumerate(symbols):
+                with (
+                    conn.cursor() as cur,
+                    cur.copy(
+                        "COPY bars_text (symbol, ts, open, high, low, close, volume) FROM STDIN"
+                    ) as cp,
+                ):
+                    for f in frames(i, per_symbol):
+                        f.insert(0, "symbol", sym)
+                        buf = io.StringIO()
+                        f.to_csv(
+                            buf,
+                            sep="\t",
+                            header=False,
+                            index=False,
+                            date_format="%Y-%m-%d %H:%M:%S%z",
                         )
-                        for f in frames(i, per_symbol):
-                            ts = f["ts"].dt.to_pydatetime()
-                            cols = [
-                                f[c].to_numpy().tolist()
-                                for c in ("open", "high", "low", "close", "volume")
-                            ]
-                            for j in range(len(f)):
-                                cp.write_row(
-                                    (
-                                        sym,
-                                        ts[j],
-                                        cols[0][j],
-                                        cols[1][j],
-                                        cols[2][j],
-                                        cols[3][j],
-                                        cols[4][j],
-                                    )
+                        cp.write(buf.getvalue())
+                conn.commit()
+            text_s = time.perf_counter() - t0
+        # 2b. bare COPY, binary rows through psycopg's write_row
+        with psycopg.connect(server.uri) as conn:
+            t0 = time.perf_counter()
+            for i, sym in enumerate(symbols):
+                with (
+                    conn.cursor() as cur,
+                    cur.copy(
+                        "COPY bars_rows (symbol, ts, open, high, low, close, volume)"
+                        " FROM STDIN (FORMAT BINARY)"
+                    ) as cp,
+                ):
+                    cp.set_types(
+                        [
+                            "text",
+                            "timestamptz",
+                            "float8",
+                            "float8",
+                            "float8",
+                            "float8",
+                            "float8",
+                        ]
+                    )
+                    for f in frames(i, per_symbol):
+                        ts = f["ts"].dt.to_pydatetime()
+                        cols = [
+                            f[c].to_numpy().tolist()
+                            for c in ("open", "high", "low", "close", "volume")
+                        ]
+                        for j in range(len(f)):
+                            cp.write_row(
+                                (
+                                    sym,
+                                    ts[j],
+                                    cols[0][j],
+                                    cols[1][j],
+                                    cols[2][j],
+                                    cols[3][j],
+                                    cols[4][j],
                                 )
-                    conn.commit()
-                rows_s = time.perf_counter() - t0
-            # 2c. server floor: COPY of bytes encoded beforehand (encoding not timed)
-            floor_s = 0.0
-            with psycopg.connect(server.uri) as conn:
-                for i, sym in enumerate(symbols):
-                    blobs = [encode_copy_binary(f, symbol=sym) for f in frames(i, per_symbol)]
-                    t0 = time.perf_counter()
-                    with conn.cursor() as cur:
-                        for blob in blobs:
-                            with cur.copy(
-                                "COPY bars_floor (symbol, ts, open, high, low, close, volume)"
-                                " FROM STDIN (FORMAT BINARY)"
-                            ) as cp:
-                                cp.write(blob)
-                    conn.commit()
-                    floor_s += time.perf_counter() - t0
-                    del blobs
-            with psycopg.connect(server.uri, autocommit=True) as conn:
-                for t in ("bars_text", "bars_rows", "bars_floor"):
-                    n = conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
-                    if n != total:
-                        raise RuntimeError(f"{t}: expected {total}, was {n}")
-                conn.execute("CHECKPOINT")
-
-            # 3. kitrade's upsert path: the same bars again, all conflicting
-            with psycopg.connect(server.uri) as conn:
+                            )
+                conn.commit()
+            rows_s = time.perf_counter() - t0
+        # 2c. server floor: COPY of bytes encoded beforehand (encoding not timed)
+        floor_s = 0.0
+        with psycopg.connect(server.uri) as conn:
+            for i, sym in enumerate(symbols):
+                blobs = [encode_copy_binary(f, symbol=sym) for f in frames(i, per_symbol)]
                 t0 = time.perf_counter()
-                changed = 0
-                for i, sym in enumerate(symbols):
-                    changed += ingest_bars(conn, symbol=sym, bars=frames(i, per_symbol)).changed
-                upsert_s = time.perf_counter() - t0
-            if changed != 0:
-                raise RuntimeError(f"re-ingest changed {changed} rows")
-        finally:
-            server.stop(mode="immediate")
+                with conn.cursor() as cur:
+                    for blob in blobs:
+                        with cur.copy(
+                            "COPY bars_floor (symbol, ts, open, high, low, close, volume)"
+                            " FROM STDIN (FORMAT BINARY)"
+                        ) as cp:
+                            cp.write(blob)
+                conn.commit()
+                floor_s += time.perf_counter() - t0
+                del blobs
+        with psycopg.connect(server.uri, autocommit=True) as conn:
+            for t in ("bars_text", "bars_rows", "bars_floor"):
+                n = conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+                if n != total:
+                    raise RuntimeError(f"{t}: expected {total}, was {n}")
+            conn.execute("CHECKPOINT")
+
+        # 3. kitrade's upsert path: the same bars again, all conflicting
+        with psycopg.connect(server.uri) as conn:
+            t0 = time.perf_counter()
+            changed = 0
+            for i, sym in enumerate(symbols):
+                changed += ingest_bars(conn, symbol=sym, bars=frames(i, per_symbol)).changed
+            upsert_s = time.perf_counter() - t0
+        if changed != 0:
+            raise RuntimeError(f"re-ingest changed {changed} rows")
 
     copy_s = min(text_s, rows_s)
     return {

@@ -37,10 +37,8 @@ import asyncio
 import itertools
 import json
 import re
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -48,6 +46,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from _bench_setup import bench_store, free_port
 
 BASELINE_SERVER = r"""
 import json
@@ -179,12 +178,6 @@ class Ingester:
         self._proc = None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 async def _load(
     urls: str | list[str],
     seconds: float,
@@ -275,14 +268,11 @@ def _stack_rss_mib() -> tuple[float, dict[str, float]]:
 
 
 def _make_symbols(db: Any, n: int) -> tuple[list[str], dict[str, pd.Timestamp]]:
-    """EURUSD from the sample bars and ``n`` synthetic hourly symbols; their last bars."""
+    """``n`` synthetic hourly symbols next to the sample EURUSD; their names and last bars."""
     from kitrade.data.bars import ingest_bars
-    from kitrade.data.sources.sample import SampleSource
     from kitrade.data.symbols import create_symbol
-    from kitrade.data.sync import sync_symbols
     from kitrade.schemas import SymbolIn
 
-    sync_symbols(db, SampleSource(), ["EURUSD"])
     syms = [f"SYN{i:02d}" for i in range(n)]
     last = {}
     with db.connection() as conn:
@@ -372,11 +362,8 @@ def main(argv: list[str] | None = None) -> int:  # long: one linear benchmark sc
     from ray import serve
 
     from kitrade.cluster import connect
-    from kitrade.config import Settings
     from kitrade.data.db import conninfo_for
-    from kitrade.data.embedded import EmbeddedPostgres
     from kitrade.data.serving import active_artifacts
-    from kitrade.data.store import open_store
     from kitrade.training.runs import train_all
 
     overrides: dict[str, Any] = (
@@ -384,20 +371,10 @@ def main(argv: list[str] | None = None) -> int:  # long: one linear benchmark sc
         if args.tiny
         else {"max_steps": 50, "mlp_units": 64}
     )
-    with tempfile.TemporaryDirectory(prefix="kitrade-bench-serve-") as tmp:
-        server = EmbeddedPostgres(Path(tmp) / "pg", _free_port())
-        server.start()
+    with bench_store("kitrade-bench-serve-", sample=("EURUSD",), nhits_use_gpu=False) as bench:
+        settings, db = bench.settings, bench.db
         baseline = None
         try:
-            settings = Settings(
-                data_dir=Path(tmp),
-                timescale_host="127.0.0.1",
-                timescale_port=server.port,
-                timescale_db="bench",
-                nhits_use_gpu=False,
-                _env_file=None,
-            )
-            db = open_store(settings, start=False)
             syms, last = _make_symbols(db, args.symbols)
             connect(num_cpus=2)
             t0 = time.perf_counter()
@@ -411,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:  # long: one linear benchmark sc
                 artifacts = {r[0]: r[2] for r in active_artifacts(conn)}
             db.close()
 
-            bport = _free_port()
+            bport = free_port()
             b_start = time.monotonic()
             baseline = subprocess.Popen(
                 [sys.executable, "-c", BASELINE_SERVER, json.dumps(artifacts), str(bport),
@@ -423,13 +400,8 @@ def main(argv: list[str] | None = None) -> int:  # long: one linear benchmark sc
             deadline = time.monotonic() + 180
             baseline_startup = _wait(f"{bbase}/api/v1/forecast/EURUSD?horizon=24", deadline)
             baseline_startup -= b_start
-            port = _free_port()
-            env = {
-                "TIMESCALE_HOST": "127.0.0.1",
-                "TIMESCALE_PORT": str(server.port),
-                "TIMESCALE_DB": "bench",
-                "KITRADE_DATA_DIR": tmp,
-            }
+            port = free_port()
+            env = bench.env()
             k_start = time.monotonic()
             connect(num_cpus=2)
             _start_kitrade(env, port)
@@ -461,7 +433,6 @@ def main(argv: list[str] | None = None) -> int:  # long: one linear benchmark sc
         finally:
             if baseline is not None:
                 baseline.terminate()
-            server.stop(mode="immediate")
 
     a, b, c = results["noop"], results["kitrade"], results["baseline"]
     d, e = results["miss"], results["baseline_miss"]
