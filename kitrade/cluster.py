@@ -77,6 +77,14 @@ def cluster_cpus() -> float:
     return float(ray.cluster_resources().get("CPU", 0.0))
 
 
+def largest_node_cpus() -> float:
+    """CPUs of the connected cluster's largest live node: the most one task can get."""
+    import ray  # heavy (ray): kept out of light commands' start-up
+
+    cpus = [n["Resources"].get("CPU", 0.0) for n in ray.nodes() if n.get("Alive")]
+    return float(max(cpus, default=0.0))
+
+
 def detached_actor(actor_cls: Any, name: str, *args: Any) -> ActorHandle[Any]:
     """The named, detached actor in namespace ``kitrade``, created from ``args`` if missing.
 

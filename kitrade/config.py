@@ -213,6 +213,13 @@ class Settings(BaseSettings):
         description="Ray Train workers of a large group (at most one per series); each asks for "
         "1 CPU and, on GPUs, `KITRADE_TRAIN_GPU_FRACTION` of one.",
     )
+    train_group_cpus: int = Field(
+        2,
+        ge=1,
+        le=256,
+        description="CPUs a shared-model group's task asks for (torch uses as many threads), "
+        "at most the largest node's; a symbol's own task asks for 1.",
+    )
     retrain_new_bars_events: int = Field(
         1,
         ge=1,

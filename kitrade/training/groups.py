@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
+from kitrade.cluster import largest_node_cpus
 from kitrade.data.bars import get_bars, to_training_frame
 from kitrade.data.db import connect, conninfo_for
 from kitrade.data.symbols import get_symbol, list_symbols
@@ -27,6 +28,7 @@ from kitrade.training import distributed as distributed_mod
 from kitrade.training import evaluation as evaluation_mod
 from kitrade.training import nhits
 from kitrade.training.registry import apply_gate, gate_scopes, new_version_id, write_artifact
+from kitrade.training.spec import SHARED_BATCH_SIZE
 from kitrade.training.tasks import (
     LightningProgress,
     Reporter,
@@ -85,7 +87,7 @@ def train_group(
     started = time.monotonic()
     reports = {s: report_to(reporter, run_id=run_id, symbol=s, attempt=attempt) for s in symbols}
     timeframe, frames = _group_frames(settings, group, symbols)
-    config = training_config(settings, timeframe, min(len(f) for f in frames), overrides)
+    config = group_config(settings, timeframe, min(len(f) for f in frames), overrides)
     plan = distributed_mod.worker_plan(settings, len(symbols)) if distributed else None
     how = accelerator_hint(settings) if plan is None else f"on Ray Train, {plan.describe()}"
     for s, f in zip(symbols, frames, strict=True):
@@ -141,7 +143,7 @@ def _fit_group(
             callbacks=[LightningProgress.make(report, config.max_steps)],
             accelerator=accelerator,
         )
-        return fitted, evaluations, {"accelerator": accelerator}
+        return fitted, evaluations, {"accelerator": accelerator, "threads": threads}
     prepared = evaluation_mod.prepare_shared(frames, config)
     fitted, evaluations, metrics = distributed_mod.fit_shared_distributed(
         settings, prepared, config, name=name, plan=plan, report=report
@@ -223,9 +225,20 @@ def plan_groups(
             continue
         _check_one_timeframe(name, group)
         groups[name] = [g.symbol for g in group]
-        cfg = training_config(settings, group[0].timeframe, min(g.bars for g in group), overrides)
+        cfg = group_config(settings, group[0].timeframe, min(g.bars for g in group), overrides)
         configs[name] = cfg.model_dump(mode="json")
     return groups, configs
+
+
+def group_config(
+    settings: Settings, timeframe: str, bars: int, overrides: dict[str, Any] | None
+) -> NHITSConfig:
+    """A shared model's config: the timeframe's, ``SHARED_BATCH_SIZE`` series per step.
+
+    ``bars`` is the group's shortest series; ``overrides`` win (a ``batch_size`` too).
+    """
+    over = {"batch_size": SHARED_BATCH_SIZE} | dict(overrides or {})
+    return training_config(settings, timeframe, bars, over)
 
 
 def _memberships(settings: Settings, syms: Sequence[Symbol]) -> dict[str, list[Symbol]]:
@@ -299,7 +312,7 @@ def _run_groups(
     A group that fails fails each of its symbols, with the group's error.
     """
     results: dict[str, SymbolResult] = {}
-    task, resources = _remote_group(), task_resources(settings)
+    task, resources = _remote_group(), group_resources(settings)
     sizes = _group_bars(settings, groups)
     spread = {g: distributed_mod.is_distributed(settings, sizes[g]) for g in groups}
 
@@ -325,6 +338,16 @@ def _run_groups(
         on_failure=failed, on_update=on_update, what="group ",
     )  # fmt: skip
     return results
+
+
+def group_resources(settings: Settings) -> dict[str, float]:
+    """What a group's task asks for: ``KITRADE_TRAIN_GROUP_CPUS`` (at most a node's), GPU share.
+
+    One model fits on every series of the group, so its task uses more than
+    one core (torch threads follow the CPUs it gets); it cannot span nodes.
+    """
+    cpus = max(1, min(settings.train_group_cpus, int(largest_node_cpus())))
+    return task_resources(settings, cpus)
 
 
 def _group_bars(settings: Settings, groups: dict[str, list[str]]) -> dict[str, int]:

@@ -316,11 +316,11 @@ def register_and_gate(
 
 
 # ------------------------------------------------------------------------- Ray wiring
-def task_resources(settings: Settings) -> dict[str, float]:
-    """Resources one training task asks Ray for."""
+def task_resources(settings: Settings, cpus: float = 1) -> dict[str, float]:
+    """Resources one training task asks Ray for: ``cpus`` CPUs and, on GPUs, its share."""
     if settings.nhits_use_gpu and cluster_gpus() > 0:
-        return {"num_cpus": 1, "num_gpus": settings.train_gpu_fraction}
-    return {"num_cpus": 1}
+        return {"num_cpus": cpus, "num_gpus": settings.train_gpu_fraction}
+    return {"num_cpus": cpus}
 
 
 def remote_train() -> Any:

@@ -11,6 +11,7 @@ from kitrade.data.symbols import create_symbol
 from kitrade.errors import InvalidInputError
 from kitrade.schemas import SymbolIn
 from kitrade.training.registry import active_version, list_versions
+from kitrade.training.spec import SHARED_BATCH_SIZE
 from tests.training.test_shared import LEVELS, TINY, bars
 
 pytestmark = pytest.mark.slow
@@ -75,6 +76,20 @@ def test_shared_scope_gates_each_symbols_shared_version(seeded, db):
         rows = [list_versions(conn, symbol=s)[0] for s in LEVELS]
     assert {v.scope for v in rows} == {"shared"} and len({v.artifact_path for v in rows}) == 1
     assert all(r.promoted is not None and r.reason for r in report.results)
+    # the group's task got KITRADE_TRAIN_GROUP_CPUS (2, the node's all) and torch used both
+    assert rows[0].config["threads"] == 2
+    # a shared model steps over SHARED_BATCH_SIZE series, overrides aside
+    assert rows[0].config["batch_size"] == SHARED_BATCH_SIZE
+
+
+def test_a_group_asks_for_its_cpus_up_to_the_largest_node(seeded):
+    from kitrade.training.groups import group_config, group_resources
+
+    assert group_resources(seeded) == {"num_cpus": 2}
+    assert group_resources(seeded.model_copy(update={"train_group_cpus": 16})) == {"num_cpus": 2}
+    assert group_resources(seeded.model_copy(update={"train_group_cpus": 1})) == {"num_cpus": 1}
+    assert group_config(seeded, "H1", 5000, None).batch_size == SHARED_BATCH_SIZE
+    assert group_config(seeded, "H1", 5000, {"batch_size": 32}).batch_size == 32
 
 
 def test_unknown_scope_is_refused(seeded):
