@@ -423,16 +423,28 @@ def run_scoped(
     own = _wait(own_future, on_update)
     shared = {s: r.model_copy(update={"scope": "shared"}) for s, r in shared.items()}
     own = {s: r.model_copy(update={"scope": "symbol"}) for s, r in own.items()}
-    if not both:
-        return shared | own
-    out = {}
+    if both:
+        own = {s: gate_both(settings, own[s], shared.get(s)) for s in symbols}
+    out = shared | own if not both else own
+    lone = _lone_groups(settings, [s for s in symbols if s not in grouped])
     for s in symbols:
-        out[s] = gate_both(settings, own[s], shared.get(s))  # alone in its group: own only
-        if out[s].status != "done":
+        if out[s].status != "done" or not (both or s in lone):
             continue
+        if s in lone:  # say why this symbol has no shared model
+            note = f"own model only: no other active symbol in its group {lone[s]}"
+            out[s] = out[s].model_copy(update={"reason": f"{note}; {out[s].reason}"})
         said = ("promoted: " if out[s].promoted else "rejected: ") + (out[s].reason or "")
         actor.settle.remote(run_id, s, out[s].version, said[:2000])
     return out
+
+
+def _lone_groups(settings: Settings, symbols: Sequence[str]) -> dict[str, str]:
+    """Each symbol's group (explicit or its timeframe), for symbols alone in it."""
+    if not symbols:
+        return {}
+    with connect(conninfo_for(settings), autocommit=True) as conn:
+        syms = [get_symbol(conn, symbol=s) for s in symbols]
+    return {m.symbol: g for g, members in _memberships(settings, syms).items() for m in members}
 
 
 def _in_thread(fn: Callable[[], dict[str, SymbolResult]]) -> Future[dict[str, SymbolResult]]:

@@ -58,6 +58,7 @@ def test_both_scope_trains_own_and_shared_and_keeps_the_better_per_symbol(seeded
             assert sorted(v.status for v in rows) == ["active", "rejected"]
         solo = list_versions(conn, symbol="SOLO")
         assert [v.scope for v in solo] == ["symbol"] and by["SOLO"].promoted
+    assert by["SOLO"].reason.startswith("own model only: no other active symbol in its group D1")
     assert {s.state for s in run.symbols} == {"done"}
     assert run.status == "done"
     # the progress rows end with the gate's verdict on the pair and the version kept
@@ -65,6 +66,7 @@ def test_both_scope_trains_own_and_shared_and_keeps_the_better_per_symbol(seeded
     for s in LEVELS:
         assert rows[s].detail.startswith("promoted: ") and by[s].reason in rows[s].detail
         assert rows[s].version == by[s].version
+    assert rows["SOLO"].detail.startswith("promoted: own model only")
 
 
 def test_shared_scope_gates_each_symbols_shared_version(seeded, db):
