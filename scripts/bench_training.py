@@ -29,7 +29,9 @@ rolling origins) with the same ``--max-steps`` when given:
   as many at once as there are CPUs. Cold (timed from the call: workers start
   and import torch) and warm (workers already up, as on a running platform).
 - **kitrade shared**: ``train_all(scope="shared")`` on another fresh cluster:
-  one task fits one model on every series (its resources printed), then
+  one task of ``KITRADE_TRAIN_GROUP_CPUS`` CPUs (torch as many threads; at most
+  the cluster's) fits one model on every series, ``SHARED_BATCH_SIZE`` series
+  per step (its resources printed), then
   evaluates it on each; cold and warm again.
 
 Cluster start-up (``connect``) is timed separately and left out of both kitrade
@@ -361,14 +363,19 @@ def main(argv: list[str] | None = None) -> int:
         per = run_kitrade(bench.settings, symbols, config, "symbol", args.cpus)
         shared = run_kitrade(bench.settings, symbols, config, "shared", args.cpus)
         resources = task_resources(bench.settings)
+        group_cpus = max(1, min(bench.settings.train_group_cpus, args.cpus))
     f = figures_of(old, per, shared, args.cpus)
     f["max_steps"] = config["max_steps"]
+    f["shared_task_cpus"] = group_cpus
+    f["shared_batch_size"] = config["batch_size"]
     f["cv_windows"] = config["cv_windows"]
     how = (
         f"{len(symbols)} {TIMEFRAME} series, {len(frames['EURUSD'])} bars each; NHITS max_steps "
         f"{config['max_steps']}, {config['cv_windows']} evaluation origins, same config on every "
-        f"side; kitrade tasks {resources} each (torch 1 thread), {args.cpus} CPUs; "
-        f"thread gain over {min(args.gain_symbols, len(symbols))} symbols x 2 rounds"
+        f"side; kitrade per-symbol tasks {resources} each (torch 1 thread), the shared group's "
+        f"task {group_cpus} CPUs (torch {group_cpus} threads, {config['batch_size']} series per "
+        f"step), {args.cpus} CPUs; thread gain over {min(args.gain_symbols, len(symbols))} "
+        "symbols x 2 rounds"
     )
     print_report(old, per, shared, f, how)
     if args.json:
