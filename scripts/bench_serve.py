@@ -369,9 +369,10 @@ def _new_bars(conn: Any, symbols: list[str]) -> dict[str, pd.Timestamp]:
     """One new hourly bar for each of ``symbols`` (its last close, 0.1 % up); their times."""
     from kitrade.data.bars import ingest_bars, latest_bars
 
+    lasts = {s: latest_bars(conn, symbol=s, n=1).iloc[-1] for s in symbols}
+    conn.commit()  # ends the reads' transaction: ingest_bars wants an idle connection
     stamps = {}
-    for s in symbols:
-        last = latest_bars(conn, symbol=s, n=1).iloc[-1]
+    for s, last in lasts.items():
         ts, px = pd.Timestamp(last["ts"]) + pd.Timedelta(hours=1), float(last["close"]) * 1.001
         bar = pd.DataFrame({"ts": [ts], "open": [px], "high": [px * 1.001],
                             "low": [px * 0.999], "close": [px], "volume": [1.0]})  # fmt: skip
