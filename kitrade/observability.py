@@ -58,6 +58,13 @@ METRICS: dict[str, tuple[str, str, tuple[str, ...], list[float] | None]] = {
         (),
         [1, 2, 4, 8, 16, 32, 64],
     ),
+    "kitrade_forecast_pass_series": (
+        "histogram",
+        "Series in each forward pass of the forecast engine: the cache misses of one batch "
+        "that share a model (1 with a model per symbol, up to the batch with a shared one).",
+        (),
+        [1, 2, 4, 8, 16, 32, 64],
+    ),
     "kitrade_model_version_served": (
         "gauge",
         "1 for the model version a forecast replica serves for a symbol, 0 once replaced.",

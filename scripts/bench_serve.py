@@ -22,12 +22,30 @@ Each answer says whether it came from a cache (``cached``); the share of such
 answers is printed, with the latency of the answers that did not, and the
 sizes of the batches the forecast deployment's ``@serve.batch`` formed.
 
+The forecast engine also records how many series each forward pass carried;
+their mean and maximum over (d) are printed.
+
+(f) A burst across symbols, ``--burst-rounds`` times (after one warm-up
+round): one new bar is ingested into every symbol of the mix (so no cache
+holds a current forecast of any of them), then one request per symbol is sent
+at once (``--symbols`` concurrent requests, default horizon). It measures
+whether requests for different symbols reach the forecast deployment together
+and share forward passes: requests per ``@serve.batch`` batch, series per
+forward pass (mean, max), forward passes per burst, and the burst's wall time
+(p50, p99 over the rounds), with the share of answers that were fresh
+(not cached, from the new bar). With ``--scope symbol`` (the default) every
+symbol has its own model and every pass carries one series; with ``--scope
+shared`` EURUSD and the mix's symbols (all H1, one group) are trained as one
+shared model, so one pass can answer every symbol of a batch.
+
 Prints req/s, p50 and p99 for each, the ratios, and the resident memory of
-the whole running stack (Ray, Serve, PostgreSQL processes).
+the whole running stack (Ray, Serve, PostgreSQL processes). ``--burst-only``
+skips (a)-(e) and the old-style server (train, serve, burst).
 
 Usage:
     python scripts/bench_serve.py [--seconds 10] [--connections 8] [--symbols 16]
-        [--ingest 8] [--tiny] [--json PATH]
+        [--ingest 8] [--scope symbol|shared] [--burst-rounds 20] [--burst-only]
+        [--tiny] [--json PATH]
 """
 
 from __future__ import annotations
@@ -325,27 +343,121 @@ def _start_kitrade(env: dict[str, str], port: int) -> None:
     serve.run(Noop.bind(), name="noop", route_prefix="/noop")
 
 
-def _batch_sizes(reset: bool) -> list[int]:
+def _replica_sizes(reset: bool) -> tuple[list[int], list[int]]:
+    """The forecast replica's recent ``@serve.batch`` sizes and series per forward pass."""
     from ray import serve
 
     handle = serve.get_deployment_handle("forecast", app_name="kitrade")
-    return handle.batch_sizes.remote(reset=reset).result()
+    batches = handle.batch_sizes.remote(reset=reset).result()
+    return batches, handle.pass_sizes.remote(reset=reset).result()
 
 
 def _miss_run(
     seq: list[str], args: argparse.Namespace, ingester: Ingester, sizes: bool
-) -> tuple[dict[str, float], list[int]]:
-    """Warm-up, then the uncached mix with ingest; the batch sizes formed meanwhile."""
+) -> tuple[dict[str, float], tuple[list[int], list[int]]]:
+    """Warm-up, then the uncached mix with ingest; the batch and pass sizes formed meanwhile."""
     asyncio.run(_load(seq, 2.0, args.connections))  # warm-up: models, connections, caches
     ingester.prepare()
     if sizes:
-        _batch_sizes(reset=True)
+        _replica_sizes(reset=True)
     res = asyncio.run(_load(seq, args.seconds, args.connections, ingest=ingester.go))
     ingester.finish()
-    return res, _batch_sizes(reset=False) if sizes else []
+    return res, _replica_sizes(reset=False) if sizes else ([], [])
 
 
-def main(argv: list[str] | None = None) -> int:  # long: one linear benchmark script
+def _new_bars(conn: Any, symbols: list[str]) -> dict[str, pd.Timestamp]:
+    """One new hourly bar for each of ``symbols`` (its last close, 0.1 % up); their times."""
+    from kitrade.data.bars import ingest_bars, latest_bars
+
+    lasts = {s: latest_bars(conn, symbol=s, n=1).iloc[-1] for s in symbols}
+    conn.commit()  # ends the reads' transaction: ingest_bars wants an idle connection
+    stamps = {}
+    for s, last in lasts.items():
+        ts, px = pd.Timestamp(last["ts"]) + pd.Timedelta(hours=1), float(last["close"]) * 1.001
+        bar = pd.DataFrame({"ts": [ts], "open": [px], "high": [px * 1.001],
+                            "low": [px * 0.999], "close": [px], "volume": [1.0]})  # fmt: skip
+        ingest_bars(conn, symbol=s, bars=bar)  # commits; its NOTIFY drops the hot cache entry
+        stamps[s] = ts
+    return stamps
+
+
+async def _replica_sizes_async(reset: bool) -> tuple[list[int], list[int]]:
+    """``_replica_sizes`` from inside an event loop (a handle's ``result()`` may not block it)."""
+    from ray import serve
+
+    handle = serve.get_deployment_handle("forecast", app_name="kitrade")
+    batches = await handle.batch_sizes.remote(reset=reset)
+    return batches, await handle.pass_sizes.remote(reset=reset)
+
+
+async def _burst_once(c: Any, base: str, stamps: dict[str, pd.Timestamp]) -> tuple[float, int, int]:
+    """One request per symbol, all at once; wall seconds, fresh answers, errors."""
+    t0 = time.perf_counter()
+    answers = await asyncio.gather(
+        *(c.get(f"{base}/api/v1/forecast/{s}") for s in stamps), return_exceptions=True
+    )
+    wall = time.perf_counter() - t0
+    fresh = errors = 0
+    for s, r in zip(stamps, answers, strict=True):
+        if isinstance(r, BaseException) or r.status_code != 200:
+            errors += 1
+            continue
+        body = r.json()
+        fresh += not body["cached"] and pd.Timestamp(body["last_bar"]) == stamps[s]
+    return wall, fresh, errors
+
+
+async def _bursts(
+    base: str, conninfo: str, symbols: list[str], rounds: int
+) -> tuple[list[float], list[list[int]], list[list[int]], int, int]:
+    """``rounds`` bursts after a warm-up one: walls, batch sizes, pass sizes, fresh, errors."""
+    import httpx
+    import psycopg
+
+    walls: list[float] = []
+    batches: list[list[int]] = []
+    passes: list[list[int]] = []
+    fresh = errors = 0
+    limits = httpx.Limits(max_connections=max(len(symbols), 1))
+    with psycopg.connect(conninfo) as conn:
+        async with httpx.AsyncClient(timeout=60, limits=limits) as c:
+            for i in range(rounds + 1):  # round 0 warms up: connections, the pass's shape
+                stamps = _new_bars(conn, symbols)
+                await asyncio.sleep(0.3)  # the change notifications reach the hot cache
+                await _replica_sizes_async(reset=True)
+                wall, ok, bad = await _burst_once(c, base, stamps)
+                sizes = await _replica_sizes_async(reset=True)
+                if i > 0:
+                    walls.append(wall)
+                    batches.append(sizes[0])
+                    passes.append(sizes[1])
+                    fresh, errors = fresh + ok, errors + bad
+    return walls, batches, passes, fresh, errors
+
+
+def _burst_run(base: str, conninfo: str, symbols: list[str], rounds: int) -> dict[str, Any]:
+    """(f): bursts of one request per symbol after a new bar for each; their figures."""
+    walls, batches, passes, fresh, errors = asyncio.run(_bursts(base, conninfo, symbols, rounds))
+    flat_b = [n for b in batches for n in b]
+    flat_p = [n for p in passes for n in p]
+    ms = np.asarray(walls) * 1000
+    return {
+        "burst_rounds": rounds,
+        "burst_symbols": len(symbols),
+        "burst_p50_ms": float(np.percentile(ms, 50)),
+        "burst_p99_ms": float(np.percentile(ms, 99)),
+        "burst_batch_size_mean": float(np.mean(flat_b)) if flat_b else 0.0,
+        "burst_batch_size_max": max(flat_b, default=0),
+        "burst_batches_per_burst": len(flat_b) / rounds,
+        "burst_pass_series_mean": float(np.mean(flat_p)) if flat_p else 0.0,
+        "burst_pass_series_max": max(flat_p, default=0),
+        "burst_passes_per_burst": len(flat_p) / rounds,
+        "burst_fresh_share": fresh / (rounds * len(symbols)),
+        "burst_errors": errors,
+    }
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--connections", type=int, default=8)
@@ -353,16 +465,29 @@ def main(argv: list[str] | None = None) -> int:  # long: one linear benchmark sc
     parser.add_argument(
         "--ingest", type=int, default=None, help="symbols given a bar a second (default: half)"
     )
+    parser.add_argument(
+        "--scope",
+        choices=("symbol", "shared"),
+        default="symbol",
+        help="a model per symbol, or one shared model for all (one H1 group)",
+    )
+    parser.add_argument("--burst-rounds", type=int, default=20, help="bursts of (f)")
+    parser.add_argument(
+        "--burst-only", action="store_true", help="only (f): no (a)-(e), no old-style server"
+    )
     parser.add_argument("--tiny", action="store_true", help="smallest models (tests)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
-    n_ingest = args.symbols // 2 if args.ingest is None else args.ingest
+    if args.burst_rounds < 1:
+        parser.error("--burst-rounds: expected at least 1")
+    return args
 
+
+def _train(settings: Any, db: Any, symbols: list[str], args: argparse.Namespace) -> dict[str, Any]:
+    """Train ``symbols`` at ``args.scope`` on a fresh 2-CPU cluster; seconds and artifacts."""
     import ray
-    from ray import serve
 
     from kitrade.cluster import connect
-    from kitrade.data.db import conninfo_for
     from kitrade.data.serving import active_artifacts
     from kitrade.training.runs import train_all
 
@@ -371,62 +496,94 @@ def main(argv: list[str] | None = None) -> int:  # long: one linear benchmark sc
         if args.tiny
         else {"max_steps": 50, "mlp_units": 64}
     )
+    connect(num_cpus=2)
+    t0 = time.perf_counter()
+    trained = train_all(settings, symbols, force=True, overrides=overrides, scope=args.scope)
+    train_s = time.perf_counter() - t0
+    ray.shutdown()  # its training workers are not part of the serving stack
+    failed = [r.symbol for r in trained.results if r.status != "done"]
+    if failed:
+        raise SystemExit(f"training failed for {failed}")
+    with db.connection() as conn:
+        artifacts = {r[0]: str(r[2]) for r in active_artifacts(conn)}
+    missing = sorted(set(symbols) - set(artifacts))
+    if missing:
+        raise SystemExit(f"no active model for {missing}")
+    return {"train_s": train_s, "artifacts": artifacts}
+
+
+def _start_baseline(artifacts: dict[str, str], conninfo: str) -> tuple[Any, str, float]:
+    """The old-style server in its own process; the process, its URL, its start-up seconds."""
+    bport = free_port()
+    b_start = time.monotonic()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", BASELINE_SERVER, json.dumps(artifacts), str(bport), conninfo],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    bbase = f"http://127.0.0.1:{bport}"
+    try:
+        up = _wait(f"{bbase}/api/v1/forecast/EURUSD?horizon=24", time.monotonic() + 180)
+    except BaseException:
+        proc.terminate()
+        raise
+    return proc, bbase, up - b_start
+
+
+def _paths(
+    base: str, bbase: str, syms: list[str], args: argparse.Namespace, ingester: Ingester
+) -> dict[str, Any]:
+    """(a)-(e): the single-URL runs and both uncached mixes; results, sizes, max horizon."""
+    import httpx
+
+    max_h = int(httpx.get(f"{base}/api/v1/forecast/{syms[0]}", timeout=30).json()["max_horizon"])
+    mix = [f"/api/v1/forecast/{s}?horizon={h}" for s in syms for h in range(1, max_h + 1)]
+    _wait(f"{base}/noop/", time.monotonic() + 180)
+    urls = {
+        "noop": f"{base}/noop/",
+        "kitrade": f"{base}/api/v1/forecast/EURUSD?horizon=24",
+        "baseline": f"{bbase}/api/v1/forecast/EURUSD?horizon=24",
+    }
+    results = {}
+    for name, url in urls.items():
+        asyncio.run(_load(url, 2.0, args.connections))  # warm-up
+        results[name] = asyncio.run(_load(url, args.seconds, args.connections))
+    results["miss"], sizes = _miss_run([base + m for m in mix], args, ingester, True)
+    results["baseline_miss"], _ = _miss_run([bbase + m for m in mix], args, ingester, False)
+    return {"results": results, "sizes": sizes, "max_h": max_h}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    n_ingest = args.symbols // 2 if args.ingest is None else args.ingest
+
+    import ray
+    from ray import serve
+
+    from kitrade.cluster import connect
+    from kitrade.data.db import conninfo_for
+
     with bench_store("kitrade-bench-serve-", sample=("EURUSD",), nhits_use_gpu=False) as bench:
         settings, db = bench.settings, bench.db
         baseline = None
         try:
             syms, last = _make_symbols(db, args.symbols)
-            connect(num_cpus=2)
-            t0 = time.perf_counter()
-            trained = train_all(settings, ["EURUSD", *syms], force=True, overrides=overrides)
-            train_s = time.perf_counter() - t0
-            ray.shutdown()  # its training workers are not part of the serving stack
-            failed = [r.symbol for r in trained.results if r.status != "done"]
-            if failed:
-                raise SystemExit(f"training failed for {failed}")
-            with db.connection() as conn:
-                artifacts = {r[0]: r[2] for r in active_artifacts(conn)}
+            trained = _train(settings, db, ["EURUSD", *syms], args)
             db.close()
-
-            bport = free_port()
-            b_start = time.monotonic()
-            baseline = subprocess.Popen(
-                [sys.executable, "-c", BASELINE_SERVER, json.dumps(artifacts), str(bport),
-                 conninfo_for(settings)],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )  # fmt: skip
-            bbase = f"http://127.0.0.1:{bport}"
-            deadline = time.monotonic() + 180
-            baseline_startup = _wait(f"{bbase}/api/v1/forecast/EURUSD?horizon=24", deadline)
-            baseline_startup -= b_start
+            conninfo = conninfo_for(settings)
+            if not args.burst_only:
+                baseline, bbase, baseline_startup = _start_baseline(trained["artifacts"], conninfo)
             port = free_port()
-            env = bench.env()
             k_start = time.monotonic()
             connect(num_cpus=2)
-            _start_kitrade(env, port)
+            _start_kitrade(bench.env(), port)
             base = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 180
-            kitrade_startup = _wait(f"{base}/api/v1/forecast/EURUSD?horizon=24", deadline) - k_start
-            urls = {
-                "noop": f"{base}/noop/",
-                "kitrade": f"{base}/api/v1/forecast/EURUSD?horizon=24",
-                "baseline": f"{bbase}/api/v1/forecast/EURUSD?horizon=24",
-            }
-            import httpx
-
-            max_h = int(
-                httpx.get(f"{base}/api/v1/forecast/{syms[0]}", timeout=30).json()["max_horizon"]
-            )
-            mix = [f"/api/v1/forecast/{s}?horizon={h}" for s in syms for h in range(1, max_h + 1)]
-            _wait(urls["noop"], deadline)
-            results = {}
-            for name, url in urls.items():
-                asyncio.run(_load(url, 2.0, args.connections))  # warm-up
-                results[name] = asyncio.run(_load(url, args.seconds, args.connections))
-            ingester = Ingester(conninfo_for(settings), syms[:n_ingest], last)
-            results["miss"], sizes = _miss_run([base + m for m in mix], args, ingester, True)
-            results["baseline_miss"], _ = _miss_run([bbase + m for m in mix], args, ingester, False)
+            first = f"{base}/api/v1/forecast/EURUSD?horizon=24"
+            kitrade_startup = _wait(first, time.monotonic() + 180) - k_start
+            if not args.burst_only:
+                ingester = Ingester(conninfo, syms[:n_ingest], last)
+                paths = _paths(base, bbase, syms, args, ingester)
+            burst = _burst_run(base, conninfo, syms, args.burst_rounds)
             rss, rss_parts = _stack_rss_mib()
             serve.shutdown()
             ray.shutdown()
@@ -434,9 +591,31 @@ def main(argv: list[str] | None = None) -> int:  # long: one linear benchmark sc
             if baseline is not None:
                 baseline.terminate()
 
+    figures: dict[str, Any] = {
+        "scope": args.scope,
+        "model_artifacts": len(set(trained["artifacts"].values())),
+        "stack_rss_mib": rss,
+        "symbols": args.symbols,
+        "kitrade_startup_s": kitrade_startup,
+        "train_s": trained["train_s"],
+        **burst,
+    }
+    if not args.burst_only:
+        figures.update(_path_figures(paths, n_ingest, ingester.bars))
+        figures["baseline_startup_s"] = baseline_startup
+        _print(figures, paths["results"], args)
+    _print_burst(figures, rss_parts)
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2))
+    return 0
+
+
+def _path_figures(paths: dict[str, Any], n_ingest: int, ingested: int) -> dict[str, Any]:
+    """The JSON figures of (a)-(e)."""
+    results, (sizes, passes) = paths["results"], paths["sizes"]
     a, b, c = results["noop"], results["kitrade"], results["baseline"]
     d, e = results["miss"], results["baseline_miss"]
-    figures = {
+    return {
         "noop_rps": a["rps"],
         "kitrade_rps": b["rps"],
         "baseline_rps": c["rps"],
@@ -449,7 +628,6 @@ def main(argv: list[str] | None = None) -> int:  # long: one linear benchmark sc
         "ratio_vs_noop": b["rps"] / a["rps"],
         "ratio_vs_baseline": b["rps"] / c["rps"],
         "p99_ratio_vs_noop": b["p99_ms"] / a["p99_ms"],
-        "stack_rss_mib": rss,
         "errors": sum(r["errors"] for r in results.values()),
         "kitrade_hit_share": b["hit_share"],
         "baseline_hit_share": c["hit_share"],
@@ -467,25 +645,36 @@ def main(argv: list[str] | None = None) -> int:  # long: one linear benchmark sc
         "mean_batch_size": float(np.mean(sizes)) if sizes else 0.0,
         "max_batch_size": max(sizes, default=0),
         "batches": len(sizes),
-        "symbols": args.symbols,
-        "max_horizon": max_h,
+        "pass_series_mean": float(np.mean(passes)) if passes else 0.0,
+        "pass_series_max": max(passes, default=0),
+        "passes": len(passes),
+        "max_horizon": paths["max_h"],
         "ingested_symbols": n_ingest,
-        "ingested_bars": ingester.bars,
-        "kitrade_startup_s": kitrade_startup,
-        "baseline_startup_s": baseline_startup,
-        "train_s": train_s,
+        "ingested_bars": ingested,
     }
-    _print(figures, results, rss_parts, args)
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=2))
-    return 0
+
+
+def _print_burst(f: dict[str, Any], rss_parts: dict[str, float]) -> None:
+    print(
+        f"(f) burst, {f['scope']} scope, model artifacts: {f['model_artifacts']}; "
+        f"{f['burst_rounds']} rounds of a new bar for each of {f['burst_symbols']} symbols, "
+        "then one request per symbol at once"
+    )
+    print(
+        f"    wall p50 {f['burst_p50_ms']:.1f} ms, p99 {f['burst_p99_ms']:.1f} ms; "
+        f"requests per @serve.batch {f['burst_batch_size_mean']:.2f} "
+        f"(max {f['burst_batch_size_max']}, {f['burst_batches_per_burst']:.1f} batches a burst); "
+        f"series per forward pass {f['burst_pass_series_mean']:.2f} "
+        f"(max {f['burst_pass_series_max']}), {f['burst_passes_per_burst']:.1f} passes a burst; "
+        f"fresh answers {f['burst_fresh_share']:.0%}, errors {f['burst_errors']}"
+    )
+    print(f"stack resident memory: {f['stack_rss_mib']:.0f} MiB (target < 6144 MiB)")
+    for part, mib in rss_parts.items():
+        print(f"  {part:<50} {mib:>8.0f} MiB")
 
 
 def _print(
-    f: dict[str, Any],
-    results: dict[str, dict[str, float]],
-    rss_parts: dict[str, float],
-    args: argparse.Namespace,
+    f: dict[str, Any], results: dict[str, dict[str, float]], args: argparse.Namespace
 ) -> None:
     print(f"{'endpoint':<44} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'cached':>7} {'errors':>7}")
     for label, key in (
@@ -516,7 +705,9 @@ def _print(
     print(
         f"(d) answers not from a cache: p50 {f['miss_uncached_p50_ms']:.1f} ms, "
         f"p99 {f['miss_uncached_p99_ms']:.1f} ms; @serve.batch formed {f['batches']} batches, "
-        f"mean size {f['mean_batch_size']:.2f}, max {f['max_batch_size']}"
+        f"mean size {f['mean_batch_size']:.2f}, max {f['max_batch_size']}; "
+        f"{f['passes']} forward passes, {f['pass_series_mean']:.2f} series each "
+        f"(max {f['pass_series_max']})"
     )
     print(f"(b)/(a) req/s: {f['ratio_vs_noop']:.2f}x (target >= 0.9x)")
     print(f"(b)/(c) req/s: {f['ratio_vs_baseline']:.2f}x (target >= 5x)")
@@ -526,9 +717,6 @@ def _print(
         f"p99 (d) {f['miss_p99_ms']:.1f} ms vs p50 (e) {f['baseline_miss_p50_ms']:.1f} ms "
         "(target: (d) p99 <= (e) p50)"
     )
-    print(f"stack resident memory: {f['stack_rss_mib']:.0f} MiB (target < 6144 MiB)")
-    for part, mib in rss_parts.items():
-        print(f"  {part:<50} {mib:>8.0f} MiB")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,9 @@
 A shim over ``ForecastEngine`` (injected through ``engine_cls`` so tests can
 pass another engine): builds it in ``__init__``, polls the registry for
 promoted versions, batches concurrent requests with ``@serve.batch`` into one
-engine call (one forward pass per model, no Lightning Trainer).
+engine call (one forward pass per model, no Lightning Trainer). ``batch_sizes``
+and ``pass_sizes`` say how many requests each batch and how many series each
+forward pass carried.
 """
 
 from __future__ import annotations
@@ -98,6 +100,15 @@ class ForecastDeployment:
         if reset:
             self._batch_sizes.clear()
         return sizes
+
+    def pass_sizes(self, reset: bool = False) -> list[int]:
+        """Series each of the engine's forward passes carried (the last 100,000), oldest first:
+        one per pass with a model per symbol, up to a batch's misses with a shared model.
+
+        Args:
+            reset: forget them after answering (a benchmark measures one window).
+        """
+        return list(self._engine.pass_sizes(reset=reset))
 
     @envelope
     def reload(self) -> dict[str, str]:

@@ -5,18 +5,22 @@ versions from the registry and loads any new artifact (checksum verified)
 before swapping it in, so a promotion is picked up without a restart and a
 request never sees a half-loaded model. A corrupt artifact makes only its
 symbol answer an error. Answers are cached by (symbol, version, last bar).
+Every forward pass records how many series it carried (``pass_sizes`` and the
+``kitrade_forecast_pass_series`` histogram): more than one only when symbols of
+one shared artifact miss the cache in the same batch.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from kitrade import observability
 from kitrade.data.serving import active_artifacts, active_version_id, serving_state
 from kitrade.data.symbols import symbol_exists
 from kitrade.errors import ConflictError, KitradeError, NotFoundError
@@ -100,6 +104,7 @@ class ForecastEngine:
         self._lock = threading.Lock()
         self._cache: OrderedDict[tuple[str, str, datetime], Forecast] = OrderedDict()
         self._cache_size = cache_size
+        self._pass_sizes: deque[int] = deque(maxlen=100_000)  # series per recent forward pass
 
     # ----------------------------------------------------------------- models
     def refresh(self) -> dict[str, str]:
@@ -155,6 +160,18 @@ class ForecastEngine:
                 "cache_entries": len(self._cache),
                 "device": self.device,
             }
+
+    def pass_sizes(self, reset: bool = False) -> list[int]:
+        """Series each forward pass carried (the last 100,000 passes), oldest first.
+
+        Args:
+            reset: forget them after answering (a benchmark measures one window).
+        """
+        with self._lock:
+            sizes = list(self._pass_sizes)
+            if reset:
+                self._pass_sizes.clear()
+        return sizes
 
     # --------------------------------------------------------------- forecasts
     def _model_for(self, conn: Any, symbol: str) -> _Loaded:
@@ -252,6 +269,9 @@ class ForecastEngine:
     ) -> None:
         """One batched forward pass for ``keys`` (one loaded model); fills their results."""
         loaded = misses.loaded[keys[0]]
+        with self._lock:
+            self._pass_sizes.append(len(keys))
+        observability.observe("kitrade_forecast_pass_series", len(keys))
         try:
             outs = loaded.model.predict_many([misses.frames[k] for k in keys])
         except KitradeError as exc:

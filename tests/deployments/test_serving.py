@@ -360,6 +360,7 @@ def test_metrics_reach_rays_prometheus_endpoint(app, db):
     want = {
         "ray_kitrade_forecast_requests_total|symbol=GOOG": 3,
         "ray_kitrade_forecast_latency_seconds_count|symbol=GOOG": 3,
+        "ray_kitrade_forecast_pass_series_count": 1,  # the first GOOG forecast's pass
         f"ray_kitrade_model_version_served|version={goog}": 1,
         "ray_kitrade_sync_lag_seconds|symbol=GOOG": 1,
         "ray_kitrade_guard_refusals_total|reason=rate_limited": 1,

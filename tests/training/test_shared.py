@@ -311,6 +311,7 @@ def test_engine_serves_two_symbols_of_one_shared_artifact_in_one_forward_pass(bo
     model.predict_many = counting
     answers = engine.forecast_many([("SHA", 3), ("SHB", None), ("SHA", 2)])
     assert calls == [2]  # two symbols, one forward pass
+    assert engine.pass_sizes() == [2]  # and the engine says so
     assert [a.symbol for a in answers] == ["SHA", "SHB", "SHA"]
     assert [len(a.points) for a in answers] == [3, answers[1].max_horizon, 2]
     assert abs(answers[0].points[0].mean / LEVELS["SHA"] - 1) < 0.1
@@ -318,6 +319,30 @@ def test_engine_serves_two_symbols_of_one_shared_artifact_in_one_forward_pass(bo
     assert answers[0].version != answers[1].version  # each symbol's own row
     engine.forecast_many([("SHA", 3), ("SHB", 3)])
     assert calls == [2]  # both cached now
+    assert engine.pass_sizes(reset=True) == [2]  # a cached answer costs no pass
+    assert engine.pass_sizes() == []
+
+
+def test_engine_counts_the_series_of_each_forward_pass_by_model(both, db):
+    """A batch mixing a symbol's own model and the shared one: one pass per model, each
+    recorded with the series it carried; the counter forgets on reset."""
+    from kitrade.training.engine import ForecastEngine
+    from kitrade.training.registry import promote
+
+    _, own, shared, _, _ = both
+    _serve_shared(db, shared)
+    with db.connection() as conn:
+        promote(conn, symbol=own[0].symbol, version=own[0].version)  # its own model again
+        conn.commit()
+    engine = ForecastEngine(db)
+    engine.refresh()
+    names = [s.symbol for s in shared]
+    answers = engine.forecast_many([(n, 2) for n in names])
+    assert [a.version for a in answers] == [own[0].version] + [s.version for s in shared[1:]]
+    assert sorted(engine.pass_sizes()) == [1, len(names) - 1]
+    engine.forecast_many([(n, 2) for n in names])  # all cached: no pass
+    assert sorted(engine.pass_sizes(reset=True)) == [1, len(names) - 1]
+    assert engine.pass_sizes() == []
 
 
 def test_backup_restores_a_shared_artifact_for_every_symbol(
