@@ -37,6 +37,7 @@ from kitrade.training.tasks import (
     done_result,
     drive,
     gate_said,
+    in_task,
     pick_accelerator,
     register_and_gate,
     report_to,
@@ -179,11 +180,7 @@ def _remote_group() -> Any:
         gate: bool,
         distributed: bool = False,
     ) -> list[SymbolResult]:
-        # Imports ray: kept out of light commands' start-up.
-        from kitrade.training.actors import get_progress_actor
-
-        actor = get_progress_actor(settings)
-        cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
+        reporter, threads = in_task(settings)
         return train_group(
             settings,
             group,
@@ -191,8 +188,8 @@ def _remote_group() -> Any:
             run_id=run_id,
             attempt=attempt,
             overrides=overrides,
-            reporter=lambda u: actor.update.remote(u),
-            threads=max(1, int(cpus)),
+            reporter=reporter,
+            threads=threads,
             gate=gate,
             distributed=distributed,
         )

@@ -323,6 +323,17 @@ def task_resources(settings: Settings, cpus: float = 1) -> dict[str, float]:
     return {"num_cpus": cpus}
 
 
+def in_task(settings: Settings) -> tuple[Reporter, int]:
+    """Inside a training task: a reporter to the progress actor, and torch threads (its CPUs)."""
+    import ray  # heavy (ray): kept out of light commands' start-up
+
+    from kitrade.training.actors import get_progress_actor  # imports ray, as above
+
+    actor = get_progress_actor(settings)
+    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
+    return (lambda u: actor.update.remote(u)), max(1, int(cpus))
+
+
 def remote_train() -> Any:
     import ray  # heavy (ray): kept out of light commands' start-up
 
@@ -335,19 +346,15 @@ def remote_train() -> Any:
         overrides: dict[str, Any] | None,
         gate: bool = True,
     ) -> SymbolResult:
-        # Imports ray: kept out of light commands' start-up.
-        from kitrade.training.actors import get_progress_actor
-
-        actor = get_progress_actor(settings)
-        cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
+        reporter, threads = in_task(settings)
         return train_symbol(
             settings,
             symbol,
             run_id=run_id,
             attempt=attempt,
             overrides=overrides,
-            reporter=lambda u: actor.update.remote(u),
-            threads=max(1, int(cpus)),
+            reporter=reporter,
+            threads=threads,
             gate=gate,
         )
 
