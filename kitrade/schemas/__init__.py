@@ -66,6 +66,13 @@ from kitrade.schemas.http import (
     TrainingReport,
     TrainingStarted,
 )
+from kitrade.schemas.quality import (
+    CalibrationSummary,
+    LevelCalibration,
+    ProbabilisticReport,
+    ProbScores,
+    StepScores,
+)
 
 __all__ = [
     "DOC_ID_PATTERN",
@@ -85,6 +92,7 @@ __all__ = [
     "Bar",
     "BarOut",
     "CalendarDate",
+    "CalibrationSummary",
     "ErrorBody",
     "Event",
     "Forecast",
@@ -97,11 +105,15 @@ __all__ = [
     "KnowledgeDocument",
     "KnowledgePassage",
     "KnowledgeUrl",
+    "LevelCalibration",
     "ModelVersionOut",
+    "ProbScores",
+    "ProbabilisticReport",
     "PromoteBody",
     "RollbackBody",
     "RunProgress",
     "ScoreSummaryOut",
+    "StepScores",
     "Strategy",
     "StrategyDeleted",
     "StrategyKind",
