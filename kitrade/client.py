@@ -154,10 +154,15 @@ class Client:
         return Health(**resp.json())
 
     # ---------------------------------------------------- forecast and training
-    def forecast(self, symbol: str, horizon: int | None = None) -> Forecast:
-        """Forecast with intervals and the model's standing against naive."""
-        params = {"horizon": horizon} if horizon else None
-        return Forecast(**self._req("GET", f"/api/v1/forecast/{symbol}", params=params))
+    def forecast(
+        self, symbol: str, horizon: int | None = None, *, bands: str = "calibrated"
+    ) -> Forecast:
+        """Forecast with intervals (calibrated, or ``bands="raw"``) and the model's standing
+        against naive and the baselines."""
+        params: dict[str, Any] = {} if bands == "calibrated" else {"bands": bands}
+        if horizon:
+            params["horizon"] = horizon
+        return Forecast(**self._req("GET", f"/api/v1/forecast/{symbol}", params=params or None))
 
     def train_all(
         self, *, force: bool = False, background: bool = True, symbols: list[str] | None = None

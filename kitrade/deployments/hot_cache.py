@@ -32,7 +32,7 @@ class HotForecastCache:
     def __init__(self, is_live: Callable[[], bool], max_entries: int = 4096) -> None:
         self._is_live = is_live
         self._entries: dict[str, dict[str, Any]] = {}
-        self._rendered: dict[tuple[str, int | None], bytes] = {}  # JSON answers, per horizon
+        self._rendered: dict[tuple[str, int | None, str], bytes] = {}  # JSON answers, per horizon
         self._gen: dict[str, int] = {}
         self._epoch = 0
         self._lock = threading.Lock()
@@ -68,18 +68,21 @@ class HotForecastCache:
         self.hits += 1
         return full
 
-    def get(self, symbol: str, horizon: int | None) -> dict[str, Any] | None:
+    def get(
+        self, symbol: str, horizon: int | None, bands: str = "calibrated"
+    ) -> dict[str, Any] | None:
         """The cached forecast cut to ``horizon``; None on a miss or a horizon above the max."""
         if not self._is_live():
             return None
         full = self._entry(symbol, horizon)
-        return None if full is None else cut(full, horizon, cached=True)
+        return None if full is None else cut(full, horizon, cached=True, bands=bands)
 
-    def get_json(self, symbol: str, horizon: int | None) -> bytes | None:
-        """``get`` as the JSON body, rendered once per (symbol, horizon) until invalidated."""
+    def get_json(self, symbol: str, horizon: int | None, bands: str = "calibrated") -> bytes | None:
+        """``get`` as the JSON body, rendered once per (symbol, horizon, bands) until
+        invalidated."""
         if not self._is_live():
             return None
-        key = (symbol, horizon)
+        key = (symbol, horizon, bands)
         body = self._rendered.get(key)
         if body is not None:
             self.hits += 1
@@ -87,7 +90,8 @@ class HotForecastCache:
         entry = self._entry(symbol, horizon)
         if entry is None:
             return None
-        body = json.dumps(cut(entry, horizon, cached=True), separators=(",", ":")).encode()
+        answer = cut(entry, horizon, cached=True, bands=bands)
+        body = json.dumps(answer, separators=(",", ":")).encode()
         with self._lock:
             # Stored only if no change replaced or dropped the entry meanwhile.
             if self._entries.get(symbol) is entry and len(self._rendered) < 8 * self._max:
@@ -116,7 +120,16 @@ class HotForecastCache:
         }
 
 
-def cut(full: dict[str, Any], horizon: int | None, *, cached: bool) -> dict[str, Any]:
-    """``full`` with its first ``horizon`` points (all when None)."""
+def cut(
+    full: dict[str, Any], horizon: int | None, *, cached: bool, bands: str = "calibrated"
+) -> dict[str, Any]:
+    """``full`` (a served forecast) as the answer: its first ``horizon`` points (all when
+    None), calibrated or, for ``bands="raw"``, as the network emitted them."""
     h = horizon or full["max_horizon"]
-    return {**full, "points": full["points"][:h], "horizon": h, "cached": cached}
+    raw = full.get("raw_points")
+    out = {k: v for k, v in full.items() if k != "raw_points"}
+    points = full["points"]
+    if bands == "raw" and raw is not None:
+        points, out["bands"] = raw, "raw"
+    out.update(points=points[:h], horizon=h, cached=cached)
+    return out

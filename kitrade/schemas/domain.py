@@ -20,6 +20,7 @@ from pydantic import (
     field_validator,
 )
 
+from kitrade.schemas.quality import CalibrationSummary
 from kitrade.timeframes import Timeframe
 
 SYMBOL_PATTERN = r"^[A-Z0-9._-]{1,20}$"
@@ -273,4 +274,40 @@ class Forecast(BaseModel):
     )
     verdict: str | None = Field(None, description='"beats naive" or "no better than naive"')
     n_origins: int | None = Field(None, description="rolling origins behind the evaluation")
+    coverage_80: float | None = Field(
+        None,
+        description="share of actuals inside the calibrated 80 % band on the evaluation's "
+        "scoring origins (target 0.80)",
+    )
+    coverage_95: float | None = Field(None, description="the same for the 95 % band (target 0.95)")
+    interval_score_ratio: float | None = Field(
+        None,
+        description="calibrated NHITS's 80 % interval score over the best baseline's on the "
+        "same origins (below 1: sharper for its coverage)",
+    )
+    best_baseline: str | None = Field(
+        None, description="the baseline with the lowest 80 % interval score on those origins"
+    )
+    baseline_beats_model: str | None = Field(
+        None,
+        description="a baseline that beats calibrated NHITS on every compared score, when one "
+        "does (its name)",
+    )
+    bands: Literal["calibrated", "raw"] = Field(
+        "calibrated",
+        description="`calibrated`: the model's bands conformally calibrated (see "
+        "`calibration`); `raw`: as the network emitted them (`?bands=raw`)",
+    )
+    calibration: CalibrationSummary | None = Field(
+        None,
+        description="how the bands are calibrated: method, scores per step, current levels; "
+        "null for a model trained before calibration",
+    )
     cached: bool = False
+
+
+class ServedForecast(Forecast):
+    """A forecast as the forecast deployment hands it to the gateway: the answer plus the
+    raw bands, which the gateway answers instead for ``?bands=raw``."""
+
+    raw_points: list[ForecastPoint] | None = None

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from kitrade import observability
 from kitrade.analysis.scoring import score_answers
@@ -56,6 +56,7 @@ class FollowUps:
     notes_published: int | None = None  # None: not run (no new bars, or skipped)
     notes_skipped: str | None = None  # why notes were not refreshed, when skipped
     scored: dict[str, int] = field(default_factory=dict)  # newly scored answers per symbol
+    calibrated: dict[str, int] = field(default_factory=dict)  # outcomes taken into band calibration
     errors: list[str] = field(default_factory=list)
 
 
@@ -97,7 +98,8 @@ def after_new_bars(
     *,
     notes: NotesPublisher | None = publish_notes,
 ) -> FollowUps:
-    """Refresh market notes and score past answers for symbols that just got new bars.
+    """Refresh market notes, score past answers and update the band calibration of symbols
+    that just got new bars.
 
     Args:
         settings: configuration.
@@ -125,7 +127,21 @@ def after_new_bars(
         except Exception as exc:  # noqa: BLE001 - scoring is retried after the next sync
             _log.warning("answers of %s not scored: %s", symbol, exc)
             done.errors.append(f"answers of {symbol} not scored: {exc}")
+    _calibrate(db, symbols, done)
     return done
+
+
+def _calibrate(db: Database, symbols: list[str], done: FollowUps) -> None:
+    """Take the new bars' outcomes into each symbol's band calibration (``done.calibrated``)."""
+    from kitrade.services.forecasting import advance_calibration
+
+    models: dict[str, Any] = {}
+    for symbol in symbols:
+        try:
+            done.calibrated[symbol] = advance_calibration(db, symbol=symbol, models=models)
+        except Exception as exc:  # noqa: BLE001 - retried with the next bars; the sync succeeded
+            _log.warning("band calibration of %s not updated: %s", symbol, exc)
+            done.errors.append(f"band calibration of {symbol} not updated: {exc}")
 
 
 def run_sync(

@@ -36,7 +36,12 @@ import pandas as pd
 
 from kitrade.cluster import cluster_cpus, cluster_gpus
 from kitrade.errors import ConfigError, DistributedTrainingError
-from kitrade.training.evaluation import EvaluationReport, evaluate_shared, shared_train_frame
+from kitrade.training.evaluation import (
+    EvaluationReport,
+    attach_calibration,
+    evaluate_shared,
+    shared_train_frame,
+)
 from kitrade.training.nhits import FittedModel, _nf
 from kitrade.training.spec import NHITSConfig
 from kitrade.training.tasks import LightningProgress, pick_accelerator
@@ -144,6 +149,7 @@ def fit_shared_distributed(
     with result.checkpoint.as_directory() as directory:
         model = FittedModel.load(Path(directory) / _MODEL_DIR)
         evaluations = _evaluations(Path(directory), prepared, name)
+    attach_calibration(model, evaluations)
     return model, evaluations, dict(result.metrics or {})
 
 
@@ -228,7 +234,8 @@ def _train_loop(cfg: dict[str, Any]) -> None:
     # rolling-origin evaluation is spread over the workers like the training.
     mine = FittedModel(nf=nf, config=config, history=pd.concat(shard, ignore_index=True))
     evaluated = {
-        uid: r.model_dump(mode="json") for uid, r in evaluate_shared(mine, shard, config).items()
+        uid: r.model_dump(mode="json") | {"calibration_state": r.calibration_state}
+        for uid, r in evaluate_shared(mine, shard, config).items()
     }
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / f"{_EVALUATION}{rank}.json").write_text(json.dumps(evaluated))

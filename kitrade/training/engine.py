@@ -21,10 +21,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kitrade import observability
+from kitrade.data.calibration import calibration_summary
 from kitrade.data.serving import active_artifacts, active_version_id, serving_state
 from kitrade.data.symbols import symbol_exists
 from kitrade.errors import ConflictError, KitradeError, NotFoundError
-from kitrade.schemas import Forecast, ForecastPoint, validate_symbol
+from kitrade.schemas import (
+    CalibrationSummary,
+    Forecast,
+    ForecastPoint,
+    ServedForecast,
+    validate_symbol,
+)
 
 if TYPE_CHECKING:
     from kitrade.data.db import Database
@@ -67,12 +74,33 @@ def answer_is_current(db: Database, answer: dict[str, Any]) -> bool:
 
 
 def _quality(metrics: dict[str, Any]) -> dict[str, Any]:
-    """What a forecast answer says of its model's evaluation against naive."""
-    return {
+    """What a forecast answer says of its model's evaluation: against naive, and its bands
+    against the baselines on the same origins."""
+    from kitrade.schemas.quality import ProbabilisticReport
+    from kitrade.training.scores import MODEL, best_baseline, dominating_baseline
+
+    out = {
         "rmae": (metrics.get("model") or {}).get("rmae"),
         "beats_naive": metrics.get("beats_naive"),
         "verdict": metrics.get("verdict"),
         "n_origins": metrics.get("n_origins"),
+    }
+    if not metrics.get("probabilistic"):
+        return out
+    methods = ProbabilisticReport(**metrics["probabilistic"]).methods
+    mine = methods.get(MODEL)
+    best = best_baseline(methods)
+    if mine is None:
+        return out
+    ratio = None
+    if best is not None and mine.interval_score_80 and methods[best].interval_score_80:
+        ratio = mine.interval_score_80 / methods[best].interval_score_80  # type: ignore[operator]
+    return out | {
+        "coverage_80": mine.coverage_80,
+        "coverage_95": mine.coverage_95,
+        "interval_score_ratio": ratio,
+        "best_baseline": best,
+        "baseline_beats_model": dominating_baseline(methods),
     }
 
 
@@ -83,6 +111,9 @@ class _Misses:
     rows: dict[tuple[str, str, datetime], list[int]] = field(default_factory=dict)
     frames: dict[tuple[str, str, datetime], Any] = field(default_factory=dict)
     loaded: dict[tuple[str, str, datetime], _Loaded] = field(default_factory=dict)
+    calibration: dict[tuple[str, str, datetime], CalibrationSummary | None] = field(
+        default_factory=dict
+    )
 
 
 @dataclass
@@ -91,6 +122,18 @@ class _Loaded:
     model: Any
     metrics: dict[str, Any]
     path: str = ""  # the artifact; one shared artifact, one model object for all its symbols
+    _initial: dict[str, CalibrationSummary | None] = field(default_factory=dict)
+
+    def initial_calibration(self, symbol: str) -> CalibrationSummary | None:
+        """The calibration the artifact carries for ``symbol`` (end of its evaluation)."""
+        if symbol not in self._initial:
+            from kitrade.training.conformal import ConformalState
+
+            data = getattr(self.model, "calibration", {}).get(symbol)
+            self._initial[symbol] = (
+                None if data is None else ConformalState.from_json(data).summary()
+            )
+        return self._initial[symbol]
 
 
 class ForecastEngine:
@@ -256,6 +299,7 @@ class ForecastEngine:
                     misses.rows.setdefault(key, []).append(i)
                     misses.frames[key] = to_training_frame(symbol, bars)
                     misses.loaded[key] = loaded
+                    misses.calibration[key] = _calibration(conn, loaded, symbol)
                 except KitradeError as exc:
                     results[i] = exc
         return misses
@@ -281,14 +325,19 @@ class ForecastEngine:
             return
         now = datetime.now(UTC)
         for k, out in zip(keys, outs, strict=True):
-            full = Forecast(
+            calibration = misses.calibration.get(k)
+            raw_points = [ForecastPoint(**row) for row in out.to_dict("records")]
+            full = ServedForecast(
                 symbol=k[0],
                 version=k[1],
                 horizon=len(out),
                 max_horizon=len(out),
                 last_bar=k[2],
                 generated_at=now,
-                points=[ForecastPoint(**row) for row in out.to_dict("records")],
+                points=_calibrated_points(out, calibration),
+                raw_points=raw_points,
+                calibration=calibration,
+                bands="calibrated" if calibration is not None else "raw",
                 **_quality(misses.loaded[k].metrics),
             )
             with self._lock:
@@ -308,4 +357,28 @@ class ForecastEngine:
 
 def _cut(full: Forecast, horizon: int | None, *, cached: bool) -> Forecast:
     h = horizon or full.max_horizon
-    return full.model_copy(update={"points": full.points[:h], "horizon": h, "cached": cached})
+    update: dict[str, Any] = {"points": full.points[:h], "horizon": h, "cached": cached}
+    raw = getattr(full, "raw_points", None)
+    if raw is not None:
+        update["raw_points"] = raw[:h]
+    return full.model_copy(update=update)
+
+
+def _calibration(conn: Any, loaded: _Loaded, symbol: str) -> CalibrationSummary | None:
+    """``symbol``'s current calibration: the online one when bars have updated it, else the
+    one its artifact carries (None: a model trained before calibration)."""
+    online = calibration_summary(conn, version=loaded.version, symbol=symbol)
+    if online is not None:
+        return CalibrationSummary(**online)
+    return loaded.initial_calibration(symbol)
+
+
+def _calibrated_points(out: Any, calibration: CalibrationSummary | None) -> list[ForecastPoint]:
+    """The forecast's points with its bands calibrated (as emitted without a calibration)."""
+    if calibration is not None:
+        from kitrade.training.conformal import calibrated
+
+        factors = {k: level.factor[: len(out)] for k, level in calibration.levels.items()}
+        bands = calibrated({c: out[c].to_numpy() for c in out.columns if c != "ds"}, factors)
+        out = out.assign(**bands)
+    return [ForecastPoint(**row) for row in out.to_dict("records")]

@@ -18,7 +18,9 @@ import pandas as pd
 from pydantic import BaseModel, Field
 
 from kitrade.errors import InvalidInputError
+from kitrade.schemas.quality import CalibrationSummary, ProbabilisticReport
 from kitrade.stats import diebold_mariano
+from kitrade.training import conformal, scores
 from kitrade.training import metrics as fm
 
 # The model's own internals (column map, frame preparation, the NeuralForecast builder) are
@@ -40,6 +42,7 @@ __all__ = [
     "NO_BETTER",
     "EvaluationReport",
     "MethodMetrics",
+    "attach_calibration",
     "evaluate",
     "evaluate_shared",
     "evaluate_windows",
@@ -47,6 +50,7 @@ __all__ = [
     "fit_and_evaluate_shared",
     "naive_test",
     "prepare_shared",
+    "probabilistic_scores",
     "rolling_forecasts",
     "shared_train_frame",
 ]
@@ -89,6 +93,17 @@ class EvaluationReport(BaseModel):
     points: int
     eval_start: str
     eval_end: str
+    probabilistic: ProbabilisticReport | None = Field(
+        None,
+        description="every method's band scores on the scoring origins (the later part), "
+        "NHITS raw and calibrated beside the baseline zoo",
+    )
+    calibration: CalibrationSummary | None = Field(
+        None, description="the calibration served bands start from (end of the evaluation)"
+    )
+    calibration_state: dict[str, Any] | None = Field(
+        None, exclude=True, description="the full conformal state (saved with the artifact)"
+    )
 
     def side_by_side(self) -> pd.DataFrame:
         """One row per method (model, naive, seasonal_naive), one column per metric."""
@@ -233,6 +248,7 @@ def evaluate_windows(
     model = _method_metrics(actual, mq["mean"], last, last, model_bands, train)
     snaive = baseline(snaive_fc, season_ref)
     ds = pd.to_datetime(frame["ds"], utc=True)
+    probabilistic, state = probabilistic_scores(frame, cutoffs, targets, mq, config)
     return EvaluationReport(
         model=model,
         naive=baseline(last, _naive_ref),
@@ -245,7 +261,105 @@ def evaluate_windows(
         points=len(actual),
         eval_start=ds.iloc[int(targets.min())].isoformat(),
         eval_end=ds.iloc[int(targets.max())].isoformat(),
+        probabilistic=probabilistic,
+        calibration=None if state is None else state.summary(),
+        calibration_state=None if state is None else state.to_json(),
     )
+
+
+#: Fewest evaluation origins that support a calibration part and a scoring part.
+MIN_CALIBRATION_ORIGINS = 4
+
+
+def _grid(values: np.ndarray, origins: int) -> np.ndarray:
+    """Points in ``rolling_forecasts``' order (origin-major) as ``(origins, horizon)``."""
+    return np.asarray(values, dtype="float64").reshape(origins, -1)
+
+
+def probabilistic_scores(
+    frame: pd.DataFrame,
+    cutoffs: np.ndarray,
+    targets: np.ndarray,
+    mq: dict[str, np.ndarray],
+    config: NHITSConfig,
+) -> tuple[ProbabilisticReport | None, conformal.ConformalState | None]:
+    """Band scores of NHITS (raw and calibrated) and the baseline zoo on the same origins.
+
+    The first half of the origins only calibrates; every method is scored on the rest, NHITS's
+    calibrated bands formed origin by origin from what was known at each
+    (``conformal.sequential``). The state returned is calibrated through the last bar.
+
+    Args:
+        frame: The prepared frame (``ds`` UTC, ``y``).
+        cutoffs: Each point's origin (position of the last bar seen), origin-major order.
+        targets: Each point's position.
+        mq: NHITS's ``mean, lo_80, hi_80, lo_95, hi_95`` at each point.
+        config: The configuration evaluated (horizon, season, calibration settings).
+
+    Returns:
+        The comparison and the conformal state; both None with too few origins.
+    """
+    origins = np.unique(cutoffs)
+    k, h = len(origins), config.horizon
+    if k < MIN_CALIBRATION_ORIGINS or len(cutoffs) != k * h:
+        return None, None
+    y = frame["y"].to_numpy(dtype="float64")
+    raw = {key: _grid(v, k) for key, v in mq.items()}
+    actual = _grid(y[targets], k)
+    state = conformal.ConformalState(
+        horizon=h, gamma=config.conformal_gamma, window=config.conformal_window
+    )
+    k_cal = k // 2
+    calibrated = conformal.sequential(raw, actual, origins, calibration_origins=k_cal, state=state)
+    state.through = pd.Timestamp(frame["ds"].iloc[-1]).isoformat()
+    later = origins[k_cal:]
+    zoo, errors = _baselines(y, later, config)
+    methods = {"nhits": raw, "nhits_calibrated": calibrated} | zoo
+    steps = np.tile(np.arange(1, h + 1), len(later))
+    y_later = actual[k_cal:].reshape(-1)
+    scored = {
+        name: scores.prob_scores(
+            y_later, steps, {c: np.asarray(v)[-len(later) :].reshape(-1) for c, v in fc.items()}, h
+        )
+        for name, fc in methods.items()
+    }
+    scored, winners = scores.compare(scored)
+    ds = pd.to_datetime(frame["ds"], utc=True)
+    report = ProbabilisticReport(
+        origins=len(later),
+        calibration_origins=k_cal,
+        points=len(y_later),
+        eval_start=ds.iloc[int(later[0]) + 1].isoformat(),
+        eval_end=ds.iloc[int(later[-1]) + h].isoformat(),
+        methods=scored,
+        winners=winners,
+        baseline_errors=errors,
+    )
+    return report, state
+
+
+def _baselines(
+    y: np.ndarray, origins: np.ndarray, config: NHITSConfig
+) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, str]]:
+    """Each baseline's forecasts from ``origins`` (fitted on the training part only), and the
+    reason for each one that could not run."""
+    from kitrade.training import baselines
+
+    out: dict[str, dict[str, np.ndarray]] = {}
+    errors: dict[str, str] = {}
+    for name in baselines.BASELINES:
+        try:
+            out |= baselines.baseline_forecasts(
+                y,
+                origins,
+                config.horizon,
+                train_end=len(y) - config.test_size,
+                season_length=config.season_length,
+                names=(name,),
+            )
+        except Exception as exc:  # noqa: BLE001 - a baseline that fails is reported, not fatal
+            errors[name] = f"{type(exc).__name__}: {exc}"[:300]
+    return out, errors
 
 
 def rolling_forecasts(model: FittedModel, frame: pd.DataFrame) -> pd.DataFrame:
@@ -319,7 +433,15 @@ def fit_and_evaluate(
     nf.fit(df=_int_frame(frame.iloc[: len(frame) - config.test_size]), val_size=config.val_size)
     model = FittedModel(nf=nf, config=config, history=frame)
     report = evaluate_windows(frame, rolling_forecasts(model, frame), config)
+    attach_calibration(model, {str(frame["unique_id"].iloc[0]): report})
     return model, report
+
+
+def attach_calibration(model: FittedModel, reports: dict[str, EvaluationReport]) -> None:
+    """Keep each series' end-of-evaluation calibration with the model (saved with it)."""
+    for uid, report in reports.items():
+        if report.calibration_state is not None:
+            model.calibration[uid] = report.calibration_state
 
 
 def evaluate(
@@ -391,7 +513,9 @@ def fit_and_evaluate_shared(
     )
     nf.fit(df=shared_train_frame(prepared, config), val_size=config.val_size)
     model = FittedModel(nf=nf, config=config, history=pd.concat(prepared, ignore_index=True))
-    return model, evaluate_shared(model, prepared, config)
+    reports = evaluate_shared(model, prepared, config)
+    attach_calibration(model, reports)
+    return model, reports
 
 
 def prepare_shared(frames: list[pd.DataFrame], config: NHITSConfig) -> list[pd.DataFrame]:

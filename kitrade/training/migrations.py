@@ -133,3 +133,21 @@ register(102, "model versions: scope (symbol | shared) and the shared model's gr
         """
     )
 )
+
+
+register(103, "forecast band calibration kept online per model version and symbol")(
+    _sql(
+        """
+        CREATE TABLE forecast_calibration (
+            version text NOT NULL REFERENCES model_versions (version) ON DELETE CASCADE,
+            symbol text NOT NULL,
+            -- the conformal state (scores, levels) and what the forecast answer shows of it
+            state jsonb NOT NULL,
+            summary jsonb NOT NULL,
+            through timestamptz NOT NULL,
+            updated_at timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (version, symbol)
+        );
+        """
+    )
+)

@@ -50,7 +50,7 @@ from __future__ import annotations
 import json
 import logging
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -280,6 +280,9 @@ class FittedModel:
     nf: Any
     config: NHITSConfig
     history: pd.DataFrame  # unique_id, ds (UTC), y — the series it was trained/evaluated on
+    #: unique_id -> its band calibration at the end of the evaluation
+    #: (``conformal.ConformalState.to_json``); empty when not evaluated.
+    calibration: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def predict(
         self, frame: pd.DataFrame | None = None, horizon: int | None = None
@@ -400,8 +403,10 @@ class FittedModel:
         Layout: ``nf/`` (neuralforecast's safetensors weights and JSON
         configuration, no pickle), ``config.json`` (the ``NHITSConfig``),
         ``history.parquet`` (the recent bars: the default forecast origin and
-        the spacing future timestamps follow) and ``meta.json`` (the time-index
-        mapping: last real timestamp, bar spacing, column names).
+        the spacing future timestamps follow), ``calibration.json`` (each series'
+        band calibration at the end of its evaluation, when evaluated) and
+        ``meta.json`` (the time-index mapping: last real timestamp, bar spacing,
+        column names).
         """
         path = Path(path)
         self.nf.save(path=str(path / "nf"), save_dataset=False, overwrite=True)
@@ -414,6 +419,8 @@ class FittedModel:
         else:
             self.history.iloc[-keep:].to_parquet(path / "history.parquet")
         (path / "config.json").write_text(json.dumps(self.config.model_dump(mode="json")))
+        if self.calibration:
+            (path / "calibration.json").write_text(json.dumps(self.calibration))
         ds = pd.to_datetime(self.history["ds"], utc=True)
         step = ds.diff().dropna().mode()
         meta = {
@@ -456,7 +463,9 @@ class FittedModel:
         config = NHITSConfig(**json.loads((path / "config.json").read_text()))
         history = pd.read_parquet(path / "history.parquet")
         history["ds"] = pd.to_datetime(history["ds"], utc=True)
-        return cls(nf=nf, config=config, history=history)
+        cal_path = path / "calibration.json"
+        calibration = json.loads(cal_path.read_text()) if cal_path.exists() else {}
+        return cls(nf=nf, config=config, history=history, calibration=calibration)
 
 
 def fit(

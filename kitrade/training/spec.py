@@ -50,6 +50,12 @@ class NHITSConfig(BaseModel):
     )
     step_size: int = Field(1, ge=1, description="bars between evaluation origins")
     season_length: int = Field(24, ge=1, description="for the seasonal-naive baseline")
+    conformal_gamma: float = Field(
+        0.02, ge=0, le=0.5, description="adaptive conformal step size of the band calibration"
+    )
+    conformal_window: int = Field(
+        500, ge=10, le=100_000, description="recent conformity scores kept per forecast step"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> NHITSConfig:

@@ -71,13 +71,16 @@ class Gateway:
             listener.stop()
 
     # -------------------------------------------------------------- forecast
-    async def forecast_answer(self, symbol: str, horizon: int | None) -> Response:
-        """The forecast of ``symbol`` cut to ``horizon``, from the hot cache when it can."""
+    async def forecast_answer(
+        self, symbol: str, horizon: int | None, bands: str = "calibrated"
+    ) -> Response:
+        """The forecast of ``symbol`` cut to ``horizon`` with ``bands`` (calibrated or raw),
+        from the hot cache when it can."""
         from kitrade.deployments.hot_cache import cut
         from kitrade.training.engine import check_horizon
 
         t0 = time.monotonic()
-        body = self.hot.get_json(symbol, horizon)
+        body = self.hot.get_json(symbol, horizon, bands)
         if body is not None:
             observability.forecast_served(symbol, "gateway", t0)
             return Response(content=body, media_type="application/json")
@@ -91,7 +94,8 @@ class Gateway:
         full = await asyncio.shield(pending)  # one caller gone does not cancel the others'
         check_horizon(symbol, full["version"], full["max_horizon"], horizon)
         observability.forecast_served(symbol, "hit" if full.get("cached") else "miss", t0)
-        return JSONResponse(content=cut(full, horizon, cached=bool(full.get("cached"))))
+        answer = cut(full, horizon, cached=bool(full.get("cached")), bands=bands)
+        return JSONResponse(content=answer)
 
     async def _fetch_full(self, symbol: str, token: tuple[int, int]) -> dict[str, Any]:
         """The full forecast from the forecast deployment, kept in the hot cache if current."""

@@ -1,7 +1,7 @@
 """Forecasts and training: the old system's ``/api/v1/forecast/…`` paths."""
 
 # No `from __future__ import annotations`: FastAPI reads the routes' annotations at run time.
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
 
@@ -69,7 +69,12 @@ async def forecast(
     gw: GatewayDep,
     symbol: Annotated[str, Path(pattern=SYMBOL_PATTERN)],
     horizon: Annotated[int | None, Query(ge=1, le=10_000)] = None,
+    bands: Annotated[
+        Literal["calibrated", "raw"],
+        Query(description="`calibrated` (default): conformally calibrated; `raw`: as emitted"),
+    ] = "calibrated",
 ) -> Any:
     """Forecast with 80 % and 95 % intervals from the active model (``horizon`` at most the
-    model's; 422 above it)."""
-    return await gw.forecast_answer(symbol, horizon)
+    model's; 422 above it). The bands are calibrated (``calibration`` says how) unless
+    ``bands=raw``."""
+    return await gw.forecast_answer(symbol, horizon, bands)
