@@ -139,7 +139,7 @@ register(103, "forecast band calibration kept online per model version and symbo
     _sql(
         """
         CREATE TABLE forecast_calibration (
-            version text NOT NULL REFERENCES model_versions (version) ON DELETE CASCADE,
+            version text NOT NULL,  -- a model_versions id; a deleted version's row is unused
             symbol text NOT NULL,
             -- the conformal state (scores, levels) and what the forecast answer shows of it
             state jsonb NOT NULL,

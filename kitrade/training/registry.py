@@ -354,19 +354,80 @@ def _activate(conn: psycopg.Connection, symbol: str, version: str, reason: str) 
     notify(conn, "model", symbol)  # delivered on commit (forecast caches)
 
 
+#: Calibrated coverage within this distance of nominal (at 80 and 95 %) counts as on target.
+BAND_TOLERANCE = 0.03
+
+
+def _calibrated(metrics: dict[str, Any]) -> dict[str, Any] | None:
+    """The calibrated NHITS's band scores of a version's evaluation (None before calibration)."""
+    methods = (metrics.get("probabilistic") or {}).get("methods") or {}
+    return methods.get("nhits_calibrated")
+
+
+def _bands_on_target(metrics: dict[str, Any]) -> bool | None:
+    """Whether the calibrated bands cover within ``BAND_TOLERANCE`` of 80 and 95 %."""
+    cal = _calibrated(metrics)
+    if cal is None or cal.get("coverage_80") is None or cal.get("coverage_95") is None:
+        return None
+    return (
+        abs(cal["coverage_80"] - 0.8) <= BAND_TOLERANCE
+        and abs(cal["coverage_95"] - 0.95) <= BAND_TOLERANCE
+    )
+
+
+def _interval_ratio(metrics: dict[str, Any], baseline: str = "rw_empirical") -> float | None:
+    """Calibrated NHITS's 80 % interval score over ``baseline``'s on the same origins."""
+    cal = _calibrated(metrics)
+    other = ((metrics.get("probabilistic") or {}).get("methods") or {}).get(baseline)
+    if cal is None or other is None or not other.get("interval_score_80"):
+        return None
+    if cal.get("interval_score_80") is None:
+        return None
+    return float(cal["interval_score_80"]) / float(other["interval_score_80"])
+
+
+def quality_said(metrics: dict[str, Any]) -> str:
+    """A version's evaluation in one phrase: its bands, then its point skill. E.g. ``bands
+    79.6 %/94.8 % (target 80/95), interval score 0.91 of GARCH; point no better than naive
+    (rMAE 1.020, p 0.41)``."""
+    point = _verdict(metrics)
+    rmae, p = model_rmae(metrics), metrics.get("dm_pvalue")
+    if rmae is not None and "beats" not in point:
+        point += f" (rMAE {rmae:.3f}" + ("" if p is None else f", p {p:.2g}") + ")"
+    cal = _calibrated(metrics)
+    if cal is None:
+        return f"point {point}"
+    cov = f"{100 * cal['coverage_80']:.1f} %/{100 * cal['coverage_95']:.1f} %"
+    garch = _interval_ratio(metrics, "rw_garch")
+    versus = "" if garch is None else f", interval score {garch:.2f} of GARCH"
+    return f"bands {cov} (target 80/95){versus}; point {point}"
+
+
 def _compare(cand: dict[str, Any], old: dict[str, Any], tolerance: float) -> tuple[bool, str]:
     """The gate's rule over two versions' metrics: promote?, and why.
 
-    The Diebold-Mariano verdict against naive comes first: a candidate that
-    beats naive (significantly, at 5 %) replaces one that does not, and one
-    that does not never replaces one that does. With equal verdicts the
-    relative MAE decides, within ``tolerance``.
+    Point skill first: a candidate that beats naive (Diebold-Mariano, 5 %) replaces one that
+    does not, and one that does not never replaces one that does. With equal verdicts, band
+    quality: calibrated bands on target (within 3 points of 80 and 95 %) beat bands that are
+    not; then the lower 80 % interval score relative to the random walk's on each version's
+    own origins, within ``tolerance``. Versions evaluated before calibration are compared by
+    relative MAE, within ``tolerance``.
     """
     new_beats, old_beats = bool(cand.get("beats_naive")), bool(old.get("beats_naive"))
-    new, prev = model_rmae(cand), model_rmae(old)
-    said = f"{_verdict(cand)} vs active's {_verdict(old)}"
+    said = f"{quality_said(cand)}; vs active's {quality_said(old)}"
     if new_beats != old_beats:
         return new_beats, said
+    new_ok, old_ok = _bands_on_target(cand), _bands_on_target(old)
+    if new_ok is not None and old_ok is not None and new_ok != old_ok:
+        return new_ok, said
+    a, b = _interval_ratio(cand), _interval_ratio(old)
+    if a is not None and b is not None:
+        ok = a <= b * (1 + tolerance)
+        how = "within" if ok else "worse than active's by more than"
+        return ok, f"interval score {a:.3f} vs active's {b:.3f} of the random walk's {how} " + (
+            f"tolerance {tolerance:.0%}; {said}"
+        )
+    new, prev = model_rmae(cand), model_rmae(old)
     if new is None:
         return False, f"no evaluation (rMAE) to compare; {said}"
     if prev is None or new <= prev * (1 + tolerance):
@@ -394,11 +455,7 @@ def apply_gate(
     current = active_version(conn, symbol=cand.symbol)
     new = model_rmae(cand.metrics)
     if current is None:
-        reason = (
-            lead
-            + "first version"
-            + ("" if new is None else f" (rMAE {new:.3f}, {_verdict(cand.metrics)})")
-        )
+        reason = lead + "first version" + ("" if new is None else f": {quality_said(cand.metrics)}")
         _activate(conn, cand.symbol, version, reason)
         return GateDecision(version, True, reason)
     ok, why = _compare(cand.metrics, current.metrics, tolerance)
@@ -417,14 +474,28 @@ def _better_scope(own: dict[str, Any], shared: dict[str, Any]) -> tuple[bool, st
     """Whether the shared model's evaluation beats the symbol's own, and by how much.
 
     Both were evaluated on the same rolling origins. The verdict against naive
-    decides first; with equal verdicts the lower relative MAE wins, a tie going
-    to the symbol's own model.
+    decides first; with equal verdicts, calibrated bands on target beat bands that are not,
+    then the lower interval score; without band scores the lower relative MAE wins, a tie
+    going to the symbol's own model.
     """
     a, b = model_rmae(own), model_rmae(shared)
     own_beats, shared_beats = bool(own.get("beats_naive")), bool(shared.get("beats_naive"))
     if own_beats != shared_beats:
         winner = "shared" if shared_beats else "own"
         return shared_beats, f"{winner} model chosen: it beats naive and the other does not"
+    own_ok, shared_ok = _bands_on_target(own), _bands_on_target(shared)
+    if own_ok is not None and shared_ok is not None and own_ok != shared_ok:
+        winner = "shared" if shared_ok else "own"
+        return bool(shared_ok), (
+            f"{winner} model chosen: its calibrated bands cover on target and the other's do "
+            f"not (own: {quality_said(own)}; shared: {quality_said(shared)})"
+        )
+    ia, ib = _interval_ratio(own), _interval_ratio(shared)
+    if ia is not None and ib is not None and ia != ib:
+        return ib < ia, (
+            f"{'shared' if ib < ia else 'own'} model chosen: interval score {min(ia, ib):.3f} "
+            f"vs {max(ia, ib):.3f} of the random walk's on the same origins"
+        )
     if b is None or (a is not None and a <= b):
         shown = "" if a is None or b is None else f" (rMAE {a:.3f} vs shared {b:.3f})"
         return False, f"own model chosen over shared{shown}"

@@ -41,7 +41,10 @@ def _candidate(
     when: datetime,
     *,
     beats: bool = False,
+    bands: tuple[float, float, float] | None = None,
 ) -> str:
+    """A registered candidate; ``bands``: calibrated coverage 80, 95 and interval score 80
+    (the random walk's is 1.0, GARCH's 0.8) of its evaluation."""
     version = new_version_id(symbol, when)
     path = write_artifact(models_dir, symbol, version, _save(version.encode()))
     metrics = (
@@ -56,6 +59,18 @@ def _candidate(
             "n_origins": 250,
         }
     )
+    if bands is not None:
+        metrics["probabilistic"] = {
+            "methods": {
+                "nhits_calibrated": {
+                    "coverage_80": bands[0],
+                    "coverage_95": bands[1],
+                    "interval_score_80": bands[2],
+                },
+                "rw_empirical": {"coverage_80": 0.7, "coverage_95": 0.9, "interval_score_80": 1.0},
+                "rw_garch": {"coverage_80": 0.8, "coverage_95": 0.95, "interval_score_80": 0.8},
+            }
+        }
     register_version(
         conn,
         version=version,
@@ -202,7 +217,8 @@ def test_gate_puts_the_verdict_against_naive_before_the_relative_mae(reg, tmp_pa
         # a smaller rMAE without the test's backing does not replace a tested winner
         v3 = _candidate(conn, tmp_path, "GOOG", 0.90, t + timedelta(hours=2))
         d3 = apply_gate(conn, version=v3, tolerance=0.05)
-        assert not d3.promoted and "no better than naive vs active's beats naive" in d3.reason
+        assert not d3.promoted and "point no better than naive (rMAE 0.900" in d3.reason
+        assert "vs active's point beats naive" in d3.reason
         # equal verdicts: the relative MAE within the tolerance decides
         v4 = _candidate(conn, tmp_path, "GOOG", 0.98, t + timedelta(hours=3), beats=True)
         assert apply_gate(conn, version=v4, tolerance=0.0).promoted
@@ -235,3 +251,32 @@ def test_migration_renames_stored_mase_and_withdraws_untested_claims(reg, tmp_pa
     assert m["n_origins"] == 3 and "windows" not in m and m["points"] == 72
     assert m["beats_naive"] is False and m["verdict"] == "no better than naive"
     assert m["dm_pvalue"] is None
+
+
+def test_gate_weighs_band_quality_after_the_verdict_against_naive(reg, tmp_path):
+    t = datetime(2024, 1, 1, tzinfo=UTC)
+    with reg.connection() as conn:
+        # bands off target (70 % for 80 %) but the smaller rMAE
+        v1 = _candidate(conn, tmp_path, "EURUSD", 0.95, t, bands=(0.70, 0.90, 0.90))
+        first = apply_gate(conn, version=v1, tolerance=0.05)
+        assert first.promoted
+        assert "bands 70.0 %/90.0 % (target 80/95), interval score 1.12 of GARCH" in first.reason
+        # on target, a worse rMAE: the bands decide
+        v2 = _candidate(
+            conn, tmp_path, "EURUSD", 1.02, t + timedelta(1), bands=(0.796, 0.948, 0.95)
+        )
+        d2 = apply_gate(conn, version=v2, tolerance=0.0)
+        assert d2.promoted, d2.reason
+        assert "bands 79.6 %/94.8 % (target 80/95), interval score 1.19 of GARCH" in d2.reason
+        assert "point no better than naive (rMAE 1.020, p 0.4)" in d2.reason
+        # both on target: the lower interval score (relative to the random walk's) decides
+        v3 = _candidate(conn, tmp_path, "EURUSD", 0.90, t + timedelta(2), bands=(0.80, 0.95, 1.1))
+        d3 = apply_gate(conn, version=v3, tolerance=0.05)
+        assert not d3.promoted and "interval score 1.100 vs active's 0.950" in d3.reason
+        v4 = _candidate(conn, tmp_path, "EURUSD", 1.10, t + timedelta(3), bands=(0.81, 0.94, 0.9))
+        assert apply_gate(conn, version=v4, tolerance=0.0).promoted
+        # a tested point winner still comes first, whatever its bands
+        v5 = _candidate(
+            conn, tmp_path, "EURUSD", 0.99, t + timedelta(4), beats=True, bands=(0.6, 0.8, 2.0)
+        )
+        assert apply_gate(conn, version=v5, tolerance=0.0).promoted
