@@ -224,5 +224,9 @@ def test_arguments_out_of_range_are_refused():
         baseline_forecasts(y, np.array([220, 210]), 2, train_end=200, season_length=1)
     with pytest.raises(TooShortError, match="longer than the horizon"):
         baseline_forecasts(y, np.array([4]), 5, train_end=5, season_length=1)
+    with pytest.raises(TooShortError, match="more bars for AutoETS"):
+        baseline_forecasts(
+            y[:7], np.array([4]), 2, train_end=5, season_length=1, names=("auto_ets",)
+        )
     with pytest.raises(TooShortError, match="training returns for GARCH"):
         baseline_forecasts(y, np.array([59]), 2, train_end=60, season_length=1, names=("rw_garch",))
