@@ -132,6 +132,10 @@ class CalibrationSummary(BaseModel):
     )
     gamma: float = Field(description="ACI step size")
     window: int = Field(description="most recent scores kept per step")
-    updates: int = Field(0, description="bars that updated the levels online since training")
+    updates: int = Field(
+        0,
+        description="outcomes that moved the levels: in the evaluation's scoring part, then "
+        "online as bars closed",
+    )
     through: str | None = Field(None, description="last bar whose outcome was taken in")
     levels: dict[str, LevelCalibration] = Field(description='"80" and "95"')

@@ -343,7 +343,7 @@ def _baselines(
 ) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, str]]:
     """Each baseline's forecasts from ``origins`` (fitted on the training part only), and the
     reason for each one that could not run."""
-    from kitrade.training import baselines
+    from kitrade.training import baselines  # arch, statsforecast: only when evaluating
 
     out: dict[str, dict[str, np.ndarray]] = {}
     errors: dict[str, str] = {}
