@@ -34,6 +34,7 @@ from kitrade.data.bars import latest_bars, to_training_frame
 from kitrade.data.symbols import get_symbol, symbol_exists
 from kitrade.errors import ConflictError, KitradeError, NotFoundError, UpstreamError
 from kitrade.schemas import ForecastPoint, validate_symbol
+from kitrade.training.conformal import ConformalState, calibrated
 from kitrade.training.nhits import FittedModel
 from kitrade.training.registry import active_version, verify_artifact, version_as_of
 from kitrade.training.spec import TIMEFRAME_DEFAULTS
@@ -103,6 +104,23 @@ _EVALUATION_KEYS = (
 )
 
 
+#: what the analyst sees of a forecast answer: the calibrated bands and how they did against
+#: the baselines (the raw bands and the per-step calibration state stay out of the prompt).
+_FORECAST_KEYS = (
+    "symbol",
+    "version",
+    "horizon",
+    "last_bar",
+    "points",
+    "bands",
+    "coverage_80",
+    "coverage_95",
+    "interval_score_ratio",
+    "best_baseline",
+    "baseline_beats_model",
+)
+
+
 class Analyst:
     """Answers trading questions about a symbol, grounded and audited."""
 
@@ -144,6 +162,8 @@ class Analyst:
                 forecast = self._forecast(symbol)
             elif past is not None:
                 forecast = _forecast_from(past, symbol, bars)
+            if forecast is not None:
+                forecast = {k: forecast[k] for k in _FORECAST_KEYS if k in forecast}
         except KitradeError as exc:
             _log.warning("no forecast for %s: %s", symbol, exc.message)
         day = as_of.date().isoformat() if as_of is not None else None
@@ -324,10 +344,19 @@ def _forecast_from(version: Any, symbol: str, bars: Any) -> dict[str, Any]:
     out = model.predict_many(
         [to_training_frame(symbol, bars.tail(max(model.config.input_size, 2)))]
     )[0]
+    state = model.calibration.get(symbol)
+    if state is not None:  # as calibrated at the end of its evaluation: known by then
+        factors = ConformalState.from_json(state).summary().levels
+        bands = calibrated(
+            {c: out[c].to_numpy() for c in out.columns if c != "ds"},
+            {k: level.factor[: len(out)] for k, level in factors.items()},
+        )
+        out = out.assign(**bands)
     return {
         "symbol": symbol,
         "version": version.version,
         "horizon": len(out),
         "last_bar": bars["ts"].iloc[-1].isoformat(),
+        "bands": "calibrated" if state is not None else "raw",
         "points": [ForecastPoint(**r).model_dump(mode="json") for r in out.to_dict("records")],
     }

@@ -43,6 +43,7 @@ __all__ = [
     "EvaluationReport",
     "MethodMetrics",
     "attach_calibration",
+    "baseline_zoo",
     "evaluate",
     "evaluate_shared",
     "evaluate_windows",
@@ -313,7 +314,13 @@ def probabilistic_scores(
     calibrated = conformal.sequential(raw, actual, origins, calibration_origins=k_cal, state=state)
     state.through = pd.Timestamp(frame["ds"].iloc[-1]).isoformat()
     later = origins[k_cal:]
-    zoo, errors = _baselines(y, later, config)
+    zoo, errors = baseline_zoo(
+        y,
+        later,
+        config.horizon,
+        train_end=len(y) - config.test_size,
+        season_length=config.season_length,
+    )
     methods = {"nhits": raw, "nhits_calibrated": calibrated} | zoo
     steps = np.tile(np.arange(1, h + 1), len(later))
     y_later = actual[k_cal:].reshape(-1)
@@ -338,11 +345,11 @@ def probabilistic_scores(
     return report, state
 
 
-def _baselines(
-    y: np.ndarray, origins: np.ndarray, config: NHITSConfig
+def baseline_zoo(
+    y: np.ndarray, origins: np.ndarray, horizon: int, *, train_end: int, season_length: int
 ) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, str]]:
-    """Each baseline's forecasts from ``origins`` (fitted on the training part only), and the
-    reason for each one that could not run."""
+    """Each baseline's forecasts from ``origins`` (fitted on ``y[:train_end]`` only), and the
+    reason for each one that could not run (e.g. GARCH on too few returns)."""
     from kitrade.training import baselines  # arch, statsforecast: only when evaluating
 
     out: dict[str, dict[str, np.ndarray]] = {}
@@ -352,9 +359,9 @@ def _baselines(
             out |= baselines.baseline_forecasts(
                 y,
                 origins,
-                config.horizon,
-                train_end=len(y) - config.test_size,
-                season_length=config.season_length,
+                horizon,
+                train_end=train_end,
+                season_length=season_length,
                 names=(name,),
             )
         except Exception as exc:  # noqa: BLE001 - a baseline that fails is reported, not fatal
