@@ -200,6 +200,11 @@ class Settings(BaseSettings):
     train_max_steps: int | None = Field(
         None, ge=1, le=100_000, description="Override NHITS max steps for every symbol."
     )
+    train_target: Literal["level", "log_return"] = Field(
+        "level",
+        description="What NHITS forecasts: `level` (prices) or `log_return` (cumulative log "
+        "returns, converted back to price levels and bands; prices must be above 0).",
+    )
     train_distributed_min_bars: int = Field(
         2_000_000,
         ge=0,

@@ -59,18 +59,45 @@ def train_cmd(
             "both: each symbol keeps the better (default: KITRADE_MODEL_SCOPE)"
         ),
     ] = None,
+    targets: Annotated[
+        str | None,
+        typer.Option(
+            help="What NHITS forecasts: level, log_return, or both as level,log_return (each "
+            "trained and gated in turn: the better by the gate ends active; default: "
+            "KITRADE_TRAIN_TARGET)"
+        ),
+    ] = None,
 ) -> None:
     """Train NHITS models on Ray with live progress; gate and register each version."""
     if scope is not None and scope not in ("symbol", "shared", "both"):
         raise InvalidInputError(f"--scope: expected symbol, shared or both, was {scope!r}")
+    wanted: list[str | None] = [t.strip() for t in (targets or "").split(",") if t.strip()]
+    wanted = wanted or [None]
+    bad = [t for t in wanted if t not in (None, "level", "log_return")]
+    if bad or len(set(wanted)) != len(wanted):
+        raise InvalidInputError(
+            f"--targets: expected level, log_return or level,log_return, was {targets!r}"
+        )
     settings = deps.settings()
     from kitrade.cluster import connect  # ray: only when training
     from kitrade.services import training  # psycopg: not needed for --help
 
     training.prepare(settings)
     connect()
-    report = train_live(settings, symbols or None, force=force, max_steps=max_steps, scope=scope)
-    if report.status != "done":
+    failed = False
+    for i, target in enumerate(wanted):
+        if target is not None:
+            out.print(f"target {target}:")
+        report = train_live(
+            settings,
+            symbols or None,
+            force=force or i > 0,  # the second target retrains what the first just trained
+            max_steps=max_steps,
+            scope=scope,
+            target=target,
+        )
+        failed = failed or report.status != "done"
+    if failed:
         raise typer.Exit(code=6)
 
 
@@ -81,6 +108,7 @@ def train_live(
     force: bool,
     max_steps: int | None,
     scope: str | None = None,
+    target: str | None = None,
 ) -> Any:
     """Train with a live progress table, then print the versions; the run's report."""
     from kitrade.services import training  # psycopg: not needed for --help
@@ -103,6 +131,7 @@ def train_live(
             run_id=run_id,
             on_update=redraw,
             scope=scope,
+            target=target,
         )
         last["t"] = 0.0
         redraw()

@@ -35,9 +35,12 @@ __all__ = [
 ]
 
 
-def overrides_for(max_steps: int | None) -> dict[str, Any] | None:
-    """NHITS config overrides for a step cap (None: the configured model as is)."""
-    return {"max_steps": max_steps} if max_steps else None
+def overrides_for(max_steps: int | None, target: str | None = None) -> dict[str, Any] | None:
+    """NHITS config overrides for a step cap and a target (None: the configured model as is)."""
+    over: dict[str, Any] = {"max_steps": max_steps} if max_steps else {}
+    if target is not None:
+        over["target"] = target
+    return over or None
 
 
 def new_run_id() -> str:
@@ -62,6 +65,7 @@ def train(
     trigger: str = "manual",
     on_update: Callable[[], None] | None = None,
     scope: str | None = None,
+    target: str | None = None,
 ) -> TrainAllReport:
     """Train ``symbols`` (default: every active one) on the connected cluster, gate each version.
 
@@ -76,6 +80,9 @@ def train(
         scope: ``symbol``, ``shared`` (one model per group: ``KITRADE_MODEL_GROUPS``, else
             per timeframe; a group with a member to train trains whole) or ``both`` (each
             symbol gets the better of the two); default ``settings.model_scope``.
+        target: ``level`` or ``log_return`` (default ``settings.train_target``); training
+            one target after the other gates each against the active version, so the better
+            by the gate's rule ends active.
     """
     from kitrade.training.runs import train_all  # ray + torch: only when training
 
@@ -83,7 +90,7 @@ def train(
         settings,
         symbols,
         force=force,
-        overrides=overrides_for(max_steps),
+        overrides=overrides_for(max_steps, target),
         run_id=run_id,
         trigger=trigger,
         on_update=on_update,

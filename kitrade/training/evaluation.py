@@ -437,7 +437,8 @@ def fit_and_evaluate(
         devices=devices,
         trainer_kwargs=trainer_kwargs,
     )
-    nf.fit(df=_int_frame(frame.iloc[: len(frame) - config.test_size]), val_size=config.val_size)
+    train = _int_frame(frame.iloc[: len(frame) - config.test_size], config)
+    nf.fit(df=train, val_size=config.val_size)
     model = FittedModel(nf=nf, config=config, history=frame)
     report = evaluate_windows(frame, rolling_forecasts(model, frame), config)
     attach_calibration(model, {str(frame["unique_id"].iloc[0]): report})
@@ -545,7 +546,7 @@ def prepare_shared(frames: list[pd.DataFrame], config: NHITSConfig) -> list[pd.D
 
 def shared_train_frame(prepared: list[pd.DataFrame], config: NHITSConfig) -> pd.DataFrame:
     """What a shared model trains on: every series minus its ``test_size`` tail, integer ``ds``."""
-    train = pd.concat([_int_frame(f.iloc[: len(f) - config.test_size]) for f in prepared])
+    train = pd.concat([_int_frame(f.iloc[: len(f) - config.test_size], config) for f in prepared])
     return train.reset_index(drop=True)
 
 

@@ -60,7 +60,14 @@ import pandas as pd
 from kitrade.errors import InvalidInputError, TooShortError
 from kitrade.training.spec import NHITSConfig, min_bars
 
-__all__ = ["FittedModel", "check_length", "fit", "future_timestamps"]
+__all__ = [
+    "FittedModel",
+    "check_length",
+    "fit",
+    "from_model_space",
+    "future_timestamps",
+    "to_model_space",
+]
 
 _log = logging.getLogger(__name__)
 _ALIAS = "NHITS"
@@ -263,12 +270,36 @@ def _rearranged(values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {k: stacked[:, i] for i, k in enumerate(_ORDER)}
 
 
-def _int_frame(frame: pd.DataFrame) -> pd.DataFrame:
+def to_model_space(y: np.ndarray, config: NHITSConfig) -> np.ndarray:
+    """Prices as the network sees them: as they are, or their logs for ``target="log_return"``.
+
+    A log price window, scaled by the network's per-window scaler (which removes its level),
+    is the window's cumulative log returns: the network forecasts cumulative log returns.
+
+    Raises:
+        InvalidInputError: ``log_return`` on a series with a price at or below zero.
+    """
+    y = np.asarray(y, dtype="float64")
+    if config.target == "level":
+        return y
+    if (y <= 0).any():
+        raise InvalidInputError(
+            f"target log_return: expected prices > 0, was {int((y <= 0).sum())} at or below 0"
+        )
+    return np.log(y)
+
+
+def from_model_space(values: np.ndarray, config: NHITSConfig) -> np.ndarray:
+    """The network's outputs back as price levels (quantiles map through ``exp`` exactly)."""
+    return values if config.target == "level" else np.exp(values)
+
+
+def _int_frame(frame: pd.DataFrame, config: NHITSConfig) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "unique_id": frame["unique_id"].to_numpy(),
             "ds": np.arange(len(frame), dtype="int64"),
-            "y": frame["y"].to_numpy(dtype="float64"),
+            "y": to_model_space(frame["y"].to_numpy(dtype="float64"), config),
         }
     )
 
@@ -367,7 +398,7 @@ class FittedModel:
         parts = []
         model.eval()
         for start in range(0, len(tails), batch):
-            chunk = np.asarray(tails[start : start + batch], dtype="float32")
+            chunk = to_model_space(tails[start : start + batch], self.config).astype("float32")
             temporal = torch.zeros(len(chunk), size + h, 2, 1, device=device)
             temporal[:, :size, 0, 0] = torch.from_numpy(chunk).to(device)
             temporal[:, :size, 1, 0] = 1.0
@@ -384,6 +415,7 @@ class FittedModel:
                 )
             parts.append(y_hat.reshape(len(chunk), h, -1).cpu().numpy().astype("float64"))
         arr = np.concatenate(parts) if parts else np.zeros((0, h, len(names)))
+        arr = from_model_space(arr, self.config)
         flat = _rearranged({k: arr[:, :, j].reshape(-1) for k, j in index.items()})
         return {k: v.reshape(len(arr), h) for k, v in flat.items()}
 
@@ -391,8 +423,13 @@ class FittedModel:
         """neuralforecast's own predict (builds a Trainer): the reference ``predict_many`` matches."""
         horizon = horizon or self.config.horizon
         tail = frame.iloc[-(self.config.input_size + 1) :]
-        fc = self.nf.predict(df=_int_frame(tail))
-        vals = _rearranged({k: fc[v].to_numpy(dtype="float64")[:horizon] for k, v in _COLS.items()})
+        fc = self.nf.predict(df=_int_frame(tail, self.config))
+        vals = _rearranged(
+            {
+                k: from_model_space(fc[v].to_numpy(dtype="float64")[:horizon], self.config)
+                for k, v in _COLS.items()
+            }
+        )
         out = pd.DataFrame({k: vals[k] for k in _COLS})
         out.insert(0, "ds", future_timestamps(frame["ds"], horizon))
         return out
@@ -504,5 +541,5 @@ def fit(
         devices=devices,
         trainer_kwargs=trainer_kwargs,
     )
-    nf.fit(df=_int_frame(frame), val_size=config.val_size)
+    nf.fit(df=_int_frame(frame, config), val_size=config.val_size)
     return FittedModel(nf=nf, config=config, history=frame)

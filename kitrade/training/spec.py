@@ -5,7 +5,7 @@ No torch, no Ray: these are plain models and dicts.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -50,6 +50,12 @@ class NHITSConfig(BaseModel):
     )
     step_size: int = Field(1, ge=1, description="bars between evaluation origins")
     season_length: int = Field(24, ge=1, description="for the seasonal-naive baseline")
+    target: Literal["level", "log_return"] = Field(
+        "level",
+        description="`level`: the network forecasts prices; `log_return`: it forecasts log "
+        "prices, i.e. cumulative log returns from its input window's level (the window scaler "
+        "removes the level), converted back to price levels and bands (prices must be > 0)",
+    )
     conformal_gamma: float = Field(
         0.02, ge=0, le=0.5, description="adaptive conformal step size of the band calibration"
     )

@@ -251,10 +251,12 @@ def gate_said(decision: GateDecision | None) -> str:
 def training_config(
     settings: Settings, timeframe: str, bars: int, overrides: dict[str, Any] | None
 ) -> NHITSConfig:
-    """The timeframe's defaults with ``overrides`` and the ``TRAIN_MAX_STEPS`` cap applied."""
+    """The timeframe's defaults with ``overrides``, the ``TRAIN_MAX_STEPS`` cap and the
+    ``TRAIN_TARGET`` applied (an override wins)."""
     over = dict(overrides or {})
     if settings.train_max_steps is not None:
         over.setdefault("max_steps", settings.train_max_steps)
+    over.setdefault("target", settings.train_target)
     return default_config(timeframe, bars, **over)
 
 
