@@ -205,7 +205,13 @@ def versions_table(rows: Iterable[Any]) -> Table:
     model, the group named), their metrics against the naive baselines and, where stored
     (``quality``, a ``ModelQuality``), calibrated coverage against target and the baseline
     that beats NHITS on every score (``best``)."""
-    table = Table(*_VERSION_COLUMNS, title="model versions")
+    rows = list(rows)
+    longest = max((len(v.version) for v in rows), default=0)
+    table = Table(title="model versions")
+    for col in _VERSION_COLUMNS:
+        # a version id is what the user copies into promote / --compare: never cut it
+        is_version = col == "version"
+        table.add_column(col, no_wrap=is_version, min_width=longest if is_version else None)
     for v in rows:
         m = v.metrics or {}
         q = getattr(v, "quality", None)  # versions evaluated before band scores have none
