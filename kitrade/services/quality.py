@@ -125,10 +125,11 @@ def _better(score: str, a: float, b: float) -> bool:
 
 
 def _beats_on_every_score(a: ProbScores, b: ProbScores) -> bool:
-    """``a`` better than ``b`` on every compared score both have (at least one)."""
+    """``a`` better than ``b`` on every compared score ``b`` has (at least one); a score
+    ``a`` lacks is one it does not beat ``b`` on."""
     pairs = [(s, getattr(a, s), getattr(b, s)) for s in COMPARED_SCORES]
-    both = [(s, x, y) for s, x, y in pairs if x is not None and y is not None]
-    return bool(both) and all(_better(s, x, y) for s, x, y in both)
+    scored = [(s, x, y) for s, x, y in pairs if y is not None]
+    return bool(scored) and all(x is not None and _better(s, x, y) for s, x, y in scored)
 
 
 def _reference(report: ProbabilisticReport) -> ProbScores | None:

@@ -155,4 +155,6 @@ def test_the_model_table_shows_calibrated_coverage_against_target_and_the_beatin
     assert old.get_attribute("data-quality") == "none"
     page.get_by_test_id("models-table").scroll_into_view_if_needed()
     page.screenshot(path=artifacts / "21-model-quality.png", full_page=True)
+    row = page.get_by_test_id(f"model-{versions['beaten']}")
+    row.screenshot(path=artifacts / "22-model-quality-beaten-row.png")
     assert console == []

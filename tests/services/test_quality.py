@@ -206,6 +206,15 @@ def test_every_baseline_that_beats_nhits_is_named_the_one_winning_most_scores_fi
     )
 
 
+def test_a_baseline_without_a_score_nhits_has_does_not_beat_it_on_every_score():
+    rep = report(GARCH_BEATS, GARCH_WINNERS)
+    rep.methods["rw_garch"] = rep.methods["rw_garch"].model_copy(update={"coverage_95": None})
+    assert quality.baselines_beating(rep) == []
+    nhits = rep.methods["nhits_calibrated"].model_copy(update={"coverage_95": None})
+    rep.methods["nhits_calibrated"] = nhits  # a score neither has is not compared
+    assert quality.baselines_beating(rep) == ["rw_garch"]
+
+
 def test_coverage_exactly_three_points_off_is_not_a_miss():
     table = {**NHITS_HOLDS, "nhits_calibrated": (0.77, 0.98, 0.029, 0.041, 0.008, 0.0081)}
     q = quality.model_quality({"probabilistic": report(table, NHITS_WINNERS).model_dump()})
