@@ -38,6 +38,7 @@ from kitrade.schemas import (
     KnowledgeDocument,
     KnowledgePassage,
     KnowledgeUrl,
+    ModelEvaluationOut,
     ModelVersionOut,
     RunProgress,
     ScoreSummaryOut,
@@ -193,6 +194,16 @@ class Client:
         (``symbol``: own model, ``shared``: a group's model) and group."""
         rows = self._req("GET", "/api/v1/models", params={"symbol": symbol} if symbol else None)
         return [ModelVersionOut(**r) for r in rows]
+
+    def model_evaluation(self, symbol: str, version: str | None = None) -> ModelEvaluationOut:
+        """A version's forecast quality (default: the active version): NHITS raw and
+        calibrated against each baseline on every score with the winner per score, the
+        calibration, and the sentence saying whether a baseline beats NHITS on every score.
+        ``probabilistic`` and ``calibration`` are None for versions evaluated before them."""
+        params = {"version": version} if version else None
+        return ModelEvaluationOut(
+            **self._req("GET", f"/api/v1/models/{symbol}/evaluation", params=params)
+        )
 
     def promote(self, symbol: str, version: str) -> ModelVersionOut:
         """Activate a version."""

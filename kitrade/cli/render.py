@@ -17,8 +17,12 @@ __all__ = [
     "backtest_metrics_table",
     "backtests_table",
     "bars_table",
+    "calibration_table",
+    "coverage_cell",
     "documents_table",
     "err",
+    "evaluation_lines",
+    "evaluation_table",
     "fmt",
     "fmt_ts",
     "forecast_quality_table",
@@ -181,16 +185,36 @@ _VERSION_COLUMNS = (
     "cov95",
     "dir acc",
     "vs naive",
+    "cal80",
+    "cal95",
+    "best",
     "reason",
 )
 
 
+def coverage_cell(band: Any) -> str:
+    """A ``BandCoverage`` as ``79.6/80``, red when it misses its target by more than 3
+    points; ``-`` when there is none."""
+    if band is None or band.coverage is None:
+        return "-"
+    return f"[red]{band.text}[/]" if band.miss else band.text
+
+
 def versions_table(rows: Iterable[Any]) -> Table:
     """Model versions with their scope (``symbol``: own model, ``shared``: its group's
-    model, the group named) and their metrics against the naive baselines."""
-    table = Table(*_VERSION_COLUMNS, title="model versions")
+    model, the group named), their metrics against the naive baselines and, where stored
+    (``quality``, a ``ModelQuality``), calibrated coverage against target and the baseline
+    that beats NHITS on every score (``best``)."""
+    rows = list(rows)
+    longest = max((len(v.version) for v in rows), default=0)
+    table = Table(title="model versions")
+    for col in _VERSION_COLUMNS:
+        # a version id is what the user copies into promote / --compare: never cut it
+        is_version = col == "version"
+        table.add_column(col, no_wrap=is_version, min_width=longest if is_version else None)
     for v in rows:
         m = v.metrics or {}
+        q = getattr(v, "quality", None)  # versions evaluated before band scores have none
         model = m.get("model") or {}
         snaive = m.get("seasonal_naive") or {}
         verdict = m.get("verdict") or (
@@ -212,9 +236,119 @@ def versions_table(rows: Iterable[Any]) -> Table:
             fmt(model.get("coverage_95"), ".0%"),
             fmt(model.get("directional_accuracy"), ".0%"),
             verdict or "-",
-            (v.reason or "")[:70],
+            coverage_cell(q and q.coverage_80),
+            coverage_cell(q and q.coverage_95),
+            (q and q.best) or "-",
+            escape((v.reason or "")[:70]),
         )
     return table
+
+
+def _cell(value: float | None, spec: str, won: bool) -> str:
+    text = fmt(value, spec)
+    return f"[bold green]{text} *[/]" if won and value is not None else text
+
+
+#: (header, score, format) of the evaluation table's score columns after the coverages.
+_EVAL_SCORES = (
+    ("IS 80", "interval_score_80", "#.4g"),
+    ("IS 95", "interval_score_95", "#.4g"),
+    ("pinball", "pinball", "#.4g"),
+    ("width 80", "width_80", "#.4g"),
+    ("MAE", "mae", "#.4g"),
+)
+#: (header, key) of the skill columns: 1 - score / the empirical random walk's.
+_SKILLS = (
+    ("skill IS80", "interval_score_80"),
+    ("skill IS95", "interval_score_95"),
+    ("skill pinball", "pinball"),
+)
+
+
+def evaluation_table(ev: Any) -> Table:
+    """Every method's scores on the same origins, the winner of each score marked ``*`` (a
+    ``ModelEvaluationOut`` with ``probabilistic`` set)."""
+    from kitrade.schemas import BandCoverage  # pydantic: not needed for --help
+
+    report = ev.probabilistic
+    table = Table(title=f"{ev.symbol} {ev.version}: every method on the same origins")
+    table.add_column("method")
+    for header in ("cov 80", "cov 95", *(h for h, _, _ in _EVAL_SCORES), *(h for h, _ in _SKILLS)):
+        table.add_column(header, justify="right")
+    for method, label in ev.labels.items():
+        sc = report.methods.get(method)
+        if sc is None:
+            table.add_row(escape(label), *["-"] * (2 + len(_EVAL_SCORES) + len(_SKILLS)))
+            continue
+        won = {score for score, m in report.winners.items() if m == method}
+        covs = []
+        for score, target in (("coverage_80", 0.8), ("coverage_95", 0.95)):
+            cell = coverage_cell(BandCoverage.of(getattr(sc, score), target))
+            covs.append(f"[bold]{cell} *[/]" if score in won and cell != "-" else cell)
+        table.add_row(
+            escape(label),
+            *covs,
+            *(_cell(getattr(sc, key), spec, key in won) for _, key, spec in _EVAL_SCORES),
+            *(fmt(sc.skill.get(key), "+.3f") for _, key in _SKILLS),
+        )
+    return table
+
+
+def calibration_table(cal: Any) -> Table:
+    """How the served bands are calibrated (a ``CalibrationSummary``): per level, the
+    current miscoverage level and widening factor, averaged over the forecast steps."""
+
+    def mean(xs: list[Any]) -> float | None:
+        return sum(xs) / len(xs) if xs else None
+
+    table = Table(
+        title=escape(f"calibration: {cal.method}"),
+        caption=escape(
+            f"gamma {cal.gamma:g}, window {cal.window}, {cal.updates} online updates, "
+            f"through {cal.through or '-'}"
+        ),
+    )
+    table.add_column("level")
+    for col in ("target alpha", "mean alpha", "alpha range", "mean factor", "scores", "steps"):
+        table.add_column(col, justify="right")
+    for name, lv in cal.levels.items():
+        table.add_row(
+            f"{name} %",
+            fmt(1 - lv.nominal, ".3f"),
+            fmt(mean(lv.alpha), ".3f"),
+            f"{fmt(min(lv.alpha, default=None))}-{fmt(max(lv.alpha, default=None))}",
+            fmt(mean(lv.factor), "+.3f"),
+            f"{min(lv.n_scores, default=0)}-{max(lv.n_scores, default=0)}",
+            str(len(lv.alpha)),
+        )
+    return table
+
+
+def evaluation_lines(ev: Any) -> None:
+    """Print a version's evaluation: point verdict, the methods' table, what did not run,
+    the calibration and the plain sentence (a ``ModelEvaluationOut``)."""
+    p = ev.point
+    out.print(
+        escape(
+            f"{ev.symbol} {ev.version} [{ev.status}]  point forecast: rMAE {fmt(p.rmae)}, "
+            f"{p.verdict or '-'} (DM p {fmt(p.dm_pvalue, '.3g')}, {p.n_origins or '-'} origins)"
+        ),
+        highlight=False,
+    )
+    report = ev.probabilistic
+    if report is not None:
+        out.print(
+            f"band scores on {report.origins} origins ({report.eval_start} to "
+            f"{report.eval_end}, {report.points} points) after {report.calibration_origins} "
+            "calibration origins; * best on that score (coverage: closest to its target, "
+            "red: more than 3 points off; others: lowest)",
+            highlight=False,
+        )
+        out.print(evaluation_table(ev))
+        for method, why in report.baseline_errors.items():
+            out.print(f"  {escape(ev.labels.get(method, method))} not run: {escape(why)}")
+    out.print(calibration_table(ev.calibration) if ev.calibration else "calibration: -")
+    out.print(ev.summary, highlight=False)
 
 
 def documents_table(docs: Iterable[dict[str, Any]]) -> Table:

@@ -10,7 +10,7 @@ from rich.live import Live
 from rich.table import Table
 
 from kitrade.cli import deps
-from kitrade.cli.render import out, progress_table, versions_table
+from kitrade.cli.render import evaluation_lines, out, progress_table, versions_table
 from kitrade.errors import InvalidInputError
 
 if TYPE_CHECKING:
@@ -34,14 +34,15 @@ def _snapshot(settings: Settings, run_id: str | None = None) -> dict[str, Any]:
 
 
 def print_versions(settings: Settings, symbols: list[str] | None) -> None:
-    """Print model versions (the newest 20 per symbol, or the newest 500)."""
-    from kitrade.services import training  # psycopg: not needed for --help
+    """Print model versions (the newest 20 per symbol, or the newest 500) with their band
+    quality."""
+    from kitrade.services import quality  # psycopg: not needed for --help
 
     with deps.store(settings) as db:
         rows = (
-            training.versions(db, symbols=symbols, limit=20)
+            quality.versions(db, symbols=symbols, limit=20)
             if symbols
-            else training.versions(db, limit=500)
+            else quality.versions(db, limit=500)
         )
     out.print(versions_table(rows))
 
@@ -164,14 +165,46 @@ def progress_cmd(
             live.update(progress_table(snap))
 
 
-def models_cmd(symbol: Annotated[str | None, typer.Argument()] = None) -> None:
-    """List model versions with their metrics against the naive baselines."""
+def models_cmd(
+    symbol: Annotated[str | None, typer.Argument()] = None,
+    compare: Annotated[
+        bool,
+        typer.Option(
+            "--compare",
+            help="One version's scores: NHITS raw and calibrated against each baseline on "
+            "the same origins, the winner per score, and the calibration (needs SYMBOL)",
+        ),
+    ] = False,
+    version: Annotated[
+        str | None, typer.Option(help="With --compare: the version (default: the active one)")
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="With --compare: the JSON the API answers")
+    ] = False,
+) -> None:
+    """List model versions with their metrics against the naive baselines and their band
+    quality (calibrated coverage beside its target; `best`: a baseline that beats NHITS on
+    every score); with --compare, one version's scores against every baseline."""
+    if not compare and (version is not None or as_json):
+        raise InvalidInputError("--version and --json: expected with --compare")
     settings = deps.settings()
     if symbol is not None:
         from kitrade.schemas import validate_symbol  # pydantic: not needed for --help
 
         validate_symbol(symbol)
-    print_versions(settings, [symbol] if symbol else None)
+    if not compare:
+        print_versions(settings, [symbol] if symbol else None)
+        return
+    if symbol is None:
+        raise InvalidInputError("--compare: expected a SYMBOL")
+    from kitrade.services import quality  # psycopg: not needed for --help
+
+    with deps.store(settings) as db:
+        ev = quality.evaluation(db, symbol=symbol, version=version)
+    if as_json:
+        out.print_json(ev.model_dump_json())
+    else:
+        evaluation_lines(ev)
 
 
 def promote_cmd(symbol: str, version: str) -> None:

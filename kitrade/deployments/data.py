@@ -23,7 +23,7 @@ from kitrade.schemas import (
     SymbolIn,
     SymbolUpdate,
 )
-from kitrade.services import backtests, catalog, jobs, training
+from kitrade.services import backtests, catalog, jobs, quality, training
 from kitrade.services import sync as sync_service
 
 __all__ = ["DataDeployment"]
@@ -111,7 +111,11 @@ class DataDeployment:
     # ---------------------------------------------------------------- models
     @envelope
     def versions(self, symbol: str | None) -> Any:
-        return training.versions(self._db, symbols=None if symbol is None else [symbol])
+        return quality.versions(self._db, symbols=None if symbol is None else [symbol])
+
+    @envelope
+    def evaluation(self, symbol: str, version: str | None) -> Any:
+        return quality.evaluation(self._db, symbol=symbol, version=version)
 
     @envelope
     def promote(self, symbol: str, version: str) -> Any:

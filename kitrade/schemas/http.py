@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from kitrade.schemas.domain import SymbolName, VersionId
+from kitrade.schemas.quality import CalibrationSummary, ProbabilisticReport
 
 
 def _calendar_date(value: str) -> str:
@@ -152,6 +153,54 @@ class RunProgress(_Out):
     eta_s: float | None = None
 
 
+#: A band's coverage further than this from its target misses it (issue 19's band rule).
+COVERAGE_TOLERANCE = 0.03
+
+
+class BandCoverage(BaseModel):
+    """Calibrated NHITS's coverage at one band level, beside its target."""
+
+    target: float = Field(..., description="nominal coverage", examples=[0.8])
+    coverage: float | None = Field(
+        ..., description="share of actuals inside the calibrated band on the scored origins"
+    )
+    miss: bool | None = Field(
+        ..., description="more than 3 points from the target (null: no coverage stored)"
+    )
+    text: str = Field(..., description="coverage beside target in percent", examples=["79.6/80"])
+
+    @classmethod
+    def of(cls, coverage: float | None, target: float) -> BandCoverage:
+        """``coverage`` judged against ``target``: a miss is more than
+        ``COVERAGE_TOLERANCE`` away (rounded to a thousandth of a point, so that 0.77
+        against 0.80 is not a floating-point miss)."""
+        pct = f"{target * 100:.0f}"
+        if coverage is None:
+            return cls(target=target, coverage=None, miss=None, text=f"-/{pct}")
+        miss = round(abs(coverage - target) * 100, 3) > COVERAGE_TOLERANCE * 100
+        return cls(target=target, coverage=coverage, miss=miss, text=f"{coverage * 100:.1f}/{pct}")
+
+
+class ModelQuality(BaseModel):
+    """A version's headline band quality: calibrated coverage against its targets, and the
+    baselines (if any) that beat NHITS on every score."""
+
+    coverage_80: BandCoverage
+    coverage_95: BandCoverage
+    beaten_by: list[str] = Field(
+        ...,
+        description="baselines better than calibrated NHITS on every compared score, the one "
+        "winning the most scores first",
+        examples=[["rw_garch"]],
+    )
+    best: str | None = Field(
+        ..., description="short name of the first of `beaten_by`", examples=["GARCH"]
+    )
+    summary: str = Field(
+        ..., examples=["On these 250 origins GARCH(1,1) bands beat NHITS on every score."]
+    )
+
+
 class ModelVersionOut(_Out):
     """One registered model version with its metrics, its scope and its group."""
 
@@ -168,6 +217,46 @@ class ModelVersionOut(_Out):
         description="The shared model's group (an explicit group or a timeframe); null "
         "for an own model.",
         examples=["H1"],
+    )
+    quality: ModelQuality | None = Field(
+        None,
+        description="Headline band quality from `metrics.probabilistic` (listings only); null "
+        "for a version evaluated before band scores were stored.",
+    )
+
+
+class PointSummary(BaseModel):
+    """The point forecast against naive on the evaluation's origins (null: not stored)."""
+
+    rmae: float | None = Field(..., description="MAE / naive's MAE on the same points")
+    mase: float | None
+    verdict: str | None = Field(..., examples=["no better than naive"])
+    dm_pvalue: float | None = Field(..., description="Diebold-Mariano p-value against naive")
+    n_origins: int | None
+
+
+class ModelEvaluationOut(BaseModel):
+    """A version's forecast quality: point verdict, every method's band scores on the same
+    origins with the winner per score, how its bands are calibrated, and the plain sentence.
+
+    `probabilistic`, `calibration` and `quality` are null for a version evaluated before
+    they were stored.
+    """
+
+    symbol: str
+    version: str
+    status: str
+    point: PointSummary
+    probabilistic: ProbabilisticReport | None
+    calibration: CalibrationSummary | None
+    quality: ModelQuality | None
+    labels: dict[str, str] = Field(
+        ...,
+        description="display name of each method of `probabilistic.methods` in table order, "
+        "then of each baseline in `probabilistic.baseline_errors`",
+    )
+    summary: str = Field(
+        ..., examples=["On these 250 origins GARCH(1,1) bands beat NHITS on every score."]
     )
 
 

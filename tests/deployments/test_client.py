@@ -43,6 +43,7 @@ ROUTES = {
     ("POST", "/api/v1/forecast/train-all"): "train_all",
     ("GET", "/api/v1/forecast/training/progress"): "training_progress",
     ("GET", "/api/v1/models"): "models",
+    ("GET", "/api/v1/models/{symbol}/evaluation"): "model_evaluation",
     ("POST", "/api/v1/models/{symbol}/promote"): "promote",
     ("POST", "/api/v1/models/{symbol}/rollback"): "rollback",
     ("GET", "/api/v1/symbols"): "symbols",

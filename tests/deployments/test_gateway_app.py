@@ -122,3 +122,28 @@ def test_writes_need_the_key_from_the_app_state(client):
         headers={"Authorization": f"Bearer {KEY}"},
     )
     assert r.status_code == 422 and "active" in r.json()["message"]
+
+
+def test_the_model_evaluation_route_is_in_the_contract_with_its_answer_and_404(document):
+    op = document["paths"]["/api/v1/models/{symbol}/evaluation"]["get"]
+    assert {"200", "404", "422"} <= set(op["responses"])
+    answer = op["responses"]["200"]["content"]["application/json"]["schema"]
+    assert answer == {"$ref": "#/components/schemas/ModelEvaluationOut"}
+    params = {p["name"]: p for p in op["parameters"]}
+    assert params["symbol"]["schema"]["pattern"] == "^[A-Z0-9._-]{1,20}$"
+    version = params["version"]["schema"]["anyOf"][0]
+    assert version["pattern"].endswith(r"-\d{8}T\d{6}-[0-9a-f]{6}$")
+    schemas = document["components"]["schemas"]
+    ev = schemas["ModelEvaluationOut"]["properties"]
+    assert {"point", "probabilistic", "calibration", "quality", "labels", "summary"} <= set(ev)
+    refs = {r["$ref"] for r in ev["probabilistic"]["anyOf"] if "$ref" in r}
+    assert refs == {"#/components/schemas/ProbabilisticReport"}
+    assert "winners" in schemas["ProbabilisticReport"]["properties"]
+    assert "levels" in schemas["CalibrationSummary"]["properties"]
+    listed = schemas["ModelVersionOut"]["properties"]["quality"]["anyOf"]
+    assert {"$ref": "#/components/schemas/ModelQuality"} in listed
+
+
+def test_a_malformed_version_is_refused_before_the_route_body(client):
+    r = client.get("/api/v1/models/EURUSD/evaluation", params={"version": "latest"})
+    assert r.status_code == 422 and "version" in r.json()["message"]

@@ -76,3 +76,16 @@ def test_models_table_shows_each_versions_scope_and_group():
     assert " shared " in line and " MAJORS " in line
     old = next(x for x in text.splitlines() if "EURUSD-2023" in x)
     assert " symbol " in old and "MAJORS" not in old
+
+
+def test_a_reason_in_brackets_is_printed_not_read_as_markup():
+    v = SimpleNamespace(
+        symbol="GOOG",
+        version="GOOG-20240101T000000-abcdef",
+        status="active",
+        n_bars=10,
+        reason="promoted manually [override]",
+        metrics={},
+    )
+    line = next(x for x in _text([v]).splitlines() if "GOOG-2024" in x)
+    assert "promoted manually [override]" in line

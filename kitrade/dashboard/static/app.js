@@ -529,6 +529,39 @@
     return [rmae, el("td", { text: `${pct(model.coverage_80)} / ${pct(model.coverage_95)}` })];
   }
 
+  /** Calibrated NHITS's coverage beside its target (red: more than 3 points off), and the
+   *  server's sentence when a baseline beats NHITS on every score; "–" for versions evaluated
+   *  before band scores were stored. */
+  function qualityCell(v) {
+    const q = v.quality;
+    if (!q) {
+      return el("td", {
+        "data-testid": "calibrated",
+        "data-quality": "none",
+        class: "muted",
+        title: "evaluated before band scores and baselines were stored",
+        text: "–",
+      });
+    }
+    const band = (b, level) =>
+      el("span", {
+        "data-testid": `cal-${level}`,
+        "data-miss": b.miss ? "1" : "0",
+        class: b.miss ? "cov miss" : "cov",
+        title: b.miss ? `more than 3 points from its ${level} % target` : `within 3 points of its ${level} % target`,
+        text: b.coverage === null ? "–" : b.text,
+      });
+    const beaten = q.beaten_by.length > 0;
+    return el(
+      "td",
+      { "data-testid": "calibrated", "data-quality": beaten ? "beaten" : "nhits", title: q.summary },
+      band(q.coverage_80, "80"),
+      " · ",
+      band(q.coverage_95, "95"),
+      beaten ? el("div", { class: "beaten small", "data-testid": "beaten", text: q.summary }) : null,
+    );
+  }
+
   function scopeCell(v) {
     // `symbol`: the symbol's own model; `shared`: one model trained on all the symbols of its group
     const shared = v.scope === "shared";
@@ -566,13 +599,14 @@
         el("td", {}, badge(v.status)),
         scopeCell(v),
         ...metricCells(v),
+        qualityCell(v),
         el("td", { class: "reason", "data-testid": "reason", text: v.reason || "" }),
         el("td", {}, action),
       );
     });
     $("models-rows").replaceChildren(...rows);
     if (!versions.length) {
-      $("models-rows").append(el("tr", {}, el("td", { colspan: 7, class: "muted", text: "no model yet: train one" })));
+      $("models-rows").append(el("tr", {}, el("td", { colspan: 8, class: "muted", text: "no model yet: train one" })));
     }
   }
 

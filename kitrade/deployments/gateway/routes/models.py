@@ -1,4 +1,4 @@
-"""Model versions: list, promote, roll back."""
+"""Model versions: list, their forecast quality, promote, roll back."""
 
 # No `from __future__ import annotations`: FastAPI reads the routes' annotations at run time.
 from typing import Annotated, Any
@@ -12,6 +12,8 @@ from kitrade.deployments.gateway.http_errors import responses
 from kitrade.errors import NotFoundError
 from kitrade.schemas import (
     SYMBOL_PATTERN,
+    VERSION_PATTERN,
+    ModelEvaluationOut,
     ModelVersionOut,
     PromoteBody,
     RollbackBody,
@@ -44,6 +46,28 @@ async def models(
 ) -> Any:
     """Model versions with metrics, scope (`symbol` or `shared`) and group (newest first)."""
     return await retry.read(gw.data, "versions", symbol)
+
+
+@router.get(
+    "/api/v1/models/{symbol}/evaluation",
+    dependencies=[Depends(read_access)],
+    response_model=ModelEvaluationOut,
+    responses=responses(404),
+)
+async def evaluation(
+    gw: GatewayDep,
+    symbol: SymbolPath,
+    version: Annotated[
+        str | None,
+        Query(
+            pattern=VERSION_PATTERN, description="one of the symbol's versions (default: active)"
+        ),
+    ] = None,
+) -> Any:
+    """A version's forecast quality: NHITS raw and calibrated against each baseline on every
+    score, the winner per score, the calibration, and the sentence saying whether a baseline
+    beats NHITS on every score. 404: unknown symbol, or a version that is not the symbol's."""
+    return await retry.read(gw.data, "evaluation", symbol, _own(symbol, version))
 
 
 @router.post(
