@@ -25,11 +25,9 @@ from kitrade.schemas import (
     ModelVersionOut,
     PointSummary,
     ProbabilisticReport,
-    ProbScores,
 )
-from kitrade.schemas.quality import COMPARED_SCORES
 from kitrade.services import training
-from kitrade.training import registry
+from kitrade.training import registry, scores
 
 if TYPE_CHECKING:
     from kitrade.data.db import Database
@@ -117,37 +115,10 @@ def read_calibration(metrics: dict[str, Any]) -> CalibrationSummary | None:
     return _read(CalibrationSummary, metrics, "calibration")
 
 
-def _better(score: str, a: float, b: float) -> bool:
-    """``a`` strictly better than ``b``: closer to nominal for coverage, lower otherwise."""
-    if score in NOMINAL:
-        return abs(a - NOMINAL[score]) < abs(b - NOMINAL[score])
-    return a < b
-
-
-def _beats_on_every_score(a: ProbScores, b: ProbScores) -> bool:
-    """``a`` better than ``b`` on every compared score ``b`` has (at least one); a score
-    ``a`` lacks is one it does not beat ``b`` on."""
-    pairs = [(s, getattr(a, s), getattr(b, s)) for s in COMPARED_SCORES]
-    scored = [(s, x, y) for s, x, y in pairs if y is not None]
-    return bool(scored) and all(x is not None and _better(s, x, y) for s, x, y in scored)
-
-
-def _reference(report: ProbabilisticReport) -> ProbScores | None:
-    """The NHITS the zoo is held against: calibrated (the served bands), else raw."""
-    return report.methods.get(NHITS_CALIBRATED) or report.methods.get(NHITS_RAW)
-
-
 def baselines_beating(report: ProbabilisticReport) -> list[str]:
     """Baselines better than NHITS (calibrated) on every compared score; the one that wins
-    the most scores in ``report.winners`` first."""
-    nhits = _reference(report)
-    if nhits is None:
-        return []
-    zoo = [m for m in report.methods if m not in (NHITS_RAW, NHITS_CALIBRATED)]
-    beating = [m for m in zoo if _beats_on_every_score(report.methods[m], nhits)]
-    wins = {m: sum(1 for w in report.winners.values() if w == m) for m in beating}
-    order = {m: i for i, m in enumerate(method_order(report))}
-    return sorted(beating, key=lambda m: (-wins[m], order[m]))
+    the most scores in ``report.winners`` first (``scores.baselines_beating``)."""
+    return scores.baselines_beating(report.methods, report.winners)
 
 
 def _join(names: Sequence[str]) -> str:

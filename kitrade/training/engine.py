@@ -87,7 +87,8 @@ def _quality(metrics: dict[str, Any]) -> dict[str, Any]:
     }
     if not metrics.get("probabilistic"):
         return out
-    methods = ProbabilisticReport(**metrics["probabilistic"]).methods
+    report = ProbabilisticReport(**metrics["probabilistic"])
+    methods = report.methods
     mine = methods.get(MODEL)
     best = best_baseline(methods)
     if mine is None:
@@ -100,7 +101,7 @@ def _quality(metrics: dict[str, Any]) -> dict[str, Any]:
         "coverage_95": mine.coverage_95,
         "interval_score_ratio": ratio,
         "best_baseline": best,
-        "baseline_beats_model": dominating_baseline(methods),
+        "baseline_beats_model": dominating_baseline(methods, report.winners),
     }
 
 

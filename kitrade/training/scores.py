@@ -34,6 +34,8 @@ __all__ = [
     "BASELINE_NAMES",
     "MODEL",
     "REFERENCE",
+    "baselines_beating",
+    "beats_on_every_score",
     "best_baseline",
     "compare",
     "dominating_baseline",
@@ -160,30 +162,42 @@ def compare(methods: dict[str, ProbScores]) -> tuple[dict[str, ProbScores], dict
     return out, winners
 
 
-def _at_least_as_good(b: ProbScores, a: ProbScores, score: str) -> bool:
-    """Whether ``b`` scores at least as well as ``a`` on ``score`` (False if either lacks it)."""
-    vb, va = getattr(b, score), getattr(a, score)
-    if vb is None or va is None:
-        return False
+def _better(score: str, a: float, b: float) -> bool:
+    """``a`` strictly better than ``b`` at ``score``: closer to nominal for coverage, lower
+    otherwise."""
     if score in LOWER_IS_BETTER:
-        return bool(vb <= va)
+        return a < b
     nominal = 0.8 if score == "coverage_80" else 0.95
-    return bool(abs(vb - nominal) <= abs(va - nominal))
+    return abs(a - nominal) < abs(b - nominal)
 
 
-def dominating_baseline(methods: Mapping[str, ProbScores], model: str = MODEL) -> str | None:
-    """A baseline at least as good as ``model`` on every compared score (coverage judged by
-    its distance from nominal), or None. Where several are, the lowest 80 % interval score."""
-    mine = methods.get(model)
+def beats_on_every_score(a: ProbScores, b: ProbScores) -> bool:
+    """``a`` better than ``b`` on every compared score ``b`` has (at least one); a score
+    ``a`` lacks is one it does not beat ``b`` on."""
+    pairs = [(s, getattr(a, s), getattr(b, s)) for s in COMPARED_SCORES]
+    scored = [(s, x, y) for s, x, y in pairs if y is not None]
+    return bool(scored) and all(x is not None and _better(s, x, y) for s, x, y in scored)
+
+
+def baselines_beating(
+    methods: Mapping[str, ProbScores], winners: Mapping[str, str], model: str = MODEL
+) -> list[str]:
+    """Baselines better than ``model`` (NHITS calibrated, else raw) on every compared score;
+    the one that wins the most scores in ``winners`` first, then in ``BASELINE_NAMES`` order."""
+    mine = methods.get(model) or methods.get("nhits")
     if mine is None:
-        return None
-    found = [
-        name
-        for name, m in methods.items()
-        if name in BASELINE_NAMES
-        and all(_at_least_as_good(m, mine, score) for score in COMPARED_SCORES)
-    ]
-    return min(found, key=lambda n: methods[n].interval_score_80 or 0.0) if found else None
+        return []
+    beating = [b for b in BASELINE_NAMES if b in methods and beats_on_every_score(methods[b], mine)]
+    wins = {b: sum(1 for w in winners.values() if w == b) for b in beating}
+    return sorted(beating, key=lambda b: -wins[b])
+
+
+def dominating_baseline(
+    methods: Mapping[str, ProbScores], winners: Mapping[str, str]
+) -> str | None:
+    """The first of ``baselines_beating``, or None."""
+    found = baselines_beating(methods, winners)
+    return found[0] if found else None
 
 
 def best_baseline(

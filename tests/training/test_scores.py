@@ -101,5 +101,5 @@ def test_dominating_baseline_only_when_better_on_every_score() -> None:
     zero = np.zeros(500)
     good = scores.prob_scores(y, steps, _bands(zero, 1.28, 1.96), 1)
     bad = scores.prob_scores(y, steps, _bands(zero + 0.5, 0.4, 0.6), 1)
-    assert scores.dominating_baseline({"nhits_calibrated": bad, "rw_garch": good}) == "rw_garch"
-    assert scores.dominating_baseline({"nhits_calibrated": good, "rw_garch": bad}) is None
+    assert scores.dominating_baseline({"nhits_calibrated": bad, "rw_garch": good}, {}) == "rw_garch"
+    assert scores.dominating_baseline({"nhits_calibrated": good, "rw_garch": bad}, {}) is None
