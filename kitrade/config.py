@@ -173,9 +173,10 @@ class Settings(BaseSettings):
         0.05,
         ge=0,
         le=10,
-        description="With the same verdict against naive (a Diebold-Mariano test at 5 %), a new "
-        "version is promoted if its relative MAE is at most this fraction worse than the active "
-        "one's.",
+        description="With the same verdict against naive (a Diebold-Mariano test at 5 %) and "
+        "calibrated bands equally on target, a new version is promoted if its 80 % interval "
+        "score relative to the random walk's (for versions without band scores: its relative "
+        "MAE) is at most this fraction worse than the active one's.",
     )
     model_scope: Literal["symbol", "shared", "both"] = Field(
         "symbol",
