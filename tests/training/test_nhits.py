@@ -306,3 +306,30 @@ def test_naive_test_claims_beating_naive_only_when_significant():
     out = naive_test(cutoffs, steps, worse_first, naive)
     assert out["dm_stat"] < 0 and out["dm_stat_1"] > 0 and out["dm_pvalue_1"] < 0.05
     assert not out["beats_naive"]
+
+
+def test_log_return_target_forecasts_price_levels_that_match_neuralforecast(tmp_path):
+    """``target="log_return"``: the network sees log prices (cumulative log returns once its
+    window scaler removes the level); the answer is back in prices, equal to neuralforecast's
+    own predict on the log series mapped through ``exp``, and the artifact keeps the target."""
+    frame = random_walk(400)
+    cfg = default_config("H1", len(frame), **TINY, target="log_return", cv_windows=20)
+    model = fit(frame, cfg)
+    ours = model.predict_many([frame])[0]
+    ref = model.predict_reference(frame)
+    np.testing.assert_allclose(ours[BANDS], ref[BANDS], rtol=1e-4)
+    assert_bands_ordered(ours)
+    last = frame["y"].iloc[-1]
+    assert abs(ours["mean"].iloc[0] / last - 1) < 0.1  # a price near the last one, not a log
+    model.save(tmp_path / "m")
+    again = FittedModel.load(tmp_path / "m")
+    assert again.config.target == "log_return"
+    np.testing.assert_allclose(again.predict_many([frame])[0][BANDS], ours[BANDS], rtol=1e-6)
+
+
+def test_log_return_target_refuses_prices_at_or_below_zero():
+    frame = random_walk(400)
+    frame.loc[10, "y"] = -1.0
+    cfg = default_config("H1", len(frame), **TINY, target="log_return", cv_windows=20)
+    with pytest.raises(InvalidInputError, match="target log_return: expected prices > 0"):
+        fit(frame, cfg)
