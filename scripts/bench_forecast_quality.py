@@ -23,7 +23,7 @@ threads (printed). Baselines are fitted once per symbol, NHITS once per symbol.
 
 Usage:
     python scripts/bench_forecast_quality.py [--symbols EURUSD,GOOG,BTCUSD] [--files DIR]
-        [--origins 250] [--max-steps N] [--json PATH]
+        [--origins 250] [--max-steps N] [--target level|log_return] [--gamma G] [--json PATH]
 
 JSON keys: ``cov80_abs_err_max``, ``cov95_abs_err_max`` (largest distance from nominal over
 symbols, calibrated), ``raw_cov80_abs_err_max``, ``raw_cov95_abs_err_max``,
@@ -65,11 +65,10 @@ def load(source: Any, symbol: str) -> pd.DataFrame:
     ).reset_index(drop=True)
 
 
-def plan(n: int, timeframe: str, origins: int, max_steps: int | None) -> tuple[Any, int]:
+def plan(n: int, timeframe: str, origins: int, over: dict[str, Any]) -> tuple[Any, int]:
     """The training configuration and the cut (position of the last training bar): as many
     judged origins as asked for, at most half the series and fewer where the bars before the
     cut could not train."""
-    over = {} if max_steps is None else {"max_steps": max_steps}
     judged = min(origins, n // 2)  # at least half the bars train
     while judged > 1:
         cut = n - judged - default_config(timeframe, n).horizon - 1
@@ -110,7 +109,12 @@ def judge(model: Any, y: np.ndarray, cut: int, state: conformal.ConformalState) 
 def score_symbol(frame: pd.DataFrame, timeframe: str, args: argparse.Namespace) -> dict:
     """Train through the cut, judge every later origin, score every method."""
     y = frame["y"].to_numpy(dtype="float64")
-    config, cut = plan(len(y), timeframe, args.origins, args.max_steps)
+    over: dict[str, Any] = {"target": args.target}
+    if args.max_steps is not None:
+        over["max_steps"] = args.max_steps
+    if args.gamma is not None:
+        over["conformal_gamma"] = args.gamma
+    config, cut = plan(len(y), timeframe, args.origins, over)
     t0 = time.perf_counter()
     model, report = fit_and_evaluate(frame.iloc[: cut + 1], config)
     train_s = time.perf_counter() - t0
@@ -261,6 +265,8 @@ def main() -> None:
     parser.add_argument("--files", default=None, help="a folder of <SYMBOL>_<TF>.csv files")
     parser.add_argument("--origins", type=int, default=250, help="judged origins per symbol")
     parser.add_argument("--max-steps", type=int, default=None, help="NHITS steps (default: tf)")
+    parser.add_argument("--target", default="level", choices=("level", "log_return"))
+    parser.add_argument("--gamma", type=float, default=None, help="ACI step (default: config)")
     parser.add_argument("--json", default=None, help="write the figures here")
     args = parser.parse_args()
     import torch

@@ -22,6 +22,13 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="train the best configuration through the promotion gate",
     )
+    parser.add_argument(
+        "--objective",
+        choices=("val_loss", "interval_score"),
+        default="val_loss",
+        help="pick the best trial by validation loss, or by calibrated bands' interval score "
+        "relative to the random walk's on the rolling-origin evaluation",
+    )
     parser.add_argument("--json", default=None, help="write the sweep result here")
     args = parser.parse_args(argv)
 
@@ -41,9 +48,15 @@ def main(argv: list[str] | None = None) -> int:
             samples=args.samples,
             max_steps=args.max_steps,
             max_concurrent=args.max_concurrent,
+            objective=args.objective,
         )
         print(
             f"sweep {result.sweep_id}: {result.trials} trials, best val loss {result.best_val_loss}"
+            + (
+                ""
+                if result.best_interval_score is None
+                else f", best interval score {result.best_interval_score:.3f} of the random walk's"
+            )
         )
         print(f"best config: {json.dumps(result.best_config)}")
         if args.json:

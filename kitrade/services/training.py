@@ -133,8 +133,10 @@ def sweep(
     samples: int = 8,
     max_steps: int | None = None,
     max_concurrent: int | None = None,
+    objective: str = "val_loss",
 ) -> SweepResult:
-    """An ASHA sweep over the NHITS search space for ``symbol`` on the connected cluster."""
+    """An ASHA sweep over the NHITS search space for ``symbol`` on the connected cluster; the
+    best trial by ``objective`` (``val_loss`` or ``interval_score``, see ``tune.sweep``)."""
     from kitrade.training import tune  # ray tune + torch: only when sweeping
 
     return tune.sweep(
@@ -143,6 +145,7 @@ def sweep(
         num_samples=samples,
         base=overrides_for(max_steps) or {},
         max_concurrent=max_concurrent,
+        objective=objective,
     )
 
 

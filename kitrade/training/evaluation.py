@@ -49,6 +49,7 @@ __all__ = [
     "evaluate_windows",
     "fit_and_evaluate",
     "fit_and_evaluate_shared",
+    "interval_score_ratio",
     "naive_test",
     "prepare_shared",
     "probabilistic_scores",
@@ -266,6 +267,17 @@ def evaluate_windows(
         calibration=None if state is None else state.summary(),
         calibration_state=None if state is None else state.to_json(),
     )
+
+
+def interval_score_ratio(report: EvaluationReport, baseline: str = "rw_empirical") -> float | None:
+    """Calibrated NHITS's 80 % interval score over ``baseline``'s on the same origins (below 1:
+    sharper bands for their coverage); None without band scores."""
+    prob = report.probabilistic
+    if prob is None or "nhits_calibrated" not in prob.methods or baseline not in prob.methods:
+        return None
+    mine = prob.methods["nhits_calibrated"].interval_score_80
+    theirs = prob.methods[baseline].interval_score_80
+    return None if mine is None or not theirs else mine / theirs
 
 
 #: Fewest evaluation origins that support a calibration part and a scoring part.

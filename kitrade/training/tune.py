@@ -22,7 +22,8 @@ from kitrade.data.bars import get_bars, to_training_frame
 from kitrade.data.db import connect, conninfo_for
 from kitrade.data.symbols import get_symbol
 from kitrade.data.tune_results import record_trials
-from kitrade.errors import ConflictError
+from kitrade.errors import ConflictError, InvalidInputError
+from kitrade.training.evaluation import fit_and_evaluate, interval_score_ratio
 from kitrade.training.nhits import check_length, fit
 from kitrade.training.runs import train_all
 from kitrade.training.spec import SEARCH_SPACE, default_config
@@ -42,6 +43,8 @@ class SweepResult(BaseModel):
     best_config: dict[str, Any]
     best_val_loss: float | None
     results: list[dict[str, Any]]
+    objective: str = "val_loss"
+    best_interval_score: float | None = None
 
 
 def to_tune_space(space: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -80,23 +83,42 @@ def config_from_sample(
     return cfg
 
 
-def _trainable(config: dict[str, Any], *, frame: Any, timeframe: str, base: dict[str, Any]) -> None:
+#: What a sweep picks its best trial by: the validation loss, or the calibrated bands' 80 %
+#: interval score over the random walk's on the rolling-origin evaluation (``interval_score``).
+OBJECTIVES = ("val_loss", "interval_score")
+
+
+def _trainable(
+    config: dict[str, Any],
+    *,
+    frame: Any,
+    timeframe: str,
+    base: dict[str, Any],
+    objective: str = "val_loss",
+) -> None:
     import pytorch_lightning as pl  # heavy (torch): only a training run needs it
     from ray import tune
 
     cfg = config_from_sample(timeframe, len(frame), config, base)
+    last: dict[str, float] = {}
 
     class Report(pl.Callback):
         def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
             m = trainer.callback_metrics
             val = m.get("valid_loss", m.get("ptl/val_loss"))
             if val is not None:
+                last["val_loss"] = float(val)
                 tune.report({"val_loss": float(val), "step": int(trainer.global_step)})
 
     import torch  # heavy (torch): only where a model runs
 
     torch.set_num_threads(1)
-    fit(frame, cfg, callbacks=[Report()])
+    if objective == "val_loss":
+        fit(frame, cfg, callbacks=[Report()])
+        return
+    _, report = fit_and_evaluate(frame, cfg, callbacks=[Report()])
+    ratio = interval_score_ratio(report)
+    tune.report(last | {"interval_score": ratio if ratio is not None else float("inf")})
 
 
 def sweep(
@@ -107,8 +129,20 @@ def sweep(
     base: dict[str, Any] | None = None,
     max_concurrent: int | None = None,
     space: dict[str, dict[str, Any]] | None = None,
+    objective: str = "val_loss",
 ) -> SweepResult:
-    """Run an ASHA sweep for ``symbol`` on the connected Ray cluster and record it."""
+    """Run an ASHA sweep for ``symbol`` on the connected Ray cluster and record it.
+
+    ASHA stops weak trials early by their validation loss; the best trial is the lowest
+    ``objective``: ``val_loss``, or ``interval_score`` (each trial then also runs the
+    rolling-origin evaluation with its calibration and baselines, and reports calibrated
+    NHITS's 80 % interval score over the random walk's).
+
+    Raises:
+        InvalidInputError: An unknown objective.
+    """
+    if objective not in OBJECTIVES:
+        raise InvalidInputError(f"objective: expected one of {list(OBJECTIVES)}, was {objective!r}")
     from ray import tune  # heavy (ray): kept out of light commands' start-up
     from ray.tune.schedulers import ASHAScheduler
 
@@ -116,13 +150,19 @@ def sweep(
         sym = get_symbol(conn, symbol=symbol)
         frame = to_training_frame(symbol, get_bars(conn, symbol=symbol))
     base = dict(base or {})
-    check_length(frame, config_from_sample(sym.timeframe, len(frame), {}, base))
+    check_length(
+        frame,
+        config_from_sample(sym.timeframe, len(frame), {}, base),
+        evaluate=objective == "interval_score",
+    )
     resources: dict[str, float] = {"cpu": 1}
     if settings.nhits_use_gpu and cluster_gpus() > 0:
         resources["gpu"] = settings.train_gpu_fraction
     max_iters = max(1, int(base.get("max_steps", 400)) // int(base.get("val_check_steps", 25)))
     trainable = tune.with_resources(
-        tune.with_parameters(_trainable, frame=frame, timeframe=sym.timeframe, base=base),
+        tune.with_parameters(
+            _trainable, frame=frame, timeframe=sym.timeframe, base=base, objective=objective
+        ),
         resources,
     )
     sweep_id = f"sweep-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
@@ -141,8 +181,8 @@ def sweep(
         ),
     )
     rows = _trial_rows(tuner.fit())
-    ok = [r for r in rows if r["val_loss"] is not None]
-    best = min(ok, key=lambda r: r["val_loss"]) if ok else None
+    ok = [r for r in rows if r[objective] is not None]
+    best = min(ok, key=lambda r: r[objective]) if ok else None
     with connect(conninfo_for(settings)) as conn:
         record_trials(conn, sweep_id=sweep_id, symbol=symbol, trials=rows)
     return SweepResult(
@@ -152,6 +192,8 @@ def sweep(
         best_config=best["config"] if best else {},
         best_val_loss=best["val_loss"] if best else None,
         results=rows,
+        objective=objective,
+        best_interval_score=best["interval_score"] if best else None,
     )
 
 
@@ -165,6 +207,7 @@ def _trial_rows(grid: Any) -> list[dict[str, Any]]:
                 "trial_id": metrics.get("trial_id", res.path.rsplit("/", 1)[-1]),
                 "config": res.config,
                 "val_loss": metrics.get("val_loss"),
+                "interval_score": metrics.get("interval_score"),
                 "status": "error" if res.error else "ok",
             }
         )

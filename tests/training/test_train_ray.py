@@ -214,6 +214,24 @@ def test_tune_sweep_records_trials_and_best_goes_through_the_gate(seeded, db):
     assert version.status in ("active", "rejected")
 
 
+def test_tune_sweep_picks_by_the_bands_interval_score_when_asked(seeded):
+    from kitrade.errors import InvalidInputError
+    from kitrade.training.tune import sweep
+
+    base = TINY | {"max_steps": 10, "val_check_steps": 5}
+    space = {"mlp_units": {"type": "choice", "values": [16, 32]}}
+    result = sweep(
+        seeded, "SYNB", num_samples=2, base=base, space=space, objective="interval_score"
+    )
+    scored = [r["interval_score"] for r in result.results if r["interval_score"] is not None]
+    assert result.objective == "interval_score" and len(scored) == 2
+    assert result.best_interval_score == min(scored) > 0
+    best = next(r for r in result.results if r["interval_score"] == min(scored))
+    assert result.best_config == best["config"]
+    with pytest.raises(InvalidInputError, match="objective"):
+        sweep(seeded, "SYNB", num_samples=1, base=base, space=space, objective="sharpe")
+
+
 def test_scheduler_retrains_on_new_bars_event_and_records_why(seeded, db):
     import ray
 
