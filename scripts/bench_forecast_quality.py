@@ -154,7 +154,7 @@ def score_symbol(frame: pd.DataFrame, timeframe: str, args: argparse.Namespace) 
         "rmae": fm.rmae(actual, mean, last),
         "dm_pvalue": dm["dm_pvalue"],
         "verdict": dm["verdict"],
-        "baseline_beats_model": scores.dominating_baseline(scored),
+        "baseline_beats_model": scores.dominating_baseline(scored, winners),
         "winners": winners,
         "evaluation_verdict": report.verdict,
         "baseline_errors": errors,

@@ -159,6 +159,8 @@ def sweep(
     if settings.nhits_use_gpu and cluster_gpus() > 0:
         resources["gpu"] = settings.train_gpu_fraction
     max_iters = max(1, int(base.get("max_steps", 400)) // int(base.get("val_check_steps", 25)))
+    if objective == "interval_score":
+        max_iters += 1  # the evaluation's report comes after the last validation's
     trainable = tune.with_resources(
         tune.with_parameters(
             _trainable, frame=frame, timeframe=sym.timeframe, base=base, objective=objective
