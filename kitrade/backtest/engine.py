@@ -339,7 +339,9 @@ class SimTrace:
 
     Attributes:
         sent: (T, P, S) the target weight of each order sent at each bar, retries of open
-            buys included (NaN = none); what vectorbt needs to replay the same orders.
+            buys included (NaN = none); what vectorbt needs to replay the same orders. In a
+            batch a row's open buy may be re-sent at a bar another row needed, without
+            buying power, so without a fill.
         carry: (T, P) financing and borrow costs charged at each bar.
     """
 
@@ -500,7 +502,9 @@ def _next_event(
         hi = min(lo + _SCAN, nxt)
         value = cash + np.nan_to_num(vp[lo:hi]) @ pos.T  # (L, rows)
         power = cash + rules.leverage * value
-        ready = (has_bar[lo:hi].astype(float) @ pending.T > 0) & (power > _REL_TOL * np.abs(value))
+        # The same test of "any buying power" as ``_buy``'s, so a batch fills a row's open
+        # buys at the same bars as a run of that row alone.
+        ready = (has_bar[lo:hi].astype(float) @ pending.T > 0) & (power > _ABS_TOL)
         hit = np.flatnonzero(ready.any(axis=1))
         if hit.size:
             return lo + int(hit[0])

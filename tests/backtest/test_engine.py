@@ -201,7 +201,8 @@ def test_weights_outside_the_range_or_for_unknown_symbols_are_refused() -> None:
         run_backtest(bars, pd.DataFrame({"X": [1.0, 0, 0, 0]}, index=bars["X"].index), max_gross=0)
 
 
-def test_a_batch_of_weight_sets_equals_one_backtest_each(bars3, forecasts3) -> None:
+@pytest.mark.parametrize("max_gross", [1.0, 2.0])
+def test_a_batch_of_weight_sets_equals_one_backtest_each(bars3, forecasts3, max_gross) -> None:
     from kitrade.backtest.engine import run_batch
     from kitrade.backtest.strategies import forecast_threshold_array, parse_strategy, target_weights
 
@@ -217,9 +218,12 @@ def test_a_batch_of_weight_sets_equals_one_backtest_each(bars3, forecasts3) -> N
         ]
     ]
     costs = make_costs(commission=0.001, fixed=1.0)
-    batch = run_batch(bars3, forecast_threshold_array(sets, bars3, forecasts3), costs=costs)
+    weights = forecast_threshold_array(sets, bars3, forecasts3)
+    batch = run_batch(bars3, weights, costs=costs, max_gross=max_gross)
     for k, params in enumerate(sets):
-        single = run_backtest(bars3, target_weights(params, bars3, forecasts3), costs=costs)
+        single = run_backtest(
+            bars3, target_weights(params, bars3, forecasts3), costs=costs, max_gross=max_gross
+        )
         np.testing.assert_allclose(batch[k].to_numpy(), single.equity.to_numpy(), rtol=1e-12)
     with pytest.raises(InvalidInputError, match="shape"):
         run_batch(bars3, np.zeros((5, 2, 3)))
