@@ -369,3 +369,38 @@ def test_commission_defaults_come_from_the_asset_class() -> None:
     assert make_costs(asset_classes=classes, commission=0.0003).commission_for("EURUSD") == 0.0003
     star = make_costs(asset_classes=classes, commission={"*": 0.0003})
     assert star.commission_for("BTCUSD") == 0.0003
+
+
+def test_re_sent_open_buys_replay_in_vectorbt() -> None:
+    """Unlevered: A and B cannot buy on day 2 (all cash is in C, which has no bar then);
+    their orders stay open and fill on day 3 when C is sold. vectorbt, given the orders the
+    engine sent, ends at the same equity."""
+    vbt = pytest.importorskip("vectorbt")
+    rng = np.random.default_rng(8)
+    idx = pd.date_range("2024-01-01", periods=6, freq="D", tz="UTC")
+    bars = {}
+    for s in ("A", "B", "C"):
+        close = 50 * np.exp(np.cumsum(rng.normal(0, 0.02, len(idx))))
+        bars[s] = pd.DataFrame({"open": np.r_[50.0, close[:-1]], "close": close}, index=idx)
+    bars["C"] = bars["C"].drop(idx[2])
+    weights = pd.DataFrame(
+        {"A": [0, 0.6, 0.6, 0.6, 0.6, 0.6], "B": [0, 0.4] + [0.4] * 4, "C": [1.0] + [0] * 5},
+        index=idx,
+    )
+    result = run_backtest(bars, weights, costs=make_costs(**FREE))
+    assert result.orders.loc[idx[3], ["A", "B"]].tolist() == [0.6, 0.4]  # re-sent
+    assert result.weights.loc[idx[2], ["A", "B"]].tolist() == [0.0, 0.0]
+    sim = align_bars(bars)
+    frame = lambda a: pd.DataFrame(a, index=sim.index, columns=sim.symbols)  # noqa: E731
+    pf = vbt.Portfolio.from_orders(
+        close=frame(sim.close),
+        size=result.orders,
+        size_type="targetpercent",
+        price=frame(sim.open),
+        val_price=frame(sim.val_price),
+        init_cash=100_000.0,
+        cash_sharing=True,
+        group_by=True,
+        call_seq="auto",
+    )
+    np.testing.assert_allclose(result.equity.to_numpy(), pf.value().to_numpy(), rtol=1e-9)
