@@ -1,28 +1,41 @@
 """Execution and costs: target weights in, fills, cash, positions and equity out.
 
-The engine is pure numpy. A decision made at bar ``t`` (a row of target weights) is filled at
-the open of the symbol's next bar. Orders are only sent when a symbol's target changes, so a
-held position drifts with its price instead of being topped up every bar.
+The engine is pure numpy and models one margin account shared by all symbols. A decision made
+at bar ``t`` (a row of target weights) is filled at the open of the symbol's next bar. An
+order goes out when a symbol's target changes; a buy that buying power cut short stays open
+and is sent again at the symbol's next bars until it is filled or the target changes, so a
+held position otherwise drifts with its price instead of being topped up every bar.
 
-Order semantics (they match vectorbt's ``Portfolio.from_orders`` with ``size_type=
-"targetpercent"``, ``cash_sharing=True``, ``call_seq="auto"`` and ``price=open``, which the
-tests and ``scripts/bench_backtest.py`` check):
+Order semantics (with ``max_gross = 1`` and no financing or borrow costs they are vectorbt's
+``Portfolio.from_orders`` with ``size_type="targetpercent"``, ``cash_sharing=True``,
+``call_seq="auto"`` and ``price=open``, given the orders the engine sent, as long as at most
+one buy per bar is cut; the tests and ``scripts/bench_backtest.py`` check it):
 
-* the portfolio value of a fill bar is ``cash + sum(units * valuation price)``, where the
-  valuation price is the bar's open for a symbol with a bar and the last close otherwise;
+* the portfolio value (equity) of a fill bar is ``cash + sum(units * valuation price)``, where
+  the valuation price is the bar's open for a symbol with a bar and the last close otherwise;
 * the target units are ``weight * value / open``; the order is the difference from the units
-  held; sells execute first, then buys in ascending order of value;
-* a buy costs ``qty * open * (1 + slip) * (1 + commission) + fixed`` and is cut down to the
-  cash left when that is not enough (a partial fill); a sell receives
-  ``qty * open * (1 - slip) * (1 - commission) - fixed``; shorts are allowed (their proceeds
-  go to cash);
+  held; sells execute first, then buys;
+* buying power is ``cash + max(max_gross - 1, 0) * value``: a buy may take cash down to
+  ``-(max_gross - 1) * value`` (borrowed cash). With ``max_gross <= 1`` nothing is borrowed
+  (the decisions' own scaling keeps the book at ``max_gross``).
+  Short sales are allowed and their proceeds go to cash (as in vectorbt);
+* a buy costs ``qty * open * (1 + slip) * (1 + commission) + fixed``. When the bar's buys
+  need more than the buying power, every buy of the bar is cut by the same fraction (pro
+  rata) so that together they spend it exactly. A buy left more than 1 % short of its target
+  position (``_RETRY_TOL``) keeps its order open: it is sent again at the symbol's next bar
+  where the account has buying power, until it reaches the target (within 1 %) or a new
+  target replaces it; a retry never sells (a target reached by drift counts as filled);
+* a sell receives ``qty * open * (1 - slip) * (1 - commission) - fixed``;
 * ``slip`` is half the symbol's spread plus its slippage;
-* there is no margin call: a short can lose more than the account, and once the portfolio
-  value is zero or below no order fills any more (as in vectorbt).
+* carry costs, charged at each bar for the time since the previous bar (years of 365.25
+  days): ``financing`` (annual rate) on borrowed cash (negative cash) and ``borrow`` (annual
+  rate) on the short notional at the previous bar's close. Positive cash earns nothing;
+* there is no margin call: a short or a levered book can lose more than the account, and once
+  the portfolio value is zero or below no order fills any more (as in vectorbt).
 
-``max_gross`` bounds each decision row (``sum(|w|)``, scaled down when above). The symbols
-that trade at a fill reach their share of the value at that fill; a holding that is not
-re-ordered drifts with its price until its next order.
+``max_gross`` bounds each decision row (``sum(|w|)``, scaled down when above) and sets the
+buying power. ``BacktestResult.weights`` are the weights held (units times close over
+equity), ``targets`` the scaled decisions and ``orders`` the targets sent at each bar.
 
 Every bar's result depends only on bars up to it, so a backtest cut at bar ``t`` gives the same
 values up to ``t`` as the full one (the truncation property, tested).
@@ -30,7 +43,9 @@ values up to ``t`` as the full one (the truncation property, tested).
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -39,9 +54,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from kitrade.errors import InvalidInputError, describe_validation_errors
 
 __all__ = [
+    "DEFAULT_COMMISSION",
     "BacktestResult",
     "Costs",
     "SimArrays",
+    "SimTrace",
     "align_bars",
     "make_costs",
     "orders_from_weights",
@@ -53,41 +70,92 @@ __all__ = [
 
 _REL_TOL = 1e-9  # vectorbt's tolerance for "the cash is (almost) enough"
 _ABS_TOL = 1e-12
+#: a buy filled to within this fraction of its target position is complete (not retried)
+_RETRY_TOL = 0.01
+_YEAR_NS = 365.25 * 86_400 * 1e9
+#: a chunk of bars scanned at once for the next bar where an open buy can fill
+_SCAN = 256
+
+#: Commission per fill by asset class (``kitrade.schemas.domain.AssetClass``), a fraction of
+#: the traded notional, used for a symbol when the costs give no commission for it (nor ``*``):
+#: FX 0.2 bp (an ECN's round-turn fee of about $4 per million), crypto 10 bp (a spot
+#: exchange's taker fee), stocks and anything else 5 bp, index and commodity futures/CFDs 1 bp.
+DEFAULT_COMMISSION: dict[str, float] = {
+    "fx": 0.00002,
+    "crypto": 0.001,
+    "stock": 0.0005,
+    "index": 0.0001,
+    "commodity": 0.0001,
+    "other": 0.0005,
+}
+_DEFAULTS = {"commission": 0.0005, "spread": 0.0002, "slippage": 0.0001}
 
 
 class Costs(BaseModel):
-    """Trading costs, each a non-negative number.
+    """Trading and carry costs, each a non-negative number.
+
+    A per-symbol cost is a mapping from symbol to value; ``"*"`` is every other symbol, and
+    when it is left out it keeps its default (``{"GOOG": 0.001}`` sets GOOG and leaves the
+    others at the default). A bare number means ``{"*": x}``.
 
     Attributes:
-        commission: relative commission per fill, a fraction of the traded notional
-            (default 0.0005 = 5 bp).
+        commission: relative commission per fill, a fraction of the traded notional, a number
+            or per symbol (default 0.0005 = 5 bp; ``make_costs`` with asset classes fills in
+            ``DEFAULT_COMMISSION`` per symbol: FX 0.2 bp, crypto 10 bp, stocks 5 bp).
         fixed: fixed fee per fill, in account currency (default 0).
-        spread: full bid-ask spread as a fraction of the price, by symbol or ``"*"`` for all
-            (default 0.0002 = 2 bp); each fill pays half of it. A bare number = ``{"*": x}``.
-        slippage: adverse price move per fill as a fraction of the price, by symbol or ``"*"``
-            (default 0.0001 = 1 bp). A bare number = ``{"*": x}``.
+        spread: full bid-ask spread as a fraction of the price, per symbol (default 0.0002 =
+            2 bp); each fill pays half of it.
+        slippage: adverse price move per fill as a fraction of the price, per symbol (default
+            0.0001 = 1 bp).
+        financing: annual interest rate on borrowed cash (negative cash, which only a
+            ``max_gross`` above 1 allows), charged per bar by the time elapsed (default 0.05 =
+            5 %/yr, about a broker's benchmark rate plus spread).
+        borrow: annual fee on the notional of short positions, charged per bar by the time
+            elapsed (default 0.01 = 1 %/yr, general-collateral stock borrow; FX and crypto
+            shorts pay it too, as a stand-in for swap/funding costs).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    commission: float = Field(default=0.0005, ge=0)
+    commission: float | dict[str, float] = Field(default=_DEFAULTS["commission"])
     fixed: float = Field(default=0.0, ge=0)
-    spread: dict[str, float] = Field(default_factory=lambda: {"*": 0.0002})
-    slippage: dict[str, float] = Field(default_factory=lambda: {"*": 0.0001})
+    spread: dict[str, float] = Field(default_factory=lambda: {"*": _DEFAULTS["spread"]})
+    slippage: dict[str, float] = Field(default_factory=lambda: {"*": _DEFAULTS["slippage"]})
+    financing: float = Field(default=0.05, ge=0, le=1)
+    borrow: float = Field(default=0.01, ge=0, le=1)
 
     @field_validator("spread", "slippage", mode="before")
     @classmethod
-    def _scalar_for_all(cls, value: object) -> object:
-        """A bare number means the same value for every symbol."""
-        return {"*": value} if isinstance(value, int | float) else value
+    def _scalar_for_all(cls, value: object, info: Any) -> object:
+        """A bare number means every symbol; a mapping keeps the default for ``"*"``."""
+        if isinstance(value, int | float):
+            return {"*": value}
+        if isinstance(value, Mapping) and "*" not in value:
+            return {"*": _DEFAULTS[info.field_name], **value}
+        return value
 
-    @field_validator("spread", "slippage")
+    @field_validator("commission", mode="before")
     @classmethod
-    def _non_negative(cls, value: dict[str, float]) -> dict[str, float]:
-        bad = {k: v for k, v in value.items() if not v >= 0}
+    def _commission_default(cls, value: object) -> object:
+        """A per-symbol commission keeps the default for ``"*"``."""
+        if isinstance(value, Mapping) and "*" not in value:
+            return {"*": _DEFAULTS["commission"], **value}
+        return value
+
+    @field_validator("commission", "spread", "slippage")
+    @classmethod
+    def _non_negative(cls, value: float | dict[str, float]) -> float | dict[str, float]:
+        values = value if isinstance(value, dict) else {"*": value}
+        bad = {k: v for k, v in values.items() if not v >= 0}
         if bad:
             raise ValueError(f"expected values >= 0, was {bad}")
         return value
+
+    def commission_for(self, symbol: str) -> float:
+        """The relative commission of one fill of ``symbol``."""
+        if isinstance(self.commission, dict):
+            return self.commission.get(symbol, self.commission["*"])
+        return self.commission
 
     def slip(self, symbol: str) -> float:
         """The adverse price fraction one fill of ``symbol`` pays (half spread + slippage)."""
@@ -96,17 +164,54 @@ class Costs(BaseModel):
 
     def round_trip(self, symbol: str) -> float:
         """The relative cost of entering and leaving a position in ``symbol`` (no fixed fee)."""
-        return 2 * (self.commission + self.slip(symbol))
+        return 2 * (self.commission_for(symbol) + self.slip(symbol))
+
+    def check_symbols(self, symbols: Sequence[str]) -> None:
+        """Refuse per-symbol costs for symbols that are not ``symbols`` (``"*"`` aside).
+
+        Raises:
+            InvalidInputError: naming each such key and the cost it was given for.
+        """
+        known = {*symbols, "*"}
+        stray = {
+            name: sorted(set(values) - known)
+            for name in ("commission", "spread", "slippage")
+            if isinstance(values := getattr(self, name), dict) and set(values) - known
+        }
+        if stray:
+            named = "; ".join(f"{name}: {', '.join(keys)}" for name, keys in stray.items())
+            raise InvalidInputError(
+                f"costs name symbols that are not in the backtest ({named}); expected "
+                f"'*' or one of {', '.join(symbols)}"
+            )
 
 
-def make_costs(**values: object) -> Costs:
-    """Build ``Costs`` from loose values, raising ``InvalidInputError`` on a bad one."""
+def make_costs(asset_classes: Mapping[str, str] | None = None, **values: object) -> Costs:
+    """Build ``Costs`` from loose values, raising ``InvalidInputError`` on a bad one.
+
+    Args:
+        asset_classes: symbol -> asset class of the backtest's symbols. When given, per-symbol
+            costs for other symbols are refused, and each symbol the commission does not name
+            (when it sets no ``"*"`` either) gets its class's ``DEFAULT_COMMISSION``.
+        **values: ``Costs`` fields.
+    """
+    if asset_classes is not None:
+        given = values.get("commission")
+        if given is None or (isinstance(given, Mapping) and "*" not in given):
+            by_class = {
+                s: DEFAULT_COMMISSION.get(c, DEFAULT_COMMISSION["other"])
+                for s, c in asset_classes.items()
+            }
+            values["commission"] = by_class | dict(given or {})
     try:
-        return Costs.model_validate(values)
+        costs = Costs.model_validate(values)
     except ValidationError as exc:
         raise InvalidInputError(
             f"invalid costs: {describe_validation_errors(exc.errors(), show_input=True)}"
         ) from exc
+    if asset_classes is not None:
+        costs.check_symbols(list(asset_classes))
+    return costs
 
 
 @dataclass(frozen=True)
@@ -195,7 +300,9 @@ def scale_gross(weights: np.ndarray, max_gross: float) -> np.ndarray:
 
 
 def orders_from_weights(weights: np.ndarray, has_bar: np.ndarray) -> np.ndarray:
-    """Target weights per fill bar: NaN where no order is sent.
+    """Target weights per fill bar where the target changes: NaN elsewhere.
+
+    These are the new orders; the engine re-sends open buys itself (``simulate``).
 
     Args:
         weights: (T, S) or (T, P, S) decisions at each bar's close (NaN = no decision yet = 0),
@@ -204,7 +311,7 @@ def orders_from_weights(weights: np.ndarray, has_bar: np.ndarray) -> np.ndarray:
 
     Returns:
         Same shape: at bar ``i`` the decision of bar ``i - 1`` where the symbol has a bar and
-        that decision differs from the one last sent for it; NaN elsewhere.
+        that decision differs from the one before it; NaN elsewhere.
     """
     w = np.asarray(weights, float)
     batched = w.ndim == 3
@@ -227,23 +334,63 @@ def orders_from_weights(weights: np.ndarray, has_bar: np.ndarray) -> np.ndarray:
 
 
 @dataclass
+class SimTrace:
+    """What ``simulate`` did beyond the equity, filled in when passed to it.
+
+    Attributes:
+        sent: (T, P, S) the target weight of each order sent at each bar, retries of open
+            buys included (NaN = none); what vectorbt needs to replay the same orders. In a
+            batch a row's open buy may be re-sent at a bar another row needed, without
+            buying power, so without a fill.
+        carry: (T, P) financing and borrow costs charged at each bar.
+    """
+
+    sent: np.ndarray = field(default_factory=lambda: np.empty((0, 0, 0)))
+    carry: np.ndarray = field(default_factory=lambda: np.empty((0, 0)))
+
+
+@dataclass
 class _State:
     cash: np.ndarray  # (P,)
     pos: np.ndarray  # (P, S)
+    target: np.ndarray  # (P, S) the last target sent (NaN before any)
+    pending: np.ndarray  # (P, S) an open buy short of its target
     fills: list[tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = field(
         default_factory=list
     )
+
+
+@dataclass(frozen=True)
+class _Rules:
+    """The per-fill rules of one simulation."""
+
+    commission: np.ndarray  # (S,)
+    fixed: float
+    slip: np.ndarray  # (S,)
+    max_gross: float
+    financing: float
+    borrow: float
+    record: bool
+
+    @property
+    def leverage(self) -> float:
+        """The multiple of equity that may be borrowed: ``max(max_gross - 1, 0)``."""
+        return max(self.max_gross - 1.0, 0.0)
 
 
 def simulate(
     sim: SimArrays,
     orders: np.ndarray,
     *,
-    commission: float,
+    commission: float | np.ndarray,
     fixed: float,
     slip: np.ndarray,
     init_cash: float,
     record_fills: bool = True,
+    max_gross: float = 1.0,
+    financing: float = 0.0,
+    borrow: float = 0.0,
+    trace: SimTrace | None = None,
 ) -> tuple[
     np.ndarray, np.ndarray, list[tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
 ]:
@@ -251,107 +398,191 @@ def simulate(
 
     Args:
         sim: the aligned bars.
-        orders: (T, P, S) target weights to fill at bar ``i``'s open, NaN = no order
-            (see ``orders_from_weights``).
-        commission: relative commission.
+        orders: (T, P, S) target weights to fill at bar ``i``'s open, NaN = no new order
+            (see ``orders_from_weights``); open buys are re-sent by the engine itself.
+        commission: relative commission, one number or (S,) per symbol.
         fixed: fixed fee per fill.
         slip: (S,) adverse price fraction per fill.
         init_cash: starting cash of each parameter set.
-        record_fills: keep the fills (``(bar, qty, price, fee)`` arrays per fill bar).
+        record_fills: keep the fills (``(bar, qty, price, fee, value)`` arrays per fill bar).
+        max_gross: sets the buying power, ``cash + max(max_gross - 1, 0) * value``.
+        financing: annual rate on negative cash (0 = none, the vectorbt-comparable case).
+        borrow: annual rate on the short notional (0 = none).
+        trace: filled in with the orders sent and the carry costs when given.
 
     Returns:
         ``equity`` (T, P) at each close, ``cash`` (T, P) and the fill records.
     """
     n_t, n_p, n_s = orders.shape
-    vp, close_ff = sim.val_price, np.nan_to_num(sim.close_ffill)
-    state = _State(cash=np.full(n_p, float(init_cash)), pos=np.zeros((n_p, n_s)))
-    equity = np.empty((n_t, n_p))
-    cash = np.empty((n_t, n_p))
-    fill_bars = np.flatnonzero(~np.isnan(orders).all(axis=(1, 2)))
-    bounds = [*fill_bars.tolist(), n_t]
-    if bounds[0] > 0:
-        bounds.insert(0, 0)
-    for k in range(len(bounds) - 1):
-        i, j = bounds[k], bounds[k + 1]
-        if not np.isnan(orders[i]).all():
-            _fill_bar(
-                state, i, orders[i], sim.open[i], vp[i], commission, fixed, slip, record_fills
-            )
+    rules = _Rules(
+        commission=np.broadcast_to(np.asarray(commission, float), (n_s,)),
+        fixed=float(fixed),
+        slip=np.asarray(slip, float),
+        max_gross=float(max_gross),
+        financing=float(financing),
+        borrow=float(borrow),
+        record=record_fills,
+    )
+    vp, close_ff, has_bar = sim.val_price, np.nan_to_num(sim.close_ffill), sim.has_bar
+    ns = sim.index.as_unit("ns").asi8  # the index may hold s/ms/us: count in ns
+    years = np.diff(ns, prepend=ns[:1]) / _YEAR_NS
+    state = _State(
+        cash=np.full(n_p, float(init_cash)),
+        pos=np.zeros((n_p, n_s)),
+        target=np.full((n_p, n_s), np.nan),
+        pending=np.zeros((n_p, n_s), bool),
+    )
+    if trace is not None:
+        trace.sent = np.full(orders.shape, np.nan)
+        trace.carry = np.zeros((n_t, n_p))
+    equity, cash = np.empty((n_t, n_p)), np.empty((n_t, n_p))
+    explicit = np.flatnonzero(~np.isnan(orders).all(axis=(1, 2)))
+    carries = rules.financing > 0 or rules.borrow > 0
+    i = 0
+    while i < n_t:
+        if carries and i > 0:
+            charged = _charge(state, years[i], close_ff[i - 1], rules)
+            if trace is not None:
+                trace.carry[i] = charged
+        live, retry = _live_orders(state, orders[i], has_bar[i])
+        if live is not None:
+            sent = _fill_bar(state, i, live, retry, sim.open[i], vp[i], rules)
+            if trace is not None:
+                trace.sent[i] = sent
+        if carries and ((state.cash < 0).any() or (state.pos < 0).any()):
+            j = i + 1  # carry costs move the cash every bar
+        else:
+            nxt = explicit[np.searchsorted(explicit, i, side="right") :]
+            j = _next_event(state, i, int(nxt[0]) if nxt.size else n_t, vp, has_bar, rules)
         equity[i:j] = state.cash + close_ff[i:j] @ state.pos.T
         cash[i:j] = state.cash
+        i = j
     return equity, cash, state.fills
+
+
+def _charge(st: _State, years: float, close: np.ndarray, rules: _Rules) -> np.ndarray:
+    """Charge financing on negative cash and borrow on shorts for ``years``; (P,) charged."""
+    debt = np.maximum(-st.cash, 0.0)
+    short = np.maximum(-st.pos, 0.0) @ close
+    charged = (rules.financing * debt + rules.borrow * short) * years
+    st.cash -= charged
+    return charged
+
+
+def _live_orders(
+    st: _State, orders: np.ndarray, has_bar: np.ndarray
+) -> tuple[np.ndarray | None, np.ndarray]:
+    """The bar's (P, S) targets: new orders, and open buys re-sent where the symbol has a bar.
+
+    Returns ``(None, ...)`` when nothing is sent; else the targets (NaN = none) and the mask
+    of the re-sent ones.
+    """
+    new = ~np.isnan(orders)
+    if new.any():
+        st.target = np.where(new, orders, st.target)
+        st.pending &= ~new
+    retry = st.pending & has_bar[None, :]
+    live = new | retry
+    if not live.any():
+        return None, retry
+    return np.where(live, st.target, np.nan), retry
+
+
+def _next_event(
+    st: _State, i: int, nxt: int, vp: np.ndarray, has_bar: np.ndarray, rules: _Rules
+) -> int:
+    """The first bar after ``i`` and before ``nxt`` (the next new order) where an open buy
+    can fill: one of its symbols has a bar and the account has buying power; else ``nxt``."""
+    rows = st.pending.any(axis=1)
+    if not rows.any() or nxt <= i + 1:
+        return nxt
+    pending = st.pending[rows].astype(float)
+    cash, pos = st.cash[rows], st.pos[rows]
+    for lo in range(i + 1, nxt, _SCAN):
+        hi = min(lo + _SCAN, nxt)
+        value = cash + np.nan_to_num(vp[lo:hi]) @ pos.T  # (L, rows)
+        power = cash + rules.leverage * value
+        # The same test of "any buying power" as ``_buy``'s, so a batch fills a row's open
+        # buys at the same bars as a run of that row alone.
+        ready = (has_bar[lo:hi].astype(float) @ pending.T > 0) & (power > _ABS_TOL)
+        hit = np.flatnonzero(ready.any(axis=1))
+        if hit.size:
+            return lo + int(hit[0])
+    return nxt
 
 
 def _fill_bar(
     st: _State,
     i: int,
     target: np.ndarray,
+    retry: np.ndarray,
     price: np.ndarray,
     val_price: np.ndarray,
-    commission: float,
-    fixed: float,
-    slip: np.ndarray,
-    record: bool,
-) -> None:
-    """Fill one bar's orders (P, S) in place: sells first, then buys by ascending value."""
+    rules: _Rules,
+) -> np.ndarray:
+    """Fill one bar's orders (P, S) in place: sells first, then buys, cut pro rata to the
+    buying power. Returns the targets actually sent (a re-sent buy that would sell is not)."""
     vp = np.nan_to_num(val_price)
     value = st.cash + st.pos @ vp
     has = ~np.isnan(target) & (value[:, None] > 0)
     with np.errstate(invalid="ignore", divide="ignore"):
         delta = np.where(has, np.nan_to_num(target) * value[:, None] / vp - st.pos, 0.0)
     delta[np.isclose(delta, 0.0, rtol=0, atol=_ABS_TOL)] = 0.0
+    drifted = retry & (delta <= 0)  # reached by drift: the open buy is done
+    delta[drifted] = 0.0
     qty = np.zeros_like(delta)
     fee = np.zeros_like(delta)
     # Sells: proceeds never limited (shorting is allowed), rejected only if fees exceed them.
-    sell_px = price * (1 - slip)
+    sell_px = price * (1 - rules.slip)
     proceeds = -np.minimum(delta, 0.0) * sell_px
-    sell_fee = np.where(delta < 0, proceeds * commission + fixed, 0.0)
+    sell_fee = np.where(delta < 0, proceeds * rules.commission + rules.fixed, 0.0)
     ok = (delta < 0) & (proceeds - sell_fee >= 0)
     qty[ok], fee[ok] = delta[ok], sell_fee[ok]
     st.cash += np.where(ok, proceeds - sell_fee, 0.0).sum(axis=1)
-    # Buys, each limited by the cash left; the cheapest order goes first (vectorbt's auto order).
-    buy_px = price * (1 + slip)
-    approx = np.where(delta > 0, delta * vp, np.inf)
-    order = np.argsort(approx, axis=1, kind="stable")
-    rows = np.arange(delta.shape[0])
-    for k in range(delta.shape[1]):
-        col = order[:, k]
-        size = delta[rows, col]
-        buys = size > 0
-        if not buys.any():
-            break
-        _buy(st, rows[buys], col[buys], size[buys], buy_px[col[buys]], commission, fixed, qty, fee)
+    buy_px = price * (1 + rules.slip)
+    if (delta > 0).any():
+        _buy(st, delta, buy_px, value, rules, qty, fee)
+    wanted = st.pos + np.where(has, delta, 0.0)
     st.pos += qty
-    if record:
+    short = (delta > 0) & (wanted - st.pos > _RETRY_TOL * np.abs(wanted))
+    st.pending = np.where(np.isnan(target), st.pending, short)
+    if rules.record:
         st.fills.append((i, qty, np.where(qty > 0, buy_px, sell_px) * (qty != 0), fee, value))
+    return np.where(drifted, np.nan, target)
 
 
 def _buy(
     st: _State,
-    rows: np.ndarray,
-    cols: np.ndarray,
-    size: np.ndarray,
+    delta: np.ndarray,
     px: np.ndarray,
-    commission: float,
-    fixed: float,
+    value: np.ndarray,
+    rules: _Rules,
     qty: np.ndarray,
     fee: np.ndarray,
 ) -> None:
-    """Buy ``size`` at ``px`` for the given (row, col) pairs, cut to the cash each row has."""
-    cash = np.where(np.isclose(st.cash[rows], 0.0, rtol=0, atol=_ABS_TOL), 0.0, st.cash[rows])
-    need = size * px * (1 + commission) + fixed
-    enough = (need <= cash) | (
-        np.abs(need - cash)
-        <= np.maximum(_REL_TOL * np.maximum(np.abs(need), np.abs(cash)), _ABS_TOL)
+    """Fill the buys (``delta > 0``) at ``px``, all cut by one fraction per row when the row's
+    buying power (``cash + max(max_gross - 1, 0) * value``) does not cover them."""
+    buys = delta > 0
+    notional = np.where(buys, delta * px * (1 + rules.commission), 0.0)
+    n_buys = buys.sum(axis=1)
+    need = notional.sum(axis=1) + n_buys * rules.fixed
+    power = st.cash + rules.leverage * value
+    power = np.where(np.isclose(power, 0.0, rtol=0, atol=_ABS_TOL), 0.0, power)
+    enough = (need <= power) | (
+        np.abs(need - power)
+        <= np.maximum(_REL_TOL * np.maximum(np.abs(need), np.abs(power)), _ABS_TOL)
     )
-    max_notional = (cash - fixed) / (1 + commission)
-    fill = np.where(enough, size, np.maximum(max_notional, 0.0) / px)
-    paid = np.where(enough, size * px * commission + fixed, cash - max_notional)
-    spent = np.where(enough, need, cash)
-    done = (cash > 0) & (fill > 0) & (enough | (max_notional > 0))
-    qty[rows[done], cols[done]] = fill[done]
-    fee[rows[done], cols[done]] = paid[done]
-    st.cash[rows[done]] -= spent[done]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = (power - n_buys * rules.fixed) / (need - n_buys * rules.fixed)
+    share = np.where(enough, 1.0, np.clip(np.nan_to_num(share), 0.0, 1.0))
+    done = (n_buys > 0) & (power > 0) & (share > 0)
+    fill = np.where(buys & done[:, None], delta * share[:, None], 0.0)
+    bought = fill > 0
+    qty[bought] = fill[bought]
+    fee[bought] = (fill * px * rules.commission + rules.fixed)[bought]
+    # A cut row spends exactly its buying power (cash 0 at max_gross 1, as in vectorbt).
+    spent = np.where(enough, need, power)
+    st.cash -= np.where(done, spent, 0.0)
 
 
 @dataclass(frozen=True)
@@ -360,11 +591,16 @@ class BacktestResult:
 
     Attributes:
         equity: portfolio value at each bar's close (last close for symbols without a bar).
-        cash: cash after each bar's fills.
+        cash: cash after each bar's fills and carry costs (negative = borrowed).
         positions: units held per symbol after each bar's fills.
-        weights: the target weights as decided at each bar (after the ``max_gross`` scaling).
+        weights: the weights held after each bar's fills, ``units * close / equity`` (what
+            was filled, drifting with prices between orders).
+        targets: the target weights as decided at each bar (after the ``max_gross`` scaling).
+        orders: the target weight of each order sent at each bar (NaN = none), re-sent open
+            buys included.
         fills: one row per fill: ``ts, symbol, side, qty, price, fee, value`` (qty > 0, side
             ``buy``/``sell``, price after spread and slippage, portfolio value at the fill).
+        carry: financing and borrow costs charged at each bar.
         close: the last known close per symbol at each bar (for marking to market).
         init_cash: starting cash.
     """
@@ -373,7 +609,10 @@ class BacktestResult:
     cash: pd.Series
     positions: pd.DataFrame
     weights: pd.DataFrame
+    targets: pd.DataFrame
+    orders: pd.DataFrame
     fills: pd.DataFrame
+    carry: pd.Series
     close: pd.DataFrame
     init_cash: float
 
@@ -381,6 +620,11 @@ class BacktestResult:
     def fees_paid(self) -> float:
         """Total fees, spread and slippage excluded (they are in the fill prices)."""
         return float(self.fills["fee"].sum())
+
+    @property
+    def carry_paid(self) -> float:
+        """Total financing and borrow costs."""
+        return float(self.carry.sum())
 
     @property
     def traded_notional(self) -> float:
@@ -392,6 +636,24 @@ class BacktestResult:
         """Traded notional over the average equity (1.0 = the book traded once)."""
         mean_equity = float(self.equity.mean())
         return self.traded_notional / mean_equity if mean_equity > 0 else float("nan")
+
+
+def _check_run(init_cash: float, max_gross: float) -> None:
+    if not init_cash > 0 or not max_gross > 0:
+        raise InvalidInputError(
+            f"expected init_cash > 0 and max_gross > 0, was {init_cash}, {max_gross}"
+        )
+
+
+def _rates(costs: Costs, symbols: list[str]) -> dict[str, Any]:
+    """``simulate``'s cost arguments for ``symbols``."""
+    return {
+        "commission": np.array([costs.commission_for(s) for s in symbols]),
+        "fixed": costs.fixed,
+        "slip": np.array([costs.slip(s) for s in symbols]),
+        "financing": costs.financing,
+        "borrow": costs.borrow,
+    }
 
 
 def run_backtest(
@@ -409,35 +671,45 @@ def run_backtest(
         weights: target weights by decision bar (index within the union of the bars' ts),
             columns = symbols, values in [-1, 1]; a decision at bar t fills at the next bar's
             open of each symbol.
-        costs: trading costs (defaults of ``Costs()`` when omitted).
+        costs: trading and carry costs (defaults of ``Costs()`` when omitted).
         init_cash: starting cash, > 0.
-        max_gross: the most ``sum(|weight|)`` a decision may hold; rows above it are scaled
-            down (default 1.0: no leverage).
+        max_gross: the most ``sum(|weight|)`` a decision may hold (rows above it are scaled
+            down) and the buying power's multiple of equity (default 1.0: no leverage).
 
     Raises:
         InvalidInputError: bad bars, weights outside [-1, 1] or naming unknown symbols,
-            a non-positive ``init_cash`` or ``max_gross``.
+            costs for symbols that are not in ``bars``, a non-positive ``init_cash`` or
+            ``max_gross``.
     """
     costs = costs or Costs()
-    if not init_cash > 0 or not max_gross > 0:
-        raise InvalidInputError(
-            f"expected init_cash > 0 and max_gross > 0, was {init_cash}, {max_gross}"
-        )
+    _check_run(init_cash, max_gross)
     sim = align_bars(bars)
-    w = _weights_matrix(weights, sim)
-    w = scale_gross(w, max_gross)
+    costs.check_symbols(sim.symbols)
+    w = scale_gross(_weights_matrix(weights, sim), max_gross)
     orders = orders_from_weights(w, sim.has_bar)[:, None, :]
-    slip = np.array([costs.slip(s) for s in sim.symbols])
+    trace = SimTrace()
     equity, cash, fills = simulate(
-        sim, orders, commission=costs.commission, fixed=costs.fixed, slip=slip, init_cash=init_cash
+        sim,
+        orders,
+        init_cash=init_cash,
+        max_gross=max_gross,
+        trace=trace,
+        **_rates(costs, sim.symbols),
     )
+    frame = lambda a: pd.DataFrame(a, index=sim.index, columns=sim.symbols)  # noqa: E731
+    positions = _positions_frame(fills, sim)
+    close = frame(sim.close_ffill)
+    held = (positions * close.fillna(0.0)).div(equity[:, 0], axis=0)
     return BacktestResult(
         equity=pd.Series(equity[:, 0], index=sim.index, name="equity"),
         cash=pd.Series(cash[:, 0], index=sim.index, name="cash"),
-        positions=_positions_frame(fills, sim),
-        weights=pd.DataFrame(w, index=sim.index, columns=sim.symbols),
+        positions=positions,
+        weights=held,
+        targets=frame(w),
+        orders=frame(trace.sent[:, 0, :]),
         fills=_fills_frame(fills, sim),
-        close=pd.DataFrame(sim.close_ffill, index=sim.index, columns=sim.symbols),
+        carry=pd.Series(trace.carry[:, 0], index=sim.index, name="carry"),
+        close=close,
         init_cash=float(init_cash),
     )
 
@@ -507,7 +779,9 @@ def run_batch(
         Equity, one column per weight set, indexed by the union ts.
     """
     costs = costs or Costs()
+    _check_run(init_cash, max_gross)
     sim = align_bars(bars)
+    costs.check_symbols(sim.symbols)
     if (
         weights.ndim != 3
         or weights.shape[0] != len(sim.index)
@@ -520,14 +794,12 @@ def run_batch(
     if np.nanmax(np.abs(weights), initial=0.0) > 1.0 + 1e-12:
         raise InvalidInputError("expected target weights in [-1, 1], was a value outside")
     orders = orders_from_weights(scale_gross(weights, max_gross), sim.has_bar)
-    slip = np.array([costs.slip(s) for s in sim.symbols])
     equity, _, _ = simulate(
         sim,
         orders,
-        commission=costs.commission,
-        fixed=costs.fixed,
-        slip=slip,
         init_cash=init_cash,
+        max_gross=max_gross,
         record_fills=False,
+        **_rates(costs, sim.symbols),
     )
     return pd.DataFrame(equity, index=sim.index)

@@ -42,17 +42,25 @@ _MAX_POINTS = 2000  # equity/drawdown points kept in the stored result (the repo
 _MAX_TRADES = 1000  # fills kept in the stored result (newest last)
 
 
-def execution_options(costs: Mapping[str, Any] | None) -> tuple[Any, float, float]:
+def execution_options(
+    costs: Mapping[str, Any] | None, *, asset_classes: Mapping[str, str] | None = None
+) -> tuple[Any, float, float]:
     """``(Costs, max_gross, init_cash)`` from a backtest's ``costs`` object.
 
+    Args:
+        costs: the backtest's costs object.
+        asset_classes: symbol -> asset class of the backtest's symbols: the default
+            commissions by class, and the symbols per-symbol costs may name
+            (``engine.make_costs``).
+
     Raises:
-        InvalidInputError: a negative cost, an unknown key, or a non-positive ``max_gross``
-            or ``init_cash``.
+        InvalidInputError: a negative cost, an unknown key, a symbol outside the backtest,
+            or a non-positive ``max_gross`` or ``init_cash``.
     """
     values = dict(costs or {})
     max_gross = _positive(values.pop("max_gross", 1.0), "max_gross")
     init_cash = _positive(values.pop("init_cash", 100_000.0), "init_cash")
-    return make_costs(**values), max_gross, init_cash
+    return make_costs(asset_classes, **values), max_gross, init_cash
 
 
 def _positive(value: Any, name: str) -> float:

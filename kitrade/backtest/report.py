@@ -2,8 +2,9 @@
 
 plotly.js is inlined from the installed ``plotly`` wheel (as the dashboard serves it), so
 the file loads nothing from the network. Figures: equity against buy-and-hold, drawdown,
-and each symbol's candlesticks with the fills; tables: the metrics, forecast quality and
-the walk-forward folds (any list of dicts).
+and each symbol's candlesticks with the fills; tables: the settings the result rests on (costs,
+bars per year, model), the metrics, forecast quality per forecast step and the walk-forward
+folds (any list of dicts).
 """
 
 from __future__ import annotations
@@ -57,6 +58,35 @@ def _table(rows: Sequence[Mapping[str, Any]], table_id: str) -> str:
         for row in rows
     )
     return f'<table id="{table_id}"><tr>{head}</tr>{body}</table>'
+
+
+def _value_text(value: Any) -> Any:
+    """A per-symbol mapping as ``"A: x, B: y"``; anything else as it is."""
+    if isinstance(value, Mapping):
+        return ", ".join(f"{k}: {_fmt(v)}" for k, v in value.items())
+    return value
+
+
+def _setting_rows(settings: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return [{"setting": k, "value": _value_text(v)} for k, v in settings.items()]
+
+
+def _quality_rows(quality: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One row per forecast step (``{"step_1": {...}, "step_5": {...}}``), or one row per
+    figure when a single step's figures are given."""
+    if quality and all(isinstance(v, Mapping) for v in quality.values()):
+        steps = sorted(quality, key=lambda k: int(str(k).rsplit("_", 1)[-1]))
+        return [{"step": k.rsplit("_", 1)[-1]} | dict(quality[k]) for k in steps]
+    return [{"figure": k, "value": v} for k, v in quality.items()]
+
+
+_QUALITY_NOTE = (
+    "<p>Scored on the forecasts issued at the decision bars, pooled over symbols. The point "
+    "forecast is the <b>median</b> (the 50 % quantile; the stored forecasts call its column "
+    "<code>mean</code>): <code>mae</code> is the median's absolute error relative to the "
+    "issuing close, <code>rmae</code> that over the random walk's, <code>hit_rate</code> "
+    "the share of bars where the median called the direction.</p>"
+)
 
 
 def _metric_rows(metrics: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -126,13 +156,18 @@ def render_report(
     quality: Mapping[str, Any] | None = None,
     folds: Sequence[Mapping[str, Any]] = (),
     checks: Sequence[Mapping[str, Any]] = (),
+    costs: Mapping[str, Any] | None = None,
+    settings: Mapping[str, Any] | None = None,
     title: str = "kitrade backtest",
 ) -> str:
     """The report as one HTML string (see ``write_report``).
 
     ``metrics`` is either one run's ``{metric: value}`` or several runs side by side,
-    ``{run name: {metric: value}}`` (strategy, buy_and_hold, naive...); ``checks`` are rows
-    of the look-ahead and lag tests.
+    ``{run name: {metric: value}}`` (strategy, buy_and_hold, naive...); ``quality`` one
+    step's figures or ``{"step_h": {figure: value}}`` per step; ``checks`` are rows of the
+    look-ahead and lag tests; ``costs`` the costs the runs paid (per-symbol values as
+    mappings); ``settings`` anything else the figures rest on (period, bars per year, the
+    model's configuration).
     """
     figures = [
         ("equity", _equity_figure(result, benchmark)),
@@ -146,13 +181,16 @@ def render_report(
         for name, fig in figures
     )
     metric_rows = _metric_rows(metrics)
-    quality_rows = [{"figure": k, "value": v} for k, v in (quality or {}).items()]
+    costs_rows = _setting_rows(costs or {})
     return (
         f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
         f"<style>{_STYLE}</style><script>{_plotly_js()}</script></head><body>"
         f"<h1>{html.escape(title)}</h1>{divs}"
+        f"<h2>Settings</h2>{_table(_setting_rows(settings or {}), 'settings')}"
+        f"<h2>Costs</h2>{_table(costs_rows, 'costs')}"
         f"<h2>Metrics</h2>{_table(metric_rows, 'metrics')}"
-        f"<h2>Forecast quality</h2>{_table(quality_rows, 'quality')}"
+        f"<h2>Forecast quality by step</h2>{_QUALITY_NOTE}"
+        f"{_table(_quality_rows(quality or {}), 'quality')}"
         f"<h2>Walk-forward folds</h2>{_table(list(folds), 'folds')}"
         f"<h2>Look-ahead checks</h2>{_table(list(checks), 'checks')}"
         "</body></html>"
@@ -165,8 +203,8 @@ def write_report(path: str | Path, result: BacktestResult, **kwargs: Any) -> Pat
     Args:
         path: the file to write (parent folders are created).
         result: the backtest.
-        **kwargs: ``bars``, ``metrics``, ``benchmark``, ``quality``, ``folds``, ``title`` as
-            in ``render_report``.
+        **kwargs: ``bars``, ``metrics``, ``benchmark``, ``quality``, ``folds``, ``checks``,
+            ``costs``, ``settings``, ``title`` as in ``render_report``.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -6,10 +6,15 @@ the symbols' bar timestamps, one column per symbol, values in [-1, 1]. The weigh
 and the forecasts issued at ``t`` (``issued_at`` = the last bar the forecast saw). The
 engine fills it at the next bar's open. A symbol keeps its last decision over bars it lacks.
 
+The forecasts' point column is named ``mean`` (the name of the stored forecasts and of the
+forecast API) but holds the forecast's **median**, its 50 % quantile: NHITS is fitted with a
+quantile loss, and ``drift_forecasts`` gives the log-normal median. So the "forecast return"
+below is the median's return, ``median / close - 1``, not an expected (mean) return.
+
 Kinds (``parse_strategy(kind, params)``):
 
-* ``forecast_threshold`` — long when the forecast's expected return over ``horizon`` bars
-  exceeds ``enter``, short below ``-enter`` (with ``allow_short``), out when the expected
+* ``forecast_threshold`` — long when the forecast return (of the median) over ``horizon``
+  bars exceeds ``enter``, short below ``-enter`` (with ``allow_short``), out when the forecast
   return falls back under ``exit``; ``enter_unit="cost"`` reads the thresholds as multiples
   of the symbol's round-trip cost; ``hold_bars`` is the minimum holding time.
 * ``forecast_interval`` — sizes by the forecast's own uncertainty: the probability of an up
@@ -59,17 +64,19 @@ class _Params(BaseModel):
 
 
 class ForecastThreshold(_Params):
-    """Enter on a large expected return, leave on a small one.
+    """Enter on a large forecast return (of the median forecast), leave on a small one.
 
     Attributes:
         horizon: which forecast step to read (bars ahead), >= 1.
-        enter: entry threshold on the expected return (or in round trips, see ``enter_unit``).
-        exit: leave a long when the expected return drops below ``exit`` (a short when it
+        enter: entry threshold on the forecast return (or in round trips, see ``enter_unit``).
+        exit: leave a long when the forecast return drops below ``exit`` (a short when it
             rises above ``-exit``); ``exit <= enter``. 0 = leave when the sign turns.
         enter_unit: ``"return"`` (thresholds are returns, 0.002 = 0.2 %) or ``"cost"``
             (multiples of the symbol's round-trip cost, so 1.5 = 1.5 round trips).
         allow_short: short below ``-enter``.
-        hold_bars: the fewest bars a position is held before it may be left or flipped.
+        hold_bars: the fewest bars a position is held before it may be left or flipped:
+            with ``h`` it is held exactly ``h`` bars (from the fill that opens it to the fill
+            that leaves it) when the exit signal comes earlier; 0 and 1 both mean one bar.
         weight: the weight of a position, in (0, 1].
     """
 
@@ -283,7 +290,8 @@ def issued_index(issued_at: pd.Series, like: pd.Index) -> pd.DatetimeIndex:
 def expected_returns(
     forecasts: pd.DataFrame, bars: dict[str, pd.DataFrame], horizon: int
 ) -> dict[str, pd.Series]:
-    """Per symbol: ``mean(step=horizon) / close(issued_at) - 1`` on the symbol's own bars.
+    """Per symbol: the median forecast's return, ``median(step=horizon) / close(issued_at) - 1``
+    (the median is the forecasts' ``mean`` column), on the symbol's own bars.
 
     A bar without a forecast issued at it gets NaN (no new decision there).
     """
@@ -309,7 +317,8 @@ def threshold_positions(
     """The ``forecast_threshold`` state machine for P parameter sets at once.
 
     Args:
-        expected: (T,) expected returns at each decision bar (NaN = no forecast: keep).
+        expected: (T,) forecast (median) returns at each decision bar (NaN = no forecast:
+            keep).
         enter, exit_, hold_bars, allow_short: (P,) parameters (thresholds as returns).
 
     Returns:
@@ -331,7 +340,9 @@ def threshold_positions(
         if known[t]:
             leave = np.where(pos > 0, leave_long[t], leave_short[t] & (pos < 0))
             want = np.where(np.isnan(entry[t]), np.where(leave, 0.0, pos), entry[t])
-            new = np.where((pos == 0) | (held >= hold_bars), want, pos)
+            # ``held`` bars have passed since the entry decision; leaving now fills at the
+            # next open, after ``held + 1`` bars in the position.
+            new = np.where((pos == 0) | (held + 1 >= hold_bars), want, pos)
             held = np.where(new != pos, 0.0, held + 1)
             pos = new
         else:
@@ -468,7 +479,8 @@ def drift_forecasts(
     benchmarks, and as a statistical baseline.
 
     Returns:
-        The long forecasts frame of the contract (``model_version="drift-baseline"``,
+        The long forecasts frame of the contract (``mean`` = the log-normal median
+        ``exp(log close + drift * step)``, ``model_version="drift-baseline"``,
         ``trained_through = issued_at``).
     """
     frames = []

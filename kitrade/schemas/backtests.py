@@ -57,20 +57,42 @@ class BacktestSpec(_In):
 
 
 class BacktestCosts(_In):
-    """Execution costs and sizing of a backtest (unset fields keep the engine's defaults)."""
+    """Execution costs and sizing of a backtest (unset fields keep the engine's defaults).
 
-    commission: _Fraction | None = Field(
-        None, description="relative commission per fill (0.0005 = 5 bp; default 0.0005)"
+    A per-symbol cost is an object of symbol -> value with ``*`` for every other symbol;
+    symbols it leaves out keep the default, and symbols that are not in the backtest are
+    refused (422)."""
+
+    commission: _Fraction | _PerSymbol | None = Field(
+        None,
+        description="relative commission per fill (0.0005 = 5 bp); a number for every symbol "
+        "or by symbol/'*'. Default by the symbol's asset class: fx 0.00002 (0.2 bp), crypto "
+        "0.001 (10 bp), stock and other 0.0005 (5 bp), index and commodity 0.0001 (1 bp)",
     )
     fixed: _NonNeg | None = Field(None, description="fixed fee per fill in account currency")
     spread: _Fraction | _PerSymbol | None = Field(
-        None, description="full bid-ask spread as a fraction of the price; by symbol or '*'"
+        None,
+        description="full bid-ask spread as a fraction of the price (default 0.0002); "
+        "by symbol or '*'",
     )
     slippage: _Fraction | _PerSymbol | None = Field(
-        None, description="adverse price move per fill as a fraction; by symbol or '*'"
+        None,
+        description="adverse price move per fill as a fraction (default 0.0001); by symbol or '*'",
+    )
+    financing: _Fraction | None = Field(
+        None,
+        description="annual interest rate on borrowed cash (max_gross above 1), charged per "
+        "bar by the time elapsed (default 0.05 = 5 %/yr)",
+    )
+    borrow: _Fraction | None = Field(
+        None,
+        description="annual fee on the short notional, charged per bar by the time elapsed "
+        "(default 0.01 = 1 %/yr)",
     )
     max_gross: Annotated[float, Field(gt=0, le=100, allow_inf_nan=False)] | None = Field(
-        None, description="the largest gross exposure as a multiple of equity (default 1)"
+        None,
+        description="the largest gross exposure as a multiple of equity (default 1); above 1 "
+        "the account borrows up to (max_gross - 1) x equity to buy",
     )
     init_cash: _Positive | None = Field(None, description="starting equity (default 100000)")
 

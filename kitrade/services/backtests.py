@@ -80,11 +80,13 @@ def create_backtest(
         start: first decision bar (default: as early as the folds' training allows).
         end: last decision bar, inclusive (default: the last stored bar).
         n_folds: walk-forward folds per symbol.
-        costs: execution costs for the engine (JSON object).
+        costs: execution costs for the engine (JSON object); recorded with each symbol's
+            commission resolved (its asset class's default where none is given).
         model_overrides: NHITS configuration fields for the fold models.
 
     Raises:
-        InvalidInputError: neither or both of ``strategy``/``spec``, a bad spec or period.
+        InvalidInputError: neither or both of ``strategy``/``spec``, a bad spec or period,
+            a bad cost or per-symbol costs for symbols outside the backtest.
         NotFoundError: unknown strategy or symbol.
     """
     if (strategy is None) == (spec is None):
@@ -98,7 +100,7 @@ def create_backtest(
     with db.connection() as conn:
         spec, symbols, timeframe = _resolve_spec(conn, strategy, spec, symbols, timeframe)
         _check_model(timeframe, model_overrides or {})
-        execution_options(costs)
+        costs = _resolve_costs(conn, symbols, costs)
         _check_folds(conn, symbols, timeframe, n_folds, start, end, model_overrides or {})
         return store.create_backtest(
             conn,
@@ -155,6 +157,20 @@ def _resolve_spec(
         )
     strategies.parse_strategy(spec["kind"], spec.get("params", {}))
     return spec, list(symbols), timeframe
+
+
+def _resolve_costs(conn: Any, symbols: list[str], costs: dict[str, Any] | None) -> dict[str, Any]:
+    """The costs to record: checked, with each symbol's commission its asset class's default
+    where none is given (recorded resolved, so a rerun keeps them if a class changes later).
+
+    Raises:
+        InvalidInputError: a bad cost, or per-symbol costs for symbols outside the backtest.
+    """
+    from kitrade.data.symbols import get_symbol
+
+    classes = {s: get_symbol(conn, symbol=s).asset_class for s in symbols}
+    model, _, _ = execution_options(costs, asset_classes=classes)
+    return {**(costs or {}), "commission": model.commission}
 
 
 def _check_model(timeframe: str, overrides: dict[str, Any]) -> None:
@@ -445,11 +461,14 @@ def _evaluate(record: store.BacktestRecord, prepared: PreparedForecasts) -> dict
 def write_report(settings: Settings, db: Database, *, backtest_id: int, path: str | Path) -> Path:
     """Write the HTML report of a finished backtest to ``path``.
 
-    The runs are rebuilt from the stored forecasts (no model is trained again), so the
-    report shows every bar and fill, not the thinned curves of the stored result.
+    The runs are rebuilt from the stored forecasts, so the report shows every bar and fill,
+    not the thinned curves of the stored result. It never trains a model: when a fold's
+    forecasts are no longer stored it refuses, naming the folds and the command that
+    computes them. Beside the figures it states the costs, bars per year, the period, the
+    strategy and the fold models' configuration, and scores the forecasts at every step.
 
     Raises:
-        ConflictError: the backtest has not finished.
+        ConflictError: the backtest has not finished, or some folds' forecasts are missing.
     """
     from kitrade.backtest.report import write_report as write_html
 
@@ -458,28 +477,100 @@ def write_report(settings: Settings, db: Database, *, backtest_id: int, path: st
         raise ConflictError(
             f"backtest {backtest_id}: expected a finished backtest, was {record.status}"
         )
-    prepared = prepare_forecasts(settings, db, record)
+    prepared = _stored_forecasts(db, record)
     evaluation = _evaluation(record, prepared)
     result = record.result
-    first = evaluation.strategy.equity.index[0]
+    strategy = evaluation.strategy
+    first = strategy.equity.index[0]
+    period = {s: f.loc[f.index >= first] for s, f in prepared.bars.items()}
+    return write_html(
+        path,
+        strategy,
+        bars=period,
+        metrics=result["metrics"],
+        benchmark=evaluation.benchmark.equity,
+        quality=_quality_by_step(prepared.forecasts, period, strategy.equity.index),
+        folds=result.get("folds", []),
+        checks=_report_checks(result),
+        costs={
+            **result.get("costs", {}),
+            "fees paid (strategy)": strategy.fees_paid,
+            "financing and borrow paid (strategy)": strategy.carry_paid,
+        },
+        settings=_report_settings(record, result, strategy.equity.index),
+        title=f"kitrade backtest {backtest_id}: {record.strategy_name or record.spec['kind']}",
+    )
+
+
+def _stored_forecasts(db: Database, record: store.BacktestRecord) -> PreparedForecasts:
+    """Bars, folds and the stored forecasts of ``record``; nothing is computed.
+
+    Raises:
+        ConflictError: some folds' forecasts are not stored (they are named, with the
+            command that computes them).
+    """
+    bars = _load_bars(db, record.symbols, record.period_end)
+    jobs, fold_map = _plan(record, bars, None)
+    _, missing = _split_stored(db, jobs)
+    if missing:
+        named = ", ".join(f"{j.symbol} fold {j.fold.index}" for j in missing)
+        raise ConflictError(
+            f"backtest {record.id}: the forecasts of {named} are not stored (deleted, or "
+            "stored under another model configuration); the report never trains models. "
+            f"Compute them with `python scripts/backtest.py {record.id}` (on a cluster: "
+            f"`ray job submit --working-dir . -- python scripts/backtest.py {record.id}`), "
+            "which reruns the backtest and computes only the missing folds, then write the "
+            "report again"
+        )
+    return PreparedForecasts(bars=bars, folds=fold_map, forecasts=_load_stored(db, jobs), reused=[])
+
+
+def _quality_by_step(
+    forecasts: pd.DataFrame, bars: dict[str, pd.DataFrame], decision_bars: pd.Index
+) -> dict[str, dict[str, float]]:
+    """Forecast quality at every forecast step over the decision bars (``step_h`` keys)."""
+    from kitrade.backtest.quality import forecast_quality
+
+    if forecasts.empty:
+        return {}
+    return {
+        f"step_{h}": forecast_quality(forecasts, bars, step=h, decision_bars=decision_bars)
+        for h in range(1, int(forecasts["step"].max()) + 1)
+    }
+
+
+def _report_checks(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The stored look-ahead checks, then the lag test as a row of its own."""
     lag = result.get("lag_test", {})
-    checks = [*result.get("lookahead_checks", [])]
-    checks.append(
+    return [
+        *result.get("lookahead_checks", []),
         {
             "name": "lag_test",
             "passed": "reported",
             "detail": f"total return {lag.get('total_return')} on time, "
             f"{lag.get('total_return_lagged')} one bar late",
-        }
-    )
-    return write_html(
-        path,
-        evaluation.strategy,
-        bars={s: f.loc[f.index >= first] for s, f in prepared.bars.items()},
-        metrics=result["metrics"],
-        benchmark=evaluation.benchmark.equity,
-        quality=result.get("quality", {}).get("step_1"),
-        folds=result.get("folds", []),
-        checks=checks,
-        title=f"kitrade backtest {backtest_id}: {record.strategy_name or record.spec['kind']}",
-    )
+        },
+    ]
+
+
+def _report_settings(
+    record: store.BacktestRecord, result: dict[str, Any], index: pd.Index
+) -> dict[str, Any]:
+    """What the report's figures rest on besides the costs: period, annualisation, strategy
+    and the fold models' NHITS configuration (the timeframe defaults plus the overrides)."""
+    import json
+
+    from kitrade.backtest.folds import fold_config
+
+    metrics = (result.get("metrics") or {}).get("strategy") or {}
+    config = fold_config(record.timeframe, **record.model_overrides).model_dump(mode="json")
+    return {
+        "symbols": ", ".join(record.symbols),
+        "timeframe": record.timeframe,
+        "decision bars": f"{index[0].isoformat()} .. {index[-1].isoformat()} ({len(index)})",
+        "walk-forward folds per symbol": record.n_folds,
+        "bars per year (annualisation)": metrics.get("bars_per_year", "not in this result"),
+        "strategy": json.dumps(record.spec, sort_keys=True),
+        "model overrides": json.dumps(record.model_overrides, sort_keys=True),
+        **{f"model: {k}": v for k, v in config.items()},
+    }

@@ -35,3 +35,34 @@ def test_report_is_self_contained_and_has_the_figures(tmp_path, bars3, forecasts
     assert 'id="metrics"' in text and "sharpe" in text
     assert 'id="folds"' in text and "2010-01-01" in text
     assert "buy and hold" in text and "coverage_80" in text
+
+
+def test_report_states_costs_settings_and_quality_at_every_step(tmp_path, bars3, forecasts3):
+    from kitrade.backtest.engine import make_costs
+
+    bars = {"GOOG": bars3["GOOG"]}
+    costs = make_costs(asset_classes={"GOOG": "stock"}, spread={"GOOG": 0.001})
+    result = run_backtest(
+        bars, target_weights(parse_strategy("buy_and_hold", {}), bars), costs=costs
+    )
+    quality = {f"step_{h}": forecast_quality(forecasts3, bars, step=h) for h in (1, 2, 3, 4, 5)}
+    text = write_report(
+        tmp_path / "report.html",
+        result,
+        bars=bars,
+        metrics={"strategy": summarize(result, timeframe="D1")},
+        quality=quality,
+        costs=costs.model_dump() | {"max_gross": 1.0},
+        settings={"bars per year (annualisation)": 252.0, "model: max_steps": 300},
+    ).read_text(encoding="utf-8")
+    costs_table = re.search(r'<table id="costs">.*?</table>', text).group(0)
+    for shown in ("financing", "0.05", "borrow", "GOOG: 0.001", "*: 0.0002", "max_gross"):
+        assert shown in costs_table, shown
+    settings_table = re.search(r'<table id="settings">.*?</table>', text).group(0)
+    assert "bars per year" in settings_table and "252" in settings_table
+    assert "max_steps" in settings_table
+    quality_table = re.search(r'<table id="quality">.*?</table>', text).group(0)
+    steps = re.findall(r"<tr><td>(\d+)</td>", quality_table)
+    assert steps == ["1", "2", "3", "4", "5"]
+    assert "rmae" in quality_table and "coverage_95" in quality_table
+    assert "median" in text.split('id="quality"')[0].rsplit("<h2>", 1)[-1]

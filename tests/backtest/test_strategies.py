@@ -95,8 +95,35 @@ def test_threshold_state_machine_by_hand() -> None:
     )
     # Set 0: enter long, hold while r > exit, leave at -0.001, short at -0.02, cover at +0.001.
     assert pos[:, 0].tolist() == [0, 1, 1, 0, -1, -1, 0, 0, 1]
-    # Set 1: long only, held at least 3 bars after entry, then out on the negative forecast.
-    assert pos[:, 1].tolist() == [0, 1, 1, 1, 1, 0, 0, 0, 1]
+    # Set 1: long only, decided at bars 1-3 (held 3 bars once filled), then out on the
+    # negative forecast.
+    assert pos[:, 1].tolist() == [0, 1, 1, 1, 0, 0, 0, 0, 1]
+
+
+@pytest.mark.parametrize("hold_bars", [1, 2, 3, 5])
+def test_hold_bars_holds_a_position_exactly_that_many_bars(hold_bars) -> None:
+    """Enter on one bar's forecast, every later forecast says leave: the engine holds the
+    position for ``hold_bars`` bars, from the fill that opens it to the one that leaves."""
+    from kitrade.backtest.engine import make_costs
+
+    idx = pd.date_range("2024-01-01", periods=12, freq="h", tz="UTC")
+    bars = {"X": pd.DataFrame({"open": 100.0, "close": 100.0}, index=idx)}
+    ret = np.r_[0.0, 0.05, np.full(len(idx) - 2, -0.05)]
+    forecasts = pd.DataFrame(
+        {
+            "symbol": "X",
+            "issued_at": idx,
+            "step": 1,
+            "mean": 100.0 * (1 + ret),
+            **{k: 100.0 for k in ("lo_80", "hi_80", "lo_95", "hi_95")},
+        }
+    )
+    params = parse_strategy("forecast_threshold", {"enter": 0.01, "hold_bars": hold_bars})
+    weights = target_weights(params, bars, forecasts)
+    result = run_backtest(bars, weights, costs=make_costs(financing=0.0, borrow=0.0))
+    held = result.positions["X"] > 0
+    assert int(held.sum()) == hold_bars
+    assert held.idxmax() == idx[2]  # decided at bar 1, filled at bar 2's open
 
 
 def test_cost_unit_thresholds_scale_with_the_costs(bars3, forecasts3) -> None:

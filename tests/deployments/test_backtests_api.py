@@ -175,6 +175,7 @@ BASE = {"spec": SPEC, "symbols": ["BTA"], "timeframe": "H1", "model": TINY}
     [
         ({**BASE, "costs": {"commission": -0.001}}, 422, "commission"),
         ({**BASE, "costs": {"spread": {"BTA": -1}}}, 422, "spread"),
+        ({**BASE, "costs": {"slippage": {"GOOG": 0.001}}}, 422, "slippage: GOOG"),
         ({**BASE, "costs": {"init_cash": 0}}, 422, "init_cash"),
         ({**BASE, "start": "2024-01-10", "end": "2024-01-09"}, 422, "start <= end"),
         ({**BASE, "start": "2030-01-01"}, 422, "outside the stored bars"),

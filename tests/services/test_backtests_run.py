@@ -63,6 +63,71 @@ def test_a_backtest_runs_to_done_with_its_result_and_reruns_from_stored_forecast
     page = report.read_text(encoding="utf-8")
     assert "fig-equity" in page and "fig-trades-SYNA" in page
     assert "<script src=" not in page  # plotly inlined: the file works offline
+    _report_states_its_settings(page)
+    _a_report_without_its_forecasts_is_refused_not_retrained(seeded, db, again, tmp_path)
+
+
+def _table(page: str, table_id: str) -> str:
+    import re
+
+    found = re.search(f'<table id="{table_id}">.*?</table>', page, re.S)
+    assert found, table_id
+    return found.group(0)
+
+
+def _report_states_its_settings(page: str) -> None:
+    """Costs, bars per year, the model's configuration and quality at each of the 6 steps."""
+    import re
+
+    costs = _table(page, "costs")
+    for shown in ("commission", "0.0001", "financing", "borrow", "max_gross"):
+        assert shown in costs, shown
+    settings = _table(page, "settings")
+    assert "bars per year" in settings and "model: max_steps" in settings
+    steps = re.findall(r"<tr><td>(\d+)</td>", _table(page, "quality"))
+    assert steps == ["1", "2", "3", "4", "5", "6"]
+
+
+def _a_report_without_its_forecasts_is_refused_not_retrained(seeded, db, done, tmp_path) -> None:
+    from kitrade.errors import ConflictError
+
+    folds = (done.result or {})["folds"]
+    fold = next(f for f in folds if (f["symbol"], f["index"]) == ("SYNB", 2))
+    with db.connection() as conn:
+        conn.execute(
+            "DELETE FROM backtest_forecasts WHERE symbol = 'SYNB' AND issued_at >= %s",
+            (pd.Timestamp(fold["start"]).to_pydatetime(),),
+        )
+        left = conn.execute("SELECT count(*) FROM backtest_forecasts").fetchone()[0]
+    with pytest.raises(ConflictError, match=r"SYNB fold 2 .*scripts/backtest\.py"):
+        svc.write_report(seeded, db, backtest_id=done.id, path=tmp_path / "missing.html")
+    with db.connection() as conn:  # nothing was computed or stored again
+        assert conn.execute("SELECT count(*) FROM backtest_forecasts").fetchone()[0] == left
+    assert not (tmp_path / "missing.html").exists()
+
+
+def test_costs_are_checked_against_the_symbols_and_commission_follows_the_asset_class(
+    seeded, db
+) -> None:
+    from kitrade.data.bars import ingest_bars
+    from kitrade.data.symbols import create_symbol
+    from kitrade.errors import InvalidInputError
+    from kitrade.schemas import SymbolIn
+
+    with db.connection() as conn:
+        create_symbol(conn, spec=SymbolIn(symbol="SYNF", timeframe="H1", asset_class="fx"))
+        conn.commit()
+        ingest_bars(conn, symbol="SYNF", bars=base.synthetic(260, 7))
+    args = {"spec": {"kind": KIND, "params": PARAMS}, "timeframe": "H1", "model_overrides": TINY}
+    before = len(svc.list_backtests(db))
+    with pytest.raises(InvalidInputError, match="spread: GOOG"):
+        svc.create_backtest(db, symbols=["SYNA"], costs={"spread": {"GOOG": 0.001}}, **args)
+    assert len(svc.list_backtests(db)) == before
+    rec = svc.create_backtest(
+        db, symbols=["SYNA", "SYNF"], costs={"spread": {"SYNF": 0.00005}}, **args
+    )
+    assert rec.costs["commission"] == {"*": 0.0005, "SYNA": 0.0005, "SYNF": 0.00002}
+    assert rec.costs["spread"] == {"SYNF": 0.00005}  # the other symbols keep the default
 
 
 def test_a_stored_legacy_strategy_is_refused_as_parameter_only(seeded, db) -> None:
