@@ -117,8 +117,10 @@ def _best(fn: Callable[[], Any], warm: Callable[[], Any], repeat: int) -> tuple[
     best, out = float("inf"), None
     for _ in range(repeat):
         start = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - start)
+        result = fn()
+        took = time.perf_counter() - start
+        if took < best:
+            best, out = took, result  # the best run's output (and its inner timings)
     return best, out
 
 
