@@ -122,8 +122,8 @@ def create_backtest(
     with db.connection() as conn:
         spec, symbols, timeframe = _resolve_spec(conn, strategy, spec, symbols, timeframe)
         execution_options(costs)
+        _check_model(timeframe, model_overrides or {})  # refused even where unused
         if needs_forecasts(spec["kind"]):
-            _check_model(timeframe, model_overrides or {})
             _check_folds(conn, symbols, timeframe, n_folds, start, end, model_overrides or {})
         else:
             _check_period(conn, symbols, start, end)
