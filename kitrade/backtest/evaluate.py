@@ -7,9 +7,15 @@ costs:
 * the strategy;
 * ``buy_and_hold`` of the same symbols (the benchmark);
 * the naive signal (the last bar's direction, long only unless the strategy shorts);
-* the lag test: the strategy's own weights one bar later. A result that is much better than
-  its one-bar-late twin lives on the first bar after each decision; that is where a look-ahead
-  bug would put its profit, so the two are reported side by side.
+* the lag test, a diagnostic and not a check (it has no threshold and cannot pass or
+  fail): the strategy's own weights one bar later. A result that is much better than its
+  one-bar-late twin earns its profit on the first bar after each decision, which is where a
+  look-ahead bug would put it, but also where a genuinely short-lived signal does; the two
+  are reported side by side, with that meaning spelled out.
+
+Sharpe ratios and volatilities are annualised with the market's bars per year
+(``metrics.bars_per_year``: the symbols' asset-class calendar, or the bars observed), stated
+in every metrics block (``bars_per_year``) and in ``annualisation`` with its basis.
 
 The answer is JSON-ready (NaN and infinities as ``None``).
 """
@@ -23,7 +29,7 @@ from typing import Any
 import pandas as pd
 
 from kitrade.backtest.engine import BacktestResult, make_costs, run_backtest
-from kitrade.backtest.metrics import drawdown, summarize
+from kitrade.backtest.metrics import bars_per_year, drawdown, summarize
 from kitrade.backtest.quality import forecast_quality
 from kitrade.backtest.strategies import (
     BuyAndHold,
@@ -34,7 +40,14 @@ from kitrade.backtest.strategies import (
 )
 from kitrade.errors import InvalidInputError
 
-__all__ = ["EXECUTION_KEYS", "Evaluation", "evaluate", "execution_options", "json_safe"]
+__all__ = [
+    "EXECUTION_KEYS",
+    "LAG_TEST_MEANING",
+    "Evaluation",
+    "evaluate",
+    "execution_options",
+    "json_safe",
+]
 
 #: Keys of a backtest's ``costs`` object that set the execution, not a cost.
 EXECUTION_KEYS = ("max_gross", "init_cash")
@@ -93,6 +106,7 @@ def evaluate(
     timeframe: str,
     decision_start: pd.Timestamp,
     decision_end: pd.Timestamp,
+    asset_classes: Mapping[str, str] | None = None,
 ) -> Evaluation:
     """Run the strategy and its baselines over the decision bars and summarise them.
 
@@ -105,6 +119,8 @@ def evaluate(
         timeframe: the bars' timeframe (periods per year of the metrics).
         decision_start: the first decision bar.
         decision_end: the last decision bar (inclusive).
+        asset_classes: symbol -> asset class (``fx``, ``stock``...), for the trading calendar
+            of the annualisation; a symbol missing here counts as ``other`` (observed bars).
     """
     params = parse_strategy(str(spec.get("kind")), dict(spec.get("params") or {}))
     cost_model, max_gross, init_cash = execution_options(costs)
@@ -120,6 +136,8 @@ def evaluate(
             period, inside, costs=cost_model, init_cash=init_cash, max_gross=max_gross
         )
 
+    classes = [(asset_classes or {}).get(s, "other") for s in bars]
+    ppy, basis = bars_per_year(timeframe, classes, _union(bars))
     weights = target_weights(params, dict(bars), forecasts, costs=cost_model)
     strategy = run(weights)
     benchmark = run(target_weights(BuyAndHold(), dict(bars)))
@@ -127,11 +145,12 @@ def evaluate(
     lagged = run(weights.shift(1).fillna(0.0))
     answer = {
         "metrics": {
-            "strategy": _metrics(strategy, timeframe),
-            "buy_and_hold": _metrics(benchmark, timeframe),
-            "naive": _metrics(naive, timeframe),
+            "strategy": summarize(strategy, ppy=ppy),
+            "buy_and_hold": summarize(benchmark, ppy=ppy),
+            "naive": summarize(naive, ppy=ppy),
         },
-        "lag_test": _lag_test(strategy, lagged, timeframe),
+        "annualisation": {"bars_per_year": ppy, "basis": basis},
+        "lag_test": _lag_test(strategy, lagged, ppy),
         "quality": _quality(params, forecasts, period, strategy.equity.index),
         "equity": _series(strategy.equity),
         "benchmark_equity": _series(benchmark.equity),
@@ -146,14 +165,29 @@ def _in_period(frame: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp) -> p
     return frame.loc[(frame.index >= start) & (frame.index <= end)]
 
 
-def _metrics(result: BacktestResult, timeframe: str) -> dict[str, float]:
-    return summarize(result, timeframe=timeframe)
+def _union(bars: Mapping[str, pd.DataFrame]) -> pd.DatetimeIndex:
+    frames = [pd.DatetimeIndex(f.index) for f in bars.values()]
+    index = frames[0]
+    for other in frames[1:]:
+        index = index.union(other)
+    return index
 
 
-def _lag_test(strategy: BacktestResult, lagged: BacktestResult, timeframe: str) -> dict[str, Any]:
-    on_time, late = _metrics(strategy, timeframe), _metrics(lagged, timeframe)
+#: What the lag test says and what it does not (shown with the figures).
+LAG_TEST_MEANING = (
+    "diagnostic, not a pass/fail check: the same weights filled one bar later. If the "
+    "on-time run is far better than the late one, the profit is made on the first bar after "
+    "each decision: that is where a look-ahead bug would put it, and also where a genuinely "
+    "fast signal earns. Similar figures mean the result does not hinge on that one bar."
+)
+
+
+def _lag_test(strategy: BacktestResult, lagged: BacktestResult, ppy: float) -> dict[str, Any]:
+    on_time, late = summarize(strategy, ppy=ppy), summarize(lagged, ppy=ppy)
     return {
+        "kind": "diagnostic",
         "description": "the strategy's weights applied one bar later, same bars and costs",
+        "meaning": LAG_TEST_MEANING,
         "total_return": on_time["total_return"],
         "total_return_lagged": late["total_return"],
         "sharpe": on_time["sharpe"],

@@ -24,7 +24,7 @@ import pandas as pd
 from kitrade.errors import InvalidInputError, TooShortError
 from kitrade.training.spec import NHITSConfig, default_config, min_bars
 
-__all__ = ["Fold", "fold_config", "make_folds", "walk_forward_folds"]
+__all__ = ["Fold", "decision_period", "fold_config", "make_folds", "walk_forward_folds"]
 
 
 @dataclass(frozen=True)
@@ -132,6 +132,24 @@ def make_folds(
             )
         )
     return folds
+
+
+def decision_period(
+    index: pd.DatetimeIndex,
+    *,
+    start: datetime | str | pd.Timestamp | None,
+    end: datetime | str | pd.Timestamp | None,
+    symbol: str = "series",
+) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """The first and last bar of ``index`` in ``start .. end`` for a strategy that trains
+    nothing (no folds: the period may start at the first stored bar).
+
+    Raises:
+        InvalidInputError: no bars, or a period outside them or holding none.
+    """
+    idx = _checked_index(index, symbol)
+    lo, hi = _period_bounds(idx, start, end, min_train=0, symbol=symbol)
+    return idx[lo], idx[hi - 1]
 
 
 def _checked_index(index: pd.DatetimeIndex, symbol: str) -> pd.DatetimeIndex:

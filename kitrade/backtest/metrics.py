@@ -25,15 +25,26 @@ Definitions (bar returns ``r_t = E_t / E_{t-1} - 1`` of the equity curve ``E``):
   profit factor = gross wins / gross losses; expectancy = mean PnL per closed trade;
 * exposure = share of bars with any position; turnover = traded notional / mean equity.
 
-``ppy`` (periods per year) is ``periods_per_year(timeframe)``: 252 trading days, intraday
-bars of 24 h a day (FX and crypto; pass ``hours_per_day=6.5`` for an exchange), 52 weeks, 12
-months. Where symbols of different timeframes share one account the equity curve's bars are
-irregular; ``summarize`` without a timeframe then uses the observed bars per calendar year.
+``ppy`` (periods per year, ``bars_per_year`` in the answer) comes from the market's trading
+calendar where the symbols' asset class has one (``CALENDARS``; ``bars_per_year``):
+
+* ``fx``: 24 h a day, 5 days a week, 52 weeks (260 days, 6,240 H1 bars);
+* ``crypto``: 24 h a day, 365 days (8,760 H1 bars);
+* ``stock`` and ``index``: a 6.5 h exchange session on 252 days; an intraday session holds
+  ``ceil(6.5 h / bar length)`` bars, because its last, partial bar is a bar too (7 H1 bars a
+  day, 1,764 a year; 2 H4 bars; 26 M15 bars);
+* D1 bars: the calendar's days a year; W1: 52; MN1: 12.
+
+Symbols of other classes (``commodity``, ``other``), or symbols of several calendars on one
+account, use the bars actually observed: the median count of bars per full calendar year of
+the union of their timestamps, or the count over the span when no full year is stored.
+``summarize`` with only a timeframe keeps the generic 252 days of 24 h.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -42,15 +53,34 @@ import pandas as pd
 from kitrade.backtest.engine import BacktestResult
 from kitrade.timeframes import TIMEFRAMES
 
-__all__ = ["drawdown", "max_drawdown_duration", "periods_per_year", "round_trips", "summarize"]
+__all__ = [
+    "CALENDARS",
+    "bars_per_year",
+    "drawdown",
+    "max_drawdown_duration",
+    "observed_bars_per_year",
+    "periods_per_year",
+    "round_trips",
+    "summarize",
+]
 
 _SECONDS_PER_DAY = 86_400
+#: asset class -> (trading days a year, trading hours a day) of its market.
+CALENDARS: dict[str, tuple[float, float]] = {
+    "fx": (5 * 52, 24.0),
+    "crypto": (365, 24.0),
+    "stock": (252, 6.5),
+    "index": (252, 6.5),
+}
 
 
 def periods_per_year(
     timeframe: str, *, trading_days: float = 252.0, hours_per_day: float = 24.0
 ) -> float:
-    """Bars per year of ``timeframe`` (``D1`` -> 252, ``H1`` -> 252 * 24, ``MN1`` -> 12).
+    """Bars per year of ``timeframe`` on a calendar (``D1`` -> 252, ``H1`` -> 252 * 24).
+
+    An intraday session holds ``ceil(hours_per_day / bar length)`` bars (its last bar may be
+    partial); ``W1`` -> 52, ``MN1`` -> 12.
 
     Raises:
         KeyError: an unknown timeframe.
@@ -61,8 +91,60 @@ def periods_per_year(
     if timeframe == "MN1":
         return 12.0
     if seconds >= _SECONDS_PER_DAY:
-        return trading_days
-    return trading_days * hours_per_day * 3600 / seconds
+        return float(trading_days)
+    per_day = math.ceil(hours_per_day * 3600 / seconds - 1e-9)
+    return float(trading_days * per_day)
+
+
+def observed_bars_per_year(index: pd.DatetimeIndex) -> float:
+    """The median count of bars per full calendar year of ``index`` (one with bars in its
+    first and its last week); with no full year stored, the bars per year over its span
+    (NaN for fewer than two bars)."""
+    if len(index) < 2:
+        return float("nan")
+    first, last = index[0], index[-1]
+    counts = pd.Series(1, index=index).groupby(index.year).size()
+    full = [
+        y
+        for y in counts.index
+        if first <= pd.Timestamp(year=y, month=1, day=7, tz=index.tz)
+        and last >= pd.Timestamp(year=y, month=12, day=25, tz=index.tz)
+    ]
+    if full:
+        return float(np.median(counts.loc[full].to_numpy()))
+    span = (last - first).total_seconds() / (365.25 * _SECONDS_PER_DAY)
+    return (len(index) - 1) / span if span > 0 else float("nan")
+
+
+def bars_per_year(
+    timeframe: str, asset_classes: Iterable[str], index: pd.DatetimeIndex
+) -> tuple[float, str]:
+    """Bars per year of a backtest and how they were found (see the module docstring).
+
+    Args:
+        timeframe: the bars' timeframe.
+        asset_classes: the asset class of each symbol.
+        index: the union of the symbols' bar timestamps (for the observed count).
+
+    Returns:
+        ``(bars per year, basis)``, the basis a sentence for the result and the report.
+    """
+    classes = set(asset_classes)
+    figures = {
+        c: periods_per_year(timeframe, trading_days=CALENDARS[c][0], hours_per_day=CALENDARS[c][1])
+        for c in classes & set(CALENDARS)
+    }
+    if classes and classes <= set(CALENDARS) and len(set(figures.values())) == 1:
+        days, hours = CALENDARS[min(figures)]
+        return next(iter(figures.values())), (
+            f"{'/'.join(sorted(figures))} calendar: {days:g} trading days a year, "
+            f"{hours:g} h a day, {timeframe} bars"
+        )
+    observed = observed_bars_per_year(pd.DatetimeIndex(index))
+    return observed, (
+        f"observed: {observed:,.0f} {timeframe} bars a year in the stored bars "
+        f"(asset classes {', '.join(sorted(classes)) or 'unknown'})"
+    )
 
 
 def drawdown(equity: pd.Series) -> pd.Series:
@@ -138,8 +220,11 @@ def summarize(
     Args:
         result: the engine's result.
         timeframe: the bars' timeframe, for the periods per year.
-        ppy: periods per year, overriding ``timeframe``; with neither, the observed bars
-            per calendar year of the equity curve.
+        ppy: periods per year, overriding ``timeframe`` (``bars_per_year`` gives the
+            market's); with neither, the observed bars per year of the equity curve.
+
+    Returns:
+        The metrics, ``bars_per_year`` (the ``ppy`` used) among them.
     """
     equity = result.equity
     if ppy is None:
@@ -162,6 +247,7 @@ def summarize(
         n_trades=len(closed),
         n_fills=len(result.fills),
         n_bars=len(equity),
+        bars_per_year=float(ppy),
     )
     return stats
 

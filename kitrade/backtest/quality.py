@@ -6,21 +6,24 @@ walk). Errors are relative to the issuing close (so symbols at different price l
 fairly); ``mae`` is thus a mean absolute percentage-style error. Every figure comes with the
 number of points behind it.
 
-Diebold-Mariano: ``kitrade.stats.diebold_mariano`` (HLN-corrected, shared with the training
-evaluation). A negative statistic means the model's loss is lower than naive's.
+Diebold-Mariano: each symbol is tested on its own series (``kitrade.stats.diebold_mariano``,
+HLN-corrected, shared with the training evaluation) and the tests are combined explicitly
+(``kitrade.stats.diebold_mariano_pooled``: points-weighted mean differential over the
+symbols' own variances); symbols are never concatenated into one series, so no lag pairs two
+symbols. A negative statistic means the model's loss is lower than naive's.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
 from kitrade.backtest.strategies import issued_index
-from kitrade.stats import diebold_mariano
+from kitrade.stats import diebold_mariano, diebold_mariano_pooled
 
-__all__ = ["diebold_mariano", "forecast_quality", "realized"]
+__all__ = ["diebold_mariano", "diebold_mariano_pooled", "forecast_quality", "realized"]
 
 
 def realized(forecasts: pd.DataFrame, bars: dict[str, pd.DataFrame], step: int) -> pd.DataFrame:
@@ -52,7 +55,7 @@ def forecast_quality(
     step: int = 1,
     loss: Literal["abs", "squared"] = "abs",
     decision_bars: pd.Index | None = None,
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """Quality of the ``step``-ahead forecasts, pooled over symbols.
 
     Args:
@@ -64,7 +67,8 @@ def forecast_quality(
 
     Returns:
         ``hit_rate, n_hit, mae, mae_naive, rmae, n_mae, coverage_80, coverage_95,
-        n_coverage, dm_stat, dm_pvalue, n_dm``.
+        n_coverage, dm_stat, dm_pvalue, n_dm`` (the pooled test), ``dm_symbols`` (symbols
+        in the pool) and ``dm_by_symbol`` (each symbol's ``dm_stat, dm_pvalue, n``).
     """
     rows = realized(forecasts, bars, step)
     if decision_bars is not None:
@@ -76,8 +80,7 @@ def forecast_quality(
     err_model = ((rows["actual"] - rows["mean"]) / rows["base"]).to_numpy(float)
     err_naive = ((rows["actual"] - rows["base"]) / rows["base"]).to_numpy(float)
     mae, mae_naive = float(np.mean(np.abs(err_model))), float(np.mean(np.abs(err_naive)))
-    power = 1 if loss == "abs" else 2
-    test = diebold_mariano(np.abs(err_model) ** power, np.abs(err_naive) ** power, h=step)
+    test = _dm_by_symbol(rows, err_model, err_naive, power=1 if loss == "abs" else 2, h=step)
     n = len(rows)
     return {
         "hit_rate": float((move[scored] == called[scored]).mean())
@@ -102,4 +105,21 @@ def forecast_quality(
         "dm_stat": test["dm_stat"],
         "dm_pvalue": test["dm_pvalue"],
         "n_dm": int(test["n"]),
+        "dm_symbols": int(test["symbols"]),
+        "dm_by_symbol": {
+            s: {k: t[k] for k in ("dm_stat", "dm_pvalue", "n")}
+            for s, t in test["by_symbol"].items()
+        },
     }
+
+
+def _dm_by_symbol(
+    rows: pd.DataFrame, err_model: np.ndarray, err_naive: np.ndarray, *, power: int, h: int
+) -> dict[str, Any]:
+    """The pooled Diebold-Mariano test over each symbol's own series, in issue order."""
+    losses = {}
+    for symbol in pd.unique(rows["symbol"]):
+        mine = np.flatnonzero((rows["symbol"] == symbol).to_numpy())
+        order = mine[np.argsort(rows["issued_at"].to_numpy()[mine], kind="stable")]
+        losses[str(symbol)] = (np.abs(err_model[order]) ** power, np.abs(err_naive[order]) ** power)
+    return diebold_mariano_pooled(losses, h=h)

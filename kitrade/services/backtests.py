@@ -9,6 +9,15 @@ bars and forecasts into trades, equity and metrics, and the result is stored.
 A failed fold marks the backtest failed with the symbol and fold named and
 stores no result; a rerun of a failed or interrupted backtest computes only
 the folds not stored yet.
+
+Strategies that read bars only (``forecasts.BARS_ONLY_KINDS``: buy and hold, SMA cross,
+the naive direction) cut no folds, train no model and need no training history: their
+period may start at the first stored bar.
+
+Before a result is stored, the look-ahead checks of ``kitrade.backtest.lookahead`` run and
+can fail it: a sample of ``LOOKAHEAD_FOLDS`` folds is recomputed as Ray tasks on bars
+altered after a decision bar (their models trained again), and the strategy's weights are
+recomputed on altered bars; neither may change up to that bar.
 """
 
 from __future__ import annotations
@@ -25,8 +34,13 @@ import pandas as pd
 
 from kitrade.backtest import strategies
 from kitrade.backtest.evaluate import execution_options
-from kitrade.backtest.folds import Fold, walk_forward_folds
-from kitrade.backtest.forecasts import FoldJob, point_in_time_checks
+from kitrade.backtest.folds import Fold, decision_period, walk_forward_folds
+from kitrade.backtest.forecasts import (
+    FoldJob,
+    empty_forecasts,
+    needs_forecasts,
+    point_in_time_checks,
+)
 from kitrade.backtest.strategies import STRATEGY_KINDS
 from kitrade.data import backtests as store
 from kitrade.errors import ConflictError, InvalidInputError, KitradeError
@@ -52,6 +66,16 @@ PARAMETER_ONLY = "parameters"
 BacktestProgress = Callable[[float, str], None]
 #: share of the progress bar the forecasts take; the engine and metrics take the rest.
 _FORECAST_SHARE = 0.9
+#: folds recomputed on altered later bars by the look-ahead check (each trains a model again).
+LOOKAHEAD_FOLDS = 2
+#: decision bars the weights check cuts at.
+LOOKAHEAD_CUTS = 5
+#: relative tolerance of the recomputed forecasts: on CPUs a fold recomputes bit for bit;
+#: GPU training is not bit-reproducible (atomic adds in the backward pass), so with
+#: ``NHITS_USE_GPU`` small differences are allowed, still far below what altering the later
+#: bars by 20 % and more moves in a forecast that reads them.
+LOOKAHEAD_RTOL = 1e-6
+LOOKAHEAD_RTOL_GPU = 1e-3
 
 
 def create_backtest(
@@ -99,9 +123,12 @@ def create_backtest(
         raise InvalidInputError(f"costs: expected a JSON object, was {type(costs).__name__}")
     with db.connection() as conn:
         spec, symbols, timeframe = _resolve_spec(conn, strategy, spec, symbols, timeframe)
-        _check_model(timeframe, model_overrides or {})
+        _check_model(timeframe, model_overrides or {})  # refused even where unused
         costs = _resolve_costs(conn, symbols, costs)
-        _check_folds(conn, symbols, timeframe, n_folds, start, end, model_overrides or {})
+        if needs_forecasts(spec["kind"]):
+            _check_folds(conn, symbols, timeframe, n_folds, start, end, model_overrides or {})
+        else:
+            _check_period(conn, symbols, start, end)
         return store.create_backtest(
             conn,
             strategy_name=strategy,
@@ -208,6 +235,17 @@ def _check_folds(
         )
 
 
+def _check_period(
+    conn: Any, symbols: list[str], start: datetime | None, end: datetime | None
+) -> None:
+    """Refuse a period that holds none of a symbol's stored bars (a bars-only strategy)."""
+    from kitrade.data.bars import get_bars
+
+    for s in symbols:
+        bars = get_bars(conn, symbol=s).set_index("ts").sort_index()
+        decision_period(pd.DatetimeIndex(bars.index), start=start, end=end, symbol=s)
+
+
 def get_backtest(db: Database, *, backtest_id: int) -> store.BacktestRecord:
     """One backtest (NotFoundError when unknown)."""
     with db.connection() as conn:
@@ -224,14 +262,46 @@ def list_backtests(
 
 @dataclass
 class PreparedForecasts:
-    """Bars, folds and point-in-time forecasts of a backtest, and what it cost."""
+    """Bars, folds and point-in-time forecasts of a backtest, and what it cost.
+
+    ``period`` is the first and last decision bar; ``jobs`` the (symbol, fold) units the
+    forecasts came from (none for a bars-only strategy); ``asset_classes`` the symbols'.
+    """
 
     bars: dict[str, pd.DataFrame]
     folds: dict[str, list[Fold]]
     forecasts: pd.DataFrame
+    period: tuple[pd.Timestamp, pd.Timestamp]
+    jobs: list[FoldJob] = field(default_factory=list)
+    asset_classes: dict[str, str] = field(default_factory=dict)
     computed: list[tuple[str, int]] = field(default_factory=list)
     reused: list[tuple[str, int]] = field(default_factory=list)
     seconds: float = 0.0
+
+
+def _asset_classes(db: Database, symbols: list[str]) -> dict[str, str]:
+    from kitrade.data.symbols import get_symbol
+
+    with db.connection() as conn:
+        return {s: get_symbol(conn, symbol=s).asset_class for s in symbols}
+
+
+def _bars_only(db: Database, record: store.BacktestRecord) -> PreparedForecasts:
+    """Bars and decision period of a strategy that reads bars only: no folds, no forecasts."""
+    bars = _load_bars(db, record.symbols, record.period_end)
+    bounds = [
+        decision_period(
+            pd.DatetimeIndex(f.index), start=record.period_start, end=record.period_end, symbol=s
+        )
+        for s, f in bars.items()
+    ]
+    return PreparedForecasts(
+        bars=bars,
+        folds={},
+        forecasts=empty_forecasts(),
+        period=(min(b[0] for b in bounds), max(b[1] for b in bounds)),
+        asset_classes=_asset_classes(db, record.symbols),
+    )
 
 
 def _load_bars(db: Database, symbols: list[str], end: datetime | None) -> dict[str, pd.DataFrame]:
@@ -280,7 +350,8 @@ def prepare_forecasts(
     """Bars, folds and forecasts of ``record``: stored folds reused, missing ones computed.
 
     Missing folds run as parallel Ray tasks on the connected cluster (a local
-    one is started when none is); each is stored as soon as it finishes.
+    one is started when none is); each is stored as soon as it finishes. A strategy that
+    reads bars only gets its bars and period and nothing else (no fold, no model).
 
     Args:
         settings: configuration (Ray task resources).
@@ -297,6 +368,8 @@ def prepare_forecasts(
     from kitrade.backtest.forecasts import compute_forecasts
 
     t0 = time.monotonic()
+    if not needs_forecasts(str(record.spec.get("kind"))):
+        return _bars_only(db, record)
     bars = _load_bars(db, record.symbols, record.period_end)
     jobs, fold_map = _plan(record, bars, folds)
     reused, missing = _split_stored(db, jobs)
@@ -316,10 +389,14 @@ def prepare_forecasts(
 
         connect()
         compute_forecasts(settings, missing, progress=report, on_fold=keep)
+    folds_all = [f for fs in fold_map.values() for f in fs]
     return PreparedForecasts(
         bars=bars,
         folds=fold_map,
         forecasts=_load_stored(db, jobs),
+        period=(min(f.start for f in folds_all), max(f.end for f in folds_all)),
+        jobs=jobs,
+        asset_classes=_asset_classes(db, record.symbols),
         computed=[(j.symbol, j.fold.index) for j in missing],
         reused=[(j.symbol, j.fold.index) for j in reused],
         seconds=time.monotonic() - t0,
@@ -400,7 +477,7 @@ def run_backtest(
             progress=lambda f, m: report(f * _FORECAST_SHARE, m),
             folds=folds,
         )
-        result = _evaluate(record, prepared)
+        result = _evaluate(settings, record, prepared)
     except Exception as exc:
         message = exc.message if isinstance(exc, KitradeError) else f"{type(exc).__name__}: {exc}"
         with db.connection() as conn:
@@ -432,27 +509,78 @@ def _evaluation(record: store.BacktestRecord, prepared: PreparedForecasts) -> An
     """The engine's runs over the record's decision bars (``kitrade.backtest.evaluate``)."""
     from kitrade.backtest.evaluate import evaluate
 
-    checks = point_in_time_checks(prepared.forecasts, prepared.folds)
-    if not all(c["passed"] for c in checks):
-        failed = [c["name"] for c in checks if not c["passed"]]
-        raise KitradeError(f"look-ahead checks failed: {failed}; no result stored")
-    folds = [f for fs in prepared.folds.values() for f in fs]
-    evaluation = evaluate(
+    return evaluate(
         prepared.bars,
         prepared.forecasts,
         record.spec,
         costs=record.costs,
         timeframe=record.timeframe,
-        decision_start=min(f.start for f in folds),
-        decision_end=max(f.end for f in folds),
+        decision_start=prepared.period[0],
+        decision_end=prepared.period[1],
+        asset_classes=prepared.asset_classes,
     )
-    evaluation.answer["lookahead_checks"] = checks
-    return evaluation
 
 
-def _evaluate(record: store.BacktestRecord, prepared: PreparedForecasts) -> dict[str, Any]:
-    """The stored result: metrics beside the baselines, curves, trades, folds and checks."""
+def lookahead_checks(
+    settings: Settings, record: store.BacktestRecord, prepared: PreparedForecasts
+) -> list[dict[str, Any]]:
+    """The checks of a backtest that can fail (``kitrade.backtest.lookahead``).
+
+    The forecast checks run when the strategy reads forecasts: every decision bar has its
+    forecast, and ``LOOKAHEAD_FOLDS`` folds recomputed as Ray tasks on bars altered after a
+    decision bar give the stored forecasts up to it. The weights check runs for every kind.
+    """
+    from kitrade.backtest.evaluate import execution_options
+    from kitrade.backtest.forecasts import compute_forecasts
+    from kitrade.backtest.lookahead import forecast_check, weights_check
+
+    checks: list[dict[str, Any]] = []
+    if prepared.jobs:
+        from kitrade.cluster import connect
+
+        connect()
+        checks += point_in_time_checks(prepared.forecasts, prepared.folds)
+        checks.append(
+            forecast_check(
+                prepared.forecasts,
+                prepared.jobs,
+                lambda jobs: compute_forecasts(settings, jobs),
+                sample=LOOKAHEAD_FOLDS,
+                seed=record.id,
+                rtol=LOOKAHEAD_RTOL_GPU if settings.nhits_use_gpu else LOOKAHEAD_RTOL,
+            )
+        )
+    params = strategies.parse_strategy(str(record.spec["kind"]), record.spec.get("params") or {})
+    costs = execution_options(record.costs)[0]
+    checks.append(
+        weights_check(
+            lambda bars, fc: strategies.target_weights(params, dict(bars), fc, costs=costs),
+            prepared.bars,
+            prepared.forecasts,
+            start=prepared.period[0],
+            end=prepared.period[1],
+            sample=LOOKAHEAD_CUTS,
+            seed=record.id,
+        )
+    )
+    return checks
+
+
+def _evaluate(
+    settings: Settings, record: store.BacktestRecord, prepared: PreparedForecasts
+) -> dict[str, Any]:
+    """The stored result: metrics beside the baselines, curves, trades, folds and checks.
+
+    Raises:
+        KitradeError: a look-ahead check failed (nothing is stored).
+    """
+    checks = lookahead_checks(settings, record, prepared)
+    failed = [c["name"] for c in checks if not c["passed"]]
+    if failed:
+        details = "; ".join(c["detail"] for c in checks if not c["passed"])
+        raise KitradeError(f"look-ahead checks failed: {failed} ({details}); no result stored")
     answer: dict[str, Any] = _evaluation(record, prepared).answer
+    answer["lookahead_checks"] = checks
     answer["folds"] = [{"symbol": s, **f.to_json()} for s, fs in prepared.folds.items() for f in fs]
     answer["forecast_folds"] = {"computed": len(prepared.computed), "reused": len(prepared.reused)}
     return answer
@@ -509,6 +637,8 @@ def _stored_forecasts(db: Database, record: store.BacktestRecord) -> PreparedFor
         ConflictError: some folds' forecasts are not stored (they are named, with the
             command that computes them).
     """
+    if not needs_forecasts(str(record.spec.get("kind"))):
+        return _bars_only(db, record)
     bars = _load_bars(db, record.symbols, record.period_end)
     jobs, fold_map = _plan(record, bars, None)
     _, missing = _split_stored(db, jobs)
@@ -522,7 +652,15 @@ def _stored_forecasts(db: Database, record: store.BacktestRecord) -> PreparedFor
             "which reruns the backtest and computes only the missing folds, then write the "
             "report again"
         )
-    return PreparedForecasts(bars=bars, folds=fold_map, forecasts=_load_stored(db, jobs), reused=[])
+    folds_all = [f for fs in fold_map.values() for f in fs]
+    return PreparedForecasts(
+        bars=bars,
+        folds=fold_map,
+        forecasts=_load_stored(db, jobs),
+        period=(min(f.start for f in folds_all), max(f.end for f in folds_all)),
+        jobs=jobs,
+        asset_classes=_asset_classes(db, record.symbols),
+    )
 
 
 def _quality_by_step(
@@ -544,11 +682,11 @@ def _report_checks(result: dict[str, Any]) -> list[dict[str, Any]]:
     lag = result.get("lag_test", {})
     return [
         *result.get("lookahead_checks", []),
-        {
-            "name": "lag_test",
-            "passed": "reported",
+        {  # a diagnostic beside the checks, never a pass
+            "name": "lag_test (diagnostic)",
+            "passed": "n/a",
             "detail": f"total return {lag.get('total_return')} on time, "
-            f"{lag.get('total_return_lagged')} one bar late",
+            f"{lag.get('total_return_lagged')} one bar late. {lag.get('meaning', '')}",
         },
     ]
 

@@ -160,7 +160,8 @@ def sweep(
         resources["gpu"] = settings.train_gpu_fraction
     max_iters = max(1, int(base.get("max_steps", 400)) // int(base.get("val_check_steps", 25)))
     if objective == "interval_score":
-        max_iters += 1  # the evaluation's report comes after the last validation's
+        # room for a validation at the end of the fit and the evaluation's report after it
+        max_iters += 2
     trainable = tune.with_resources(
         tune.with_parameters(
             _trainable, frame=frame, timeframe=sym.timeframe, base=base, objective=objective

@@ -121,12 +121,8 @@ def test_bars_changed_before_the_fold_are_refused(setup) -> None:
         fold_forecasts(bars.drop(bars.index[5]), symbol="SYN", fold=folds[1], config=config)
 
 
-def test_the_checks_catch_a_forecast_from_a_model_trained_too_late(setup) -> None:
+def test_the_completeness_check_catches_a_skipped_decision_bar(setup) -> None:
     _, _, folds, full = setup
-    bad = pd.concat(full.values(), ignore_index=True)
-    bad.loc[0, "trained_through"] = bad.loc[0, "issued_at"]
-    checks = {c["name"]: c["passed"] for c in point_in_time_checks(bad, {"SYN": folds})}
-    assert checks["trained_before_issue"] is False
     dropped = pd.concat(full.values(), ignore_index=True).iloc[6:]
     checks = {c["name"]: c["passed"] for c in point_in_time_checks(dropped, {"SYN": folds})}
     assert checks["every_decision_bar"] is False

@@ -9,7 +9,14 @@ import pandas as pd
 import pytest
 
 from kitrade.backtest.engine import make_costs, run_backtest
-from kitrade.backtest.metrics import max_drawdown_duration, periods_per_year, round_trips, summarize
+from kitrade.backtest.metrics import (
+    bars_per_year,
+    max_drawdown_duration,
+    observed_bars_per_year,
+    periods_per_year,
+    round_trips,
+    summarize,
+)
 
 
 def _bars(closes: list[float], opens: list[float] | None = None) -> dict[str, pd.DataFrame]:
@@ -26,7 +33,9 @@ def test_periods_per_year_follow_the_timeframe() -> None:
     assert periods_per_year("D1") == 252
     assert periods_per_year("H1") == 252 * 24
     assert periods_per_year("M15") == 252 * 24 * 4
-    assert periods_per_year("H1", hours_per_day=6.5) == pytest.approx(252 * 6.5)
+    # A 6.5 h session holds 7 hourly bars (the last one is half an hour), 2 H4 bars.
+    assert periods_per_year("H1", hours_per_day=6.5) == 252 * 7
+    assert periods_per_year("H4", hours_per_day=6.5) == 252 * 2
     assert periods_per_year("W1") == 52 and periods_per_year("MN1") == 12
 
 
@@ -119,3 +128,83 @@ def test_without_a_timeframe_the_observed_bars_per_year_are_used() -> None:
     assert summarize(result)["volatility"] == pytest.approx(
         summarize(result, ppy=365.25)["volatility"]
     )
+
+
+# ---------------------------------------------------------------- annualisation by market
+_NYSE_2023_HOLIDAYS = [
+    "2023-01-02", "2023-01-16", "2023-02-20", "2023-04-07", "2023-05-29",
+    "2023-06-19", "2023-07-04", "2023-09-04", "2023-11-23", "2023-12-25",
+]  # fmt: skip
+
+
+def _stock_h1(start: str = "2022-12-20", end: str = "2024-01-10") -> pd.DatetimeIndex:
+    """Hourly bars of an exchange session 14:30-21:00 UTC (7 bars: 14:30 .. 20:30) on
+    weekdays that are not holidays (the 2023 NYSE holidays)."""
+    days = pd.bdate_range(start, end, tz="UTC")
+    days = days[~days.strftime("%Y-%m-%d").isin(_NYSE_2023_HOLIDAYS)]
+    stamps = [
+        d + pd.Timedelta(hours=14, minutes=30) + pd.Timedelta(hours=k)
+        for d in days
+        for k in range(7)
+    ]
+    return pd.DatetimeIndex(stamps, name="ts")
+
+
+def _crypto_h1(start: str = "2022-12-20", end: str = "2024-01-10") -> pd.DatetimeIndex:
+    return pd.date_range(start, end, freq="h", tz="UTC", name="ts", inclusive="left")
+
+
+def test_calendars_give_the_bars_a_real_series_of_that_market_has() -> None:
+    stock, crypto = _stock_h1(), _crypto_h1()
+    fx = crypto[crypto.day_of_week < 5]  # Monday to Friday, around the clock
+    ppy_stock, basis = bars_per_year("H1", ["stock"], stock)
+    assert ppy_stock == 252 * 7 and "stock calendar" in basis
+    assert bars_per_year("H1", ["crypto"], crypto)[0] == 365 * 24
+    assert bars_per_year("H1", ["fx"], fx)[0] == 260 * 24
+    # The calendars agree with a count of the bars in 2023 (the one full year stored).
+    assert observed_bars_per_year(stock) == 250 * 7  # 2023 had 250 NYSE trading days
+    assert observed_bars_per_year(crypto) == 365 * 24
+    assert observed_bars_per_year(fx) == 260 * 24
+    assert ppy_stock == pytest.approx(observed_bars_per_year(stock), rel=0.01)
+
+
+def test_other_classes_and_mixed_calendars_use_the_observed_bars() -> None:
+    stock, crypto = _stock_h1(), _crypto_h1()
+    # A stock on clock-hour bars beside a coin: the account's bars are the coin's hours.
+    ppy, basis = bars_per_year("H1", ["stock", "crypto"], stock.floor("h").union(crypto))
+    assert ppy == 365 * 24 and basis.startswith("observed")
+    ppy, basis = bars_per_year("H1", ["other"], stock)
+    assert ppy == 250 * 7 and basis.startswith("observed")
+    # Less than a full year: bars over the span.
+    short = crypto[:500]
+    assert observed_bars_per_year(short) == pytest.approx(499 / (499 / (365.25 * 24)))
+
+
+@pytest.mark.parametrize(("asset_class", "ppy"), [("stock", 252 * 7), ("crypto", 365 * 24)])
+def test_a_backtest_annualises_with_its_market(asset_class: str, ppy: int) -> None:
+    """The same H1 closes as a stock and as a coin: Sharpe and volatility scale with the
+    market's bars per year (both used 252 x 24 before)."""
+    from kitrade.backtest.evaluate import evaluate
+
+    index = _stock_h1("2023-03-01", "2023-05-01")
+    rng = np.random.default_rng(2)
+    close = 100 * np.exp(np.cumsum(rng.normal(0.0002, 0.004, index.size)))
+    bars = {
+        "X": pd.DataFrame({"open": close, "high": close, "low": close, "close": close}, index=index)
+    }
+    out = evaluate(
+        bars,
+        pd.DataFrame(columns=["symbol", "issued_at", "step", "mean"]),
+        {"kind": "buy_and_hold", "params": {}},
+        costs={"commission": 0, "spread": 0, "slippage": 0},
+        timeframe="H1",
+        decision_start=index[0],
+        decision_end=index[-1],
+        asset_classes={"X": asset_class},
+    )
+    m = out.answer["metrics"]["buy_and_hold"]
+    assert m["bars_per_year"] == ppy == out.answer["annualisation"]["bars_per_year"]
+    r = out.benchmark.equity.pct_change().dropna().to_numpy()
+    assert m["sharpe"] == pytest.approx(r.mean() / r.std(ddof=1) * math.sqrt(ppy))
+    assert m["volatility"] == pytest.approx(r.std(ddof=1) * math.sqrt(ppy))
+    assert out.answer["metrics"]["strategy"]["bars_per_year"] == ppy

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from kitrade.backtest.quality import diebold_mariano, forecast_quality
+from kitrade.backtest.quality import diebold_mariano, diebold_mariano_pooled, forecast_quality
 
 
 def test_dm_with_one_step_equals_a_paired_t_test() -> None:
@@ -22,16 +22,105 @@ def test_dm_with_one_step_equals_a_paired_t_test() -> None:
     assert ours["n"] == 60
 
 
-def test_dm_with_h_steps_uses_newey_west_and_the_hln_factor() -> None:
-    d = np.array([0.5, -0.2, 0.3, 0.9, -0.4, 0.1, 0.7, 0.2])
-    n, h = d.size, 3
-    dc = d - d.mean()
-    gamma = [float(np.sum(dc[k:] * dc[: n - k]) / n) for k in range(h)]
-    var = gamma[0] + 2 * ((1 - 1 / 3) * gamma[1] + (1 - 2 / 3) * gamma[2])
-    stat = d.mean() / math.sqrt(var / n) * math.sqrt((n + 1 - 2 * h + h * (h - 1) / n) / n)
+def _overlapping(rng: np.random.Generator, n: int, h: int, drift: float = 0.0) -> np.ndarray:
+    """A loss differential with the MA(h-1) dependence of overlapping h-step errors."""
+    return np.convolve(rng.normal(drift, 1.0, n + h - 1), np.ones(h) / h, mode="valid")
+
+
+def _hln(n: int, h: int) -> float:
+    """Harvey, Leybourne & Newbold (1997), eq. (9): the factor on the original DM statistic."""
+    return math.sqrt((n + 1 - 2 * h + h * (h - 1) / n) / n)
+
+
+def test_dm_for_overlapping_errors_matches_statsmodels_uniform_hac_with_hln() -> None:
+    """Independent implementation: OLS of d on a constant, HAC covariance with the uniform
+    kernel over h - 1 lags (the original DM variance), times the HLN factor."""
+    sm = pytest.importorskip("statsmodels.api")
+    rng = np.random.default_rng(3)
+    h, n = 5, 120
+    d = _overlapping(rng, n, h, drift=0.1)
+    fit = sm.OLS(d, np.ones(n)).fit(
+        cov_type="HAC", cov_kwds={"maxlags": h - 1, "kernel": "uniform", "use_correction": False}
+    )
+    want = float(fit.params[0] / fit.bse[0]) * _hln(n, h)
     ours = diebold_mariano(d, np.zeros(n), h=h)
-    assert ours["dm_stat"] == pytest.approx(stat)
-    assert ours["dm_pvalue"] == pytest.approx(2 * stats.t.sf(abs(stat), n - 1))
+    assert ours["variance"] == "rectangular"
+    assert ours["dm_stat"] == pytest.approx(want, rel=1e-10)
+    assert ours["dm_pvalue"] == pytest.approx(2 * stats.t.sf(abs(want), n - 1), rel=1e-10)
+
+
+def test_dm_falls_back_to_bartlett_without_hln_when_the_rectangular_variance_is_negative() -> None:
+    sm = pytest.importorskip("statsmodels.api")
+    # Alternating signs: the lag-1 autocovariance outweighs the variance, g0 + 2 g1 < 0.
+    d = np.array([1.0, -0.9, 1.1, -1.0, 0.9, -1.1, 1.0, -0.8, 1.2, -1.0, 1.0, -0.9])
+    fit = sm.OLS(d, np.ones(d.size)).fit(
+        cov_type="HAC", cov_kwds={"maxlags": 1, "kernel": "bartlett", "use_correction": False}
+    )
+    ours = diebold_mariano(d, np.zeros(d.size), h=2)
+    assert ours["variance"] == "bartlett"
+    assert ours["dm_stat"] == pytest.approx(float(fit.params[0] / fit.bse[0]), rel=1e-10)
+
+
+def test_symbols_are_tested_apart_and_pooled_like_a_per_symbol_panel_hac() -> None:
+    """Independent implementation: OLS on symbol dummies with statsmodels' panel HAC (lags
+    never cross symbols), each symbol's HLN factor, combined with weights n_i / N."""
+    sm = pytest.importorskip("statsmodels.api")
+    rng = np.random.default_rng(5)
+    h = 3
+    a, b = _overlapping(rng, 80, h, 0.2), 3.0 * _overlapping(rng, 50, h, -0.1)
+    group = np.r_[np.zeros(a.size, int), np.ones(b.size, int)]
+    fit = sm.OLS(np.r_[a, b], np.column_stack([group == 0, group == 1]).astype(float)).fit(
+        cov_type="hac-panel",
+        cov_kwds={"groups": group, "maxlags": h - 1, "kernel": "uniform", "use_correction": False},
+    )
+    w = np.array([a.size, b.size]) / (a.size + b.size)
+    var = np.diag(fit.cov_params()) / np.array([_hln(a.size, h), _hln(b.size, h)]) ** 2
+    want = float(w @ fit.params / math.sqrt(w**2 @ var))
+    ours = diebold_mariano_pooled({"A": (a, np.zeros_like(a)), "B": (b, np.zeros_like(b))}, h=h)
+    assert ours["dm_stat"] == pytest.approx(want, rel=1e-10)
+    assert ours["dm_pvalue"] == pytest.approx(2 * stats.t.sf(abs(want), a.size + b.size - 2))
+    assert ours["n"] == a.size + b.size and ours["symbols"] == 2
+    assert ours["by_symbol"]["A"] == diebold_mariano(a, np.zeros_like(a), h=h)
+    # One symbol pooled is that symbol's own test.
+    alone = diebold_mariano_pooled({"A": (a, np.zeros_like(a))}, h=h)
+    assert alone["dm_stat"] == pytest.approx(diebold_mariano(a, np.zeros_like(a), h=h)["dm_stat"])
+
+
+def test_forecast_quality_tests_each_symbol_on_its_own_series() -> None:
+    sm = pytest.importorskip("statsmodels.api")
+    rng = np.random.default_rng(11)
+    idx = pd.date_range("2024-01-01", periods=60, freq="h", tz="UTC")
+    bars, rows = {}, []
+    for symbol, level in (("X", 100.0), ("Y", 20.0)):
+        close = level * np.exp(np.cumsum(rng.normal(0, 0.01, idx.size)))
+        bars[symbol] = pd.DataFrame({"open": close, "close": close}, index=idx)
+        for i in range(idx.size - 2):
+            mean = close[i] * (1 + rng.normal(0, 0.01))
+            rows.append((symbol, idx[i], 2, mean, mean - 1, mean + 1, mean - 2, mean + 2))
+    cols = ["symbol", "issued_at", "step", "mean", "lo_80", "hi_80", "lo_95", "hi_95"]
+    forecasts = pd.DataFrame(rows, columns=cols).sample(frac=1.0, random_state=0)  # any order
+    q = forecast_quality(forecasts, bars, step=2)
+    assert q["dm_symbols"] == 2 and set(q["dm_by_symbol"]) == {"X", "Y"}
+    # The same figure from statsmodels' panel HAC on the errors worked out here.
+    ds, groups = [], []
+    for g, symbol in enumerate(("X", "Y")):
+        close = bars[symbol]["close"].to_numpy()
+        mine = forecasts[forecasts["symbol"] == symbol].sort_values("issued_at")
+        pos = idx.get_indexer(mine["issued_at"])
+        model = np.abs(close[pos + 2] - mine["mean"].to_numpy()) / close[pos]
+        naive = np.abs(close[pos + 2] - close[pos]) / close[pos]
+        ds.append(model - naive)
+        groups.append(np.full(pos.size, g))
+    group = np.concatenate(groups)
+    fit = sm.OLS(np.concatenate(ds), np.column_stack([group == 0, group == 1]).astype(float)).fit(
+        cov_type="hac-panel",
+        cov_kwds={"groups": group, "maxlags": 1, "kernel": "uniform", "use_correction": False},
+    )
+    n = np.array([d.size for d in ds])
+    w = n / n.sum()
+    var = np.diag(fit.cov_params()) / np.array([_hln(k, 2) ** 2 for k in n])
+    assert q["dm_stat"] == pytest.approx(float(w @ fit.params / math.sqrt(w**2 @ var)), rel=1e-9)
+    assert q["n_dm"] == n.sum()
 
 
 def test_quality_figures_on_a_hand_made_series() -> None:

@@ -68,7 +68,7 @@ def test_backtest_prints_metrics_beside_the_baselines_and_writes_an_offline_repo
         assert header in text, header
     assert "forecast quality" in text and "DM stat" in text
     assert "lag test" in text and "one bar late" in text
-    assert "trained_before_issue" in text and "every_decision_bar" in text
+    assert "forecasts_unchanged_when_later_bars_change" in text and "every_decision_bar" in text
     assert re.search(r"forecast folds computed 4, reused 0", text), text[-2000:]
     page = report.read_text(encoding="utf-8")
     assert "fig-equity" in page and "fig-trades-SYNA" in page

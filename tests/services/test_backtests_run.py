@@ -42,7 +42,18 @@ def test_a_backtest_runs_to_done_with_its_result_and_reruns_from_stored_forecast
     result = done.result or {}
     for key in ("metrics", "equity", "drawdown", "trades", "folds", "lookahead_checks"):
         assert key in result, key
-    assert all(c["passed"] for c in result["lookahead_checks"])
+    checks = {c["name"]: c for c in result["lookahead_checks"]}
+    assert set(checks) == {
+        "every_decision_bar",
+        "forecasts_unchanged_when_later_bars_change",
+        "weights_unchanged_when_later_bars_change",
+    }
+    assert all(c["passed"] for c in checks.values()), checks
+    assert checks["forecasts_unchanged_when_later_bars_change"]["detail"].startswith("0 of ")
+    # SYNA/SYNB are asset class "other": annualised with the bars observed (24 a day here).
+    assert result["metrics"]["strategy"]["bars_per_year"] == pytest.approx(365.25 * 24, rel=0.01)
+    assert result["annualisation"]["basis"].startswith("observed")
+    assert result["lag_test"]["kind"] == "diagnostic" and "meaning" in result["lag_test"]
     assert [f["index"] for f in result["folds"] if f["symbol"] == "SYNA"] == [1, 2]
     for name in ("strategy", "buy_and_hold", "naive"):
         assert result["metrics"][name]["n_bars"] > 0, name
@@ -62,6 +73,7 @@ def test_a_backtest_runs_to_done_with_its_result_and_reruns_from_stored_forecast
     report = svc.write_report(seeded, db, backtest_id=rec.id, path=tmp_path / "r" / "bt.html")
     page = report.read_text(encoding="utf-8")
     assert "fig-equity" in page and "fig-trades-SYNA" in page
+    assert "lag_test (diagnostic)" in page  # the lag test is shown, never as a pass
     assert "<script src=" not in page  # plotly inlined: the file works offline
     _report_states_its_settings(page)
     _a_report_without_its_forecasts_is_refused_not_retrained(seeded, db, again, tmp_path)
@@ -168,3 +180,46 @@ def test_symbols_of_another_timeframe_are_refused_with_their_timeframes(seeded, 
         svc.create_backtest(
             db, spec={"kind": KIND, "params": PARAMS}, symbols=["SYNA", "SYND"], timeframe="H1"
         )
+
+
+def _count(db, sql: str, *args: object) -> int:
+    with db.connection() as conn:
+        return int(conn.execute(sql, args).fetchone()[0])
+
+
+@pytest.mark.parametrize(
+    ("kind", "params"),
+    [("buy_and_hold", {}), ("sma_cross", {"fast": 3, "slow": 8}), ("naive_direction", {})],
+)
+def test_a_baseline_runs_on_a_history_too_short_for_nhits_and_trains_nothing(
+    seeded, db, kind, params
+) -> None:
+    from kitrade.data.bars import ingest_bars
+    from kitrade.data.symbols import create_symbol
+    from kitrade.schemas import SymbolIn
+    from kitrade.training.spec import default_config, min_bars
+
+    n = 40
+    assert n < min_bars(default_config("H1"), evaluate=False)  # too short for a fold model
+    with db.connection() as conn:
+        if not _count(db, "SELECT count(*) FROM symbols WHERE symbol = %s", "SHRT"):
+            create_symbol(conn, spec=SymbolIn(symbol="SHRT", timeframe="H1", asset_class="crypto"))
+            conn.commit()
+            ingest_bars(conn, symbol="SHRT", bars=base.synthetic(n, 7))
+    forecasts = _count(db, "SELECT count(*) FROM backtest_forecasts")
+    rec = svc.create_backtest(
+        db, spec={"kind": kind, "params": params}, symbols=["SHRT"], timeframe="H1", n_folds=4
+    )
+    done = svc.run_backtest(seeded, db, rec.id)
+    assert done.status == "done", done.error
+    result = done.result or {}
+    assert result["folds"] == [] and result["forecast_folds"] == {"computed": 0, "reused": 0}
+    assert result["metrics"]["strategy"]["n_bars"] == n  # the period starts at the first bar
+    assert result["metrics"]["strategy"]["bars_per_year"] == 365 * 24  # crypto's calendar
+    assert [c["name"] for c in result["lookahead_checks"]] == [
+        "weights_unchanged_when_later_bars_change"
+    ]
+    assert result["lookahead_checks"][0]["passed"] is True
+    assert _count(db, "SELECT count(*) FROM backtest_forecasts") == forecasts
+    if _count(db, "SELECT (to_regclass('model_versions') IS NOT NULL)::int"):
+        assert _count(db, "SELECT count(*) FROM model_versions WHERE symbol = %s", "SHRT") == 0
