@@ -224,7 +224,8 @@ def test_tune_sweep_picks_by_the_bands_interval_score_when_asked(seeded):
         seeded, "SYNB", num_samples=2, base=base, space=space, objective="interval_score"
     )
     scored = [r["interval_score"] for r in result.results if r["interval_score"] is not None]
-    assert result.objective == "interval_score" and len(scored) == 2
+    # a trial ASHA stops early by its validation loss never reaches the evaluation
+    assert result.objective == "interval_score" and len(scored) >= 1
     assert result.best_interval_score == min(scored) > 0
     best = next(r for r in result.results if r["interval_score"] == min(scored))
     assert result.best_config == best["config"]
