@@ -11,6 +11,7 @@ Every platform and cluster here gets its own ports and temp dir, and is stopped 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -74,6 +75,8 @@ def test_a_second_up_says_already_running_and_leaves_the_platform_alone(platform
     assert _record(platform) == before
     health = httpx.get(f"{_base(platform)}/health", timeout=30)
     assert health.status_code == 200, health.text
+    status = run(_with_auth_env(platform, auth_env), "status")
+    assert f"platform      running: API {_base(platform)}" in status.stdout, status.stdout
 
 
 @pytest.mark.parametrize("auth_env", ["unset", "token"])
@@ -102,6 +105,54 @@ def test_up_refuses_a_taken_port_before_touching_anything(tmp_path, platform, ot
     assert not (tmp_path / "pg").exists() and not (tmp_path / "platform.json").exists()
     assert other_ray.answers()
     assert httpx.get(f"{_base(platform)}/health", timeout=30).status_code == 200
+
+
+def test_up_refuses_a_recorded_cluster_that_lives_but_does_not_answer(tmp_path, other_ray):
+    """A record naming live processes that do not answer the probe is not torn down (they
+    may be a platform under load); the start stops, and the database it did not start
+    runs on."""
+    import psutil
+
+    from kitrade.cluster import PlatformRecord, write_platform
+
+    env = platform_env(tmp_path)
+    gcs = next(
+        p
+        for p in psutil.process_iter(["name"])
+        if p.info["name"] == "gcs_server" and os.getsid(p.pid) == other_ray.process_session
+    )
+    session_dir = next(a for a in gcs.cmdline() if a.startswith("--session-dir=")).split("=", 1)[1]
+    try:
+        assert run(env, "db", "up").returncode == 0
+        write_platform(
+            tmp_path,
+            PlatformRecord(
+                address=f"127.0.0.1:{other_ray.gcs_port}",
+                gcs_port=other_ray.gcs_port,
+                dashboard_port=int(env["KITRADE_RAY_DASHBOARD_PORT"]),  # nothing answers
+                client_port=int(env["KITRADE_RAY_CLIENT_PORT"]),
+                temp_dir=str(Path(session_dir).parent),
+                session_dir=session_dir,
+                process_session=other_ray.process_session,
+                auth_mode="token",
+                token_path=None,
+                serve_url=_base(env),
+                pg_started=True,
+                pg_port=int(env["KITRADE_EMBEDDED_PG_PORT"]),
+                owner_pid=1,
+            ),
+        )
+        up = run(env, "up", "--detach", timeout=300)
+        assert up.returncode == 4, up.stdout + up.stderr
+        assert "has live processes but does not answer" in up.stderr
+        status = run(env, "status")
+        assert status.returncode == 0 and "recorded but its Ray cluster does not answer" in (
+            status.stdout
+        )
+        assert other_ray.answers()
+    finally:
+        (tmp_path / "platform.json").unlink(missing_ok=True)
+        run(env, "db", "down")
 
 
 def test_two_platforms_run_side_by_side_and_down_stops_only_its_own(tmp_path, platform, other_ray):
