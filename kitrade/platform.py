@@ -285,8 +285,9 @@ def _processes() -> list[tuple[int, psutil.Process]]:
 def cluster_processes(process_session: int, session_dir: str | None = None) -> list[Any]:
     """The live processes of the cluster started as process session ``process_session``.
 
-    With ``session_dir``, the processes count only if one of them is that session's GCS
-    (a process session id could have been reused by an unrelated program since).
+    With ``session_dir``, the processes count only if one of them names that session dir
+    on its command line (a process session id could have been reused by an unrelated
+    program since).
     """
     procs = [p for sid, p in _processes() if sid == process_session]
     if session_dir is not None and not any(
@@ -302,7 +303,10 @@ def _stop_group(procs: list[psutil.Process], *, force: bool, grace_s: float) -> 
 
     for p in procs:
         try:
-            p.kill() if force else p.terminate()
+            if force:
+                p.kill()
+            else:
+                p.terminate()
         except psutil.NoSuchProcess:
             continue
     deadline = time.monotonic() + grace_s
@@ -378,7 +382,8 @@ def other_clusters(process_session: int | None) -> list[OtherCluster]:
             continue
         cmd = p.info["cmdline"] or []
         port = _arg(cmd, "gcs_server_port")
-        found.append(OtherCluster(p.pid, int(port) if port else None, _arg(cmd, "session-dir")))
+        number = int(port) if port and port.isdigit() and port != "0" else None  # 0: random
+        found.append(OtherCluster(p.pid, number, _arg(cmd, "session-dir")))
     return found
 
 
