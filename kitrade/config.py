@@ -11,7 +11,9 @@ directory is read as well.
 
 from __future__ import annotations
 
+import hashlib
 import re
+import tempfile
 from pathlib import Path
 from typing import Literal
 
@@ -96,6 +98,32 @@ class Settings(BaseSettings):
         ge=1024,
         le=65535,
         description="Port the embedded PostgreSQL listens on (127.0.0.1 only).",
+    )
+
+    # --- Ray cluster that `kitrade up` starts -------------------------------
+    ray_port: int = Field(
+        6379,
+        ge=1024,
+        le=65535,
+        description="GCS port of the local Ray cluster `kitrade up` starts.",
+    )
+    ray_dashboard_port: int = Field(
+        8265,
+        ge=1024,
+        le=65535,
+        description="Ray dashboard and job API port of that cluster (127.0.0.1 only).",
+    )
+    ray_client_port: int = Field(
+        10001, ge=1024, le=65535, description="Ray Client server port of that cluster."
+    )
+    ray_agent_port: int = Field(
+        52365, ge=1024, le=65535, description="Ray dashboard agent's HTTP port of that cluster."
+    )
+    ray_temp_dir: Path | None = Field(
+        None,
+        description="Ray's temp dir (sessions, logs, sockets) for that cluster. Unset: "
+        "`kitrade-ray-<hash of the data dir>` under the system temp dir (kept short: Ray's "
+        "socket paths must fit 107 bytes).",
     )
 
     # --- market data --------------------------------------------------------
@@ -320,6 +348,14 @@ class Settings(BaseSettings):
     def pg_dir(self) -> Path:
         """Data directory of the embedded PostgreSQL."""
         return self.data_dir / "pg"
+
+    @property
+    def resolved_ray_temp_dir(self) -> Path:
+        """Ray's temp dir for the cluster `kitrade up` starts (one per data dir)."""
+        if self.ray_temp_dir is not None:
+            return self.ray_temp_dir
+        digest = hashlib.sha256(str(self.data_dir.resolve()).encode()).hexdigest()[:10]
+        return Path(tempfile.gettempdir()) / f"kitrade-ray-{digest}"
 
     @property
     def explicit_groups(self) -> dict[str, tuple[str, ...]]:

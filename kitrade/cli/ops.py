@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -11,7 +11,10 @@ from kitrade.cli import deps
 from kitrade.cli.db import print_store_status
 from kitrade.cli.render import err, out
 
-__all__ = ["backup_cmd", "restore_cmd", "status_cmd"]
+if TYPE_CHECKING:
+    from kitrade.config import Settings
+
+__all__ = ["backup_cmd", "print_platform_status", "restore_cmd", "status_cmd"]
 
 
 def backup_cmd(file: Annotated[Path, typer.Argument(help="Archive to write (.tar.gz)")]) -> None:
@@ -50,5 +53,23 @@ def status_cmd() -> None:
             f"[yellow]warning:[/] the API listens on {settings.host} beyond localhost and "
             "KITRADE_API_KEY is unset"
         )
+    print_platform_status(settings)
     if not print_store_status(settings):
         raise typer.Exit(code=69)
+
+
+def print_platform_status(settings: Settings) -> None:
+    """Whether this data dir's platform runs, from its record and the token-authenticated
+    probe (``kitrade.cluster``), never from ``ray status``."""
+    from kitrade.cluster import platform_record, running_platform  # httpx: not for --help
+
+    running = running_platform(settings)
+    if running is not None:
+        out.print(
+            f"platform      running: API {running.serve_url}, Ray {running.dashboard_url} "
+            f"(session {running.session_name})"
+        )
+    elif platform_record(settings.data_dir) is not None:
+        out.print("platform      recorded but its Ray cluster does not answer; `kitrade down`")
+    else:
+        out.print("platform      not running (`kitrade up` starts it)")

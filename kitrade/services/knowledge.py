@@ -7,8 +7,6 @@ the ``KitradeError`` the caller can show.
 
 from __future__ import annotations
 
-import os
-import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +26,6 @@ __all__ = [
     "count",
     "knowledge_actor",
     "list_documents",
-    "platform_running",
     "remove",
     "search",
 ]
@@ -73,16 +70,6 @@ async def actor_await(ref: Any, timeout_s: float = 60.0) -> Any:
         raise _actor_error(exc, timeout_s) from None
 
 
-def platform_running() -> bool:
-    """Whether a Ray cluster answers (``RAY_ADDRESS`` set, or ``ray status`` succeeds)."""
-    from kitrade.platform import _ray_bin
-
-    if os.environ.get("RAY_ADDRESS"):
-        return True
-    status = subprocess.run([_ray_bin(), "status"], capture_output=True, timeout=60)
-    return status.returncode == 0
-
-
 def knowledge_actor(settings: Settings, *, connected: bool = False) -> Any:
     """The knowledge actor on the running platform's cluster, or on a private local one.
 
@@ -91,10 +78,10 @@ def knowledge_actor(settings: Settings, *, connected: bool = False) -> Any:
         connected: the caller is already connected to a cluster (a replica, a job).
     """
     from kitrade.analysis.actors import get_knowledge_actor
-    from kitrade.cluster import connect
+    from kitrade.cluster import connect, connect_platform
 
-    if not connected:
-        connect(address="auto" if platform_running() else None)
+    if not connected and not connect_platform(settings):
+        connect()
     return get_knowledge_actor(settings)
 
 

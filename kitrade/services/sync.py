@@ -82,12 +82,10 @@ def publish_notes_if_running(settings: Settings, db: Database, symbols: list[str
     cluster and the embedding model only for notes would cost more than the
     sync, and ``kitrade up`` writes the notes of every symbol when it starts.
     """
-    from kitrade.cluster import connect  # ray: only once notes are due
-    from kitrade.services.knowledge import platform_running
+    from kitrade.cluster import connect_platform  # ray: only once notes are due
 
-    if not platform_running():
+    if not connect_platform(settings):
         raise NotesSkipped("no running platform; `kitrade up` writes them when it starts")
-    connect(address="auto")
     return publish_notes(settings, db, symbols)
 
 

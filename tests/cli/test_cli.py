@@ -31,11 +31,44 @@ def base_env(data_dir: Path) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("KITRADE_", "TIMESCALE_", "NHITS_", "EASYINSIGHT_"))
+        if not k.startswith(("KITRADE_", "TIMESCALE_", "NHITS_", "EASYINSIGHT_", "RAY_ADDRESS"))
     }
     env["KITRADE_DATA_DIR"] = str(data_dir)
     env["COLUMNS"] = "200"
     return env
+
+
+def platform_env(data_dir: Path) -> dict[str, str]:
+    """``base_env`` with a free port for every fixed port of the platform (database, HTTP,
+    Ray's GCS, dashboard, client and agent) and a Ray temp dir of its own, so platforms of
+    parallel tests and other people's Ray clusters never meet."""
+    import tempfile
+
+    env = base_env(data_dir)
+    for name in (
+        "KITRADE_EMBEDDED_PG_PORT",
+        "KITRADE_PORT",
+        "KITRADE_RAY_PORT",
+        "KITRADE_RAY_DASHBOARD_PORT",
+        "KITRADE_RAY_CLIENT_PORT",
+        "KITRADE_RAY_AGENT_PORT",
+    ):
+        env[name] = str(free_port())
+    env["KITRADE_RAY_TEMP_DIR"] = tempfile.mkdtemp(prefix="kt-ray-")
+    return env
+
+
+def stop_platform(env: dict[str, str], timeout: float = 180) -> subprocess.CompletedProcess:
+    """``kitrade down`` for the platform of ``env``; if that left its record (down failed),
+    the recorded cluster's processes are killed, so a test never leaves a cluster behind."""
+    from kitrade.cluster import platform_record
+    from tests.test_platform import kill_session
+
+    down = run(env, "down", timeout=timeout)
+    record = platform_record(Path(env["KITRADE_DATA_DIR"]))
+    if record is not None:
+        kill_session(record.process_session)
+    return down
 
 
 @pytest.fixture(scope="module")
@@ -64,9 +97,8 @@ def test_help_is_fast_and_light():
 def test_up_detach_runs_the_whole_platform_then_down_stops_it(tmp_path):
     import httpx
 
-    env = base_env(tmp_path)
-    port = free_port()
-    env.update(KITRADE_EMBEDDED_PG_PORT=str(free_port()), KITRADE_PORT=str(port))
+    env = platform_env(tmp_path)
+    port = int(env["KITRADE_PORT"])
     try:
         up = run(env, "up", "--detach", "--max-steps", "5", timeout=400)
         assert up.returncode == 0, up.stderr[-3000:]
@@ -86,7 +118,7 @@ def test_up_detach_runs_the_whole_platform_then_down_stops_it(tmp_path):
             status.returncode == 0 and "bars storage" in status.stdout and "table" in status.stdout
         )
     finally:
-        down = run(env, "down")
+        down = stop_platform(env)
     assert down.returncode == 0 and "stopped" in down.stdout
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"http://127.0.0.1:{port}/health", timeout=3)
@@ -98,8 +130,7 @@ def test_up_detach_runs_the_whole_platform_then_down_stops_it(tmp_path):
 def test_up_stopped_by_sigterm_during_start_up_leaves_nothing_running(tmp_path):
     import signal
 
-    env = base_env(tmp_path)
-    env.update(KITRADE_EMBEDDED_PG_PORT=str(free_port()), KITRADE_PORT=str(free_port()))
+    env = platform_env(tmp_path)
     proc = subprocess.Popen(
         [*KITRADE, "up", "--max-steps", "5"],
         env=env,
@@ -124,6 +155,20 @@ def test_up_stopped_by_sigterm_during_start_up_leaves_nothing_running(tmp_path):
     assert "shutting down" in text and "stopped" in text
     after = run(env, "status")
     assert after.returncode == 69, after.stdout  # the embedded PostgreSQL was stopped too
+    assert _processes_using(env["KITRADE_RAY_TEMP_DIR"]) == []  # and every Ray process
+    assert not (tmp_path / "platform.json").exists()
+
+
+def _processes_using(path: str) -> list[str]:
+    """Command lines of live processes that name ``path`` (its Ray cluster's processes)."""
+    import psutil
+
+    found = []
+    for p in psutil.process_iter(["cmdline", "status"]):
+        cmd = " ".join(p.info["cmdline"] or [])
+        if path in cmd and p.info["status"] != psutil.STATUS_ZOMBIE:
+            found.append(cmd[:200])
+    return found
 
 
 def test_symbols_and_strategies_commands(external_env, tmp_path):

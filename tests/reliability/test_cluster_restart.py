@@ -1,8 +1,9 @@
-"""The whole cluster stopped hard (``ray stop --force``) mid-training and mid-serving, then
+"""The whole cluster stopped hard (every process of kitrade's cluster SIGKILLed, as
+``ray stop --force`` would, but only that cluster's) mid-training and mid-serving, then
 started the normal way: endpoints back, progress not behind, no duplicate rows.
 
-``ray stop --force`` stops every Ray process on the machine: the other suites'
-clusters are module-scoped, so none is alive while this module runs."""
+The platform runs on ports and in a temp dir of its own; the processes killed are the
+ones its record names (its process session), so other Ray clusters on the machine live on."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.cli.test_cli import base_env, run
-from tests.conftest import free_port
+from tests.cli.test_cli import base_env, platform_env, run, stop_platform
+from tests.test_platform import kill_session
 
 pytestmark = pytest.mark.slow
 KEY = "restart-key-0123456789"
@@ -52,17 +53,16 @@ def _ray_listeners() -> dict[int, set[str]]:
     return out
 
 
-def _check_posture(api_port: int, record) -> None:
+def _check_posture(env: dict[str, str], record) -> None:
     """The dashboard, job API and Serve port on loopback only; token auth on the
     dashboard, the job API and the GCS (which Ray binds on every interface)."""
-    from kitrade.platform import DASHBOARD_PORT
-
+    api_port, dash_port = int(env["KITRADE_PORT"]), int(env["KITRADE_RAY_DASHBOARD_PORT"])
     loopback = {"127.0.0.1", "::1", "::ffff:127.0.0.1"}
     listeners = _ray_listeners()
-    for port in (DASHBOARD_PORT, api_port):
+    for port in (dash_port, api_port):
         assert listeners.get(port), f"nothing listens on {port}: {listeners}"
         assert listeners[port] <= loopback, f"port {port} listens on {listeners[port]}"
-    dash = f"http://127.0.0.1:{DASHBOARD_PORT}"
+    dash = f"http://127.0.0.1:{dash_port}"
     token = (Path.home() / ".ray" / "auth_token").read_text().strip()
     no_token = httpx.get(f"{dash}/api/jobs/", timeout=10)
     wrong = httpx.get(
@@ -79,7 +79,8 @@ def _check_posture(api_port: int, record) -> None:
         [
             sys.executable,
             "-c",
-            "import ray; ray.init(address='127.0.0.1:6379', log_to_driver=False); print('JOINED')",
+            "import ray, sys; ray.init(address=sys.argv[1], log_to_driver=False); print('JOINED')",
+            f"127.0.0.1:{env['KITRADE_RAY_PORT']}",
         ],
         env={
             **base_env(Path(tempfile.gettempdir())),
@@ -98,21 +99,20 @@ def _check_posture(api_port: int, record) -> None:
 def test_cluster_restart_mid_training_and_serving(tmp_path, record):
     import psycopg
 
-    env = base_env(tmp_path)
-    port, pg_port = free_port(), free_port()
+    from kitrade.cluster import platform_record
+
+    env = platform_env(tmp_path)
+    port, pg_port = int(env["KITRADE_PORT"]), int(env["KITRADE_EMBEDDED_PG_PORT"])
     env.update(
-        KITRADE_EMBEDDED_PG_PORT=str(pg_port),
-        KITRADE_PORT=str(port),
         KITRADE_API_KEY=KEY,
         KITRADE_TRAIN_MAX_STEPS="400",
     )
     base = f"http://127.0.0.1:{port}"
-    ray_bin = str(Path(sys.executable).parent / "ray")
     auth = {"Authorization": f"Bearer {KEY}"}
     try:
         up = run(env, "up", "--detach", "--max-steps", "5", timeout=400)
         assert up.returncode == 0, up.stderr[-3000:]
-        _check_posture(port, record)
+        _check_posture(env, record)
         started = httpx.post(
             f"{base}/api/v1/forecast/train-all",
             params={"force": "true", "background": "true"},
@@ -133,7 +133,9 @@ def test_cluster_restart_mid_training_and_serving(tmp_path, record):
         fc = httpx.get(f"{base}/api/v1/forecast/EURUSD", timeout=30)
         assert fc.status_code == 200
         t0 = time.monotonic()
-        subprocess.run([ray_bin, "stop", "--force"], capture_output=True, timeout=120, check=False)
+        cluster = platform_record(tmp_path)
+        assert cluster is not None
+        kill_session(cluster.process_session)  # SIGKILL, this cluster's processes only
         again = run(env, "up", "--detach", "--no-train", timeout=400)
         assert again.returncode == 0, again.stderr[-3000:]
         _poll(lambda: httpx.get(f"{base}/health", timeout=10).status_code == 200, 120)
@@ -166,5 +168,5 @@ def test_cluster_restart_mid_training_and_serving(tmp_path, record):
         assert not behind, behind
         assert dup_bars == 0 and dup_versions == 0 and all(n == 1 for _, n in active)
     finally:
-        down = run(env, "down", timeout=180)
+        down = stop_platform(env)
     assert down.returncode == 0, down.stderr[-2000:]

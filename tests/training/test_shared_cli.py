@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from tests.cli.test_cli import base_env, run
-from tests.conftest import free_port
+from tests.cli.test_cli import platform_env, run, stop_platform
 
 pytestmark = pytest.mark.slow
 
 
 def test_train_scope_refuses_an_unknown_scope_and_trains_shared_on_the_sample_data(tmp_path):
-    env = base_env(tmp_path)
-    env["KITRADE_EMBEDDED_PG_PORT"] = str(free_port())
+    env = platform_env(tmp_path)
     bad = run(env, "train", "--scope", "global")
     assert bad.returncode == 2, bad.stderr
     assert "expected symbol, shared or both" in bad.stderr
@@ -26,4 +24,4 @@ def test_train_scope_refuses_an_unknown_scope_and_trains_shared_on_the_sample_da
             assert symbol in done.stdout
         assert "first version" in done.stdout and "run run-" in done.stdout
     finally:
-        run(env, "down", timeout=120)  # the database and Ray this run started
+        stop_platform(env, timeout=120)  # the database this run started (Ray: its own only)
