@@ -23,7 +23,17 @@ import pandas as pd
 from kitrade.backtest.strategies import issued_index
 from kitrade.stats import diebold_mariano, diebold_mariano_pooled
 
-__all__ = ["diebold_mariano", "diebold_mariano_pooled", "forecast_quality", "realized"]
+__all__ = [
+    "RAW_BANDS",
+    "band_scores",
+    "diebold_mariano",
+    "diebold_mariano_pooled",
+    "forecast_quality",
+    "realized",
+]
+
+#: The uncalibrated bands, when the forecasts were calibrated (``backtest.calibration``).
+RAW_BANDS = ("raw_lo_80", "raw_hi_80", "raw_lo_95", "raw_hi_95")
 
 
 def realized(forecasts: pd.DataFrame, bars: dict[str, pd.DataFrame], step: int) -> pd.DataFrame:
@@ -45,6 +55,7 @@ def realized(forecasts: pd.DataFrame, bars: dict[str, pd.DataFrame], step: int) 
         sub["actual"] = close.to_numpy()[pos[ok] + step]
         parts.append(sub)
     cols = ["symbol", "issued_at", "mean", "lo_80", "hi_80", "lo_95", "hi_95", "base", "actual"]
+    cols += [c for c in RAW_BANDS if c in forecasts.columns]
     return pd.concat(parts, ignore_index=True)[cols] if parts else pd.DataFrame(columns=cols)
 
 
@@ -110,7 +121,34 @@ def forecast_quality(
             s: {k: t[k] for k in ("dm_stat", "dm_pvalue", "n")}
             for s, t in test["by_symbol"].items()
         },
+        **band_scores(rows, step),
     }
+
+
+def band_scores(rows: pd.DataFrame, step: int) -> dict[str, Any]:
+    """The bands' probabilistic scores on ``realized`` rows, relative to the issuing close (so
+    symbols pool fairly): ``interval_score_80/95``, ``pinball``, ``width_80/95`` and the
+    calibration table, plus ``raw_coverage_80/95`` when the bands were calibrated."""
+    from kitrade.training.scores import prob_scores
+
+    if rows.empty:
+        return {}
+    base = rows["base"].to_numpy(float)
+    rel = {c: rows[c].to_numpy(float) / base for c in ("mean", "lo_80", "hi_80", "lo_95", "hi_95")}
+    s = prob_scores(rows["actual"].to_numpy(float) / base, np.full(len(rows), step), rel, step)
+    out: dict[str, Any] = {
+        "interval_score_80": s.interval_score_80,
+        "interval_score_95": s.interval_score_95,
+        "pinball": s.pinball,
+        "width_80": s.width_80,
+        "width_95": s.width_95,
+        "calibration": s.calibration,
+    }
+    if all(c in rows.columns for c in RAW_BANDS):
+        y = rows["actual"]
+        out["raw_coverage_80"] = float(((y >= rows["raw_lo_80"]) & (y <= rows["raw_hi_80"])).mean())
+        out["raw_coverage_95"] = float(((y >= rows["raw_lo_95"]) & (y <= rows["raw_hi_95"])).mean())
+    return out
 
 
 def _dm_by_symbol(

@@ -505,13 +505,26 @@ def _last_bar(conn: Any, record: store.BacktestRecord) -> datetime | None:
     return max(lasts) if lasts else None
 
 
+def _calibrated(record: store.BacktestRecord, forecasts: pd.DataFrame, bars: Any) -> pd.DataFrame:
+    """The forecasts with their bands calibrated point in time, as served bands are
+    (``backtest.calibration``), with the fold models' calibration settings."""
+    from kitrade.backtest.calibration import calibrate_forecasts
+    from kitrade.backtest.folds import fold_config
+
+    config = fold_config(record.timeframe, **record.model_overrides)
+    return calibrate_forecasts(
+        forecasts, dict(bars), gamma=config.conformal_gamma, window=config.conformal_window
+    )
+
+
 def _evaluation(record: store.BacktestRecord, prepared: PreparedForecasts) -> Any:
-    """The engine's runs over the record's decision bars (``kitrade.backtest.evaluate``)."""
+    """The engine's runs over the record's decision bars (``kitrade.backtest.evaluate``), the
+    strategy reading the calibrated bands."""
     from kitrade.backtest.evaluate import evaluate
 
     return evaluate(
         prepared.bars,
-        prepared.forecasts,
+        _calibrated(record, prepared.forecasts, prepared.bars),
         record.spec,
         costs=record.costs,
         timeframe=record.timeframe,
@@ -554,7 +567,9 @@ def lookahead_checks(
     costs = execution_options(record.costs)[0]
     checks.append(
         weights_check(
-            lambda bars, fc: strategies.target_weights(params, dict(bars), fc, costs=costs),
+            lambda bars, fc: strategies.target_weights(
+                params, dict(bars), _calibrated(record, fc, bars), costs=costs
+            ),
             prepared.bars,
             prepared.forecasts,
             start=prepared.period[0],
@@ -617,7 +632,9 @@ def write_report(settings: Settings, db: Database, *, backtest_id: int, path: st
         bars=period,
         metrics=result["metrics"],
         benchmark=evaluation.benchmark.equity,
-        quality=_quality_by_step(prepared.forecasts, period, strategy.equity.index),
+        quality=_quality_by_step(
+            _calibrated(record, prepared.forecasts, prepared.bars), period, strategy.equity.index
+        ),
         folds=result.get("folds", []),
         checks=_report_checks(result),
         costs={
