@@ -70,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         out = Path(tmp) / "rows.jsonl"
         junit = Path(tmp) / "junit.xml"
         env = dict(os.environ, KITRADE_RELIABILITY_OUT=str(out))
-        env.setdefault("KITRADE_SATURATION_S", "60")  # `make test` runs it for 20 s
+        # two windows of this many requests each; `make test` runs 2000
+        env.setdefault("KITRADE_SATURATION_REQUESTS", "6000")
         proc = subprocess.run(
             [
                 sys.executable,

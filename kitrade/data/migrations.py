@@ -19,7 +19,15 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import psycopg
 
-__all__ = ["MIGRATIONS", "Migration", "applied_versions", "get_meta", "migrate", "register"]
+__all__ = [
+    "MIGRATIONS",
+    "TIMESCALE_BARS_SQL",
+    "Migration",
+    "applied_versions",
+    "get_meta",
+    "migrate",
+    "register",
+]
 
 _log = logging.getLogger(__name__)
 _LOCK_KEY = 0x6B697472  # "kitr"
@@ -113,6 +121,17 @@ register(1, "core tables")(
 )
 
 
+# What makes ``bars`` a compressed hypertable, in order; any refusal (no extension, no
+# function, an unknown ``timescaledb.*`` option) leaves a plain table with a ts index.
+TIMESCALE_BARS_SQL = (
+    "CREATE EXTENSION IF NOT EXISTS timescaledb",
+    "SELECT create_hypertable('bars', 'ts', chunk_time_interval => interval '30 days')",
+    "ALTER TABLE bars SET (timescaledb.compress, timescaledb.compress_segmentby = 'symbol',"
+    " timescaledb.compress_orderby = 'ts DESC')",
+    "SELECT add_compression_policy('bars', interval '90 days')",
+)
+
+
 @register(2, "bars table (hypertable when timescaledb is available)")
 def _bars(conn: psycopg.Connection) -> None:
     # No foreign key to symbols: it would cost a lookup per ingested row; the
@@ -134,15 +153,8 @@ def _bars(conn: psycopg.Connection) -> None:
     storage = "table"
     conn.execute("SAVEPOINT tsdb")
     try:
-        conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
-        conn.execute(
-            "SELECT create_hypertable('bars', 'ts', chunk_time_interval => interval '30 days')"
-        )
-        conn.execute(
-            "ALTER TABLE bars SET (timescaledb.compress, timescaledb.compress_segmentby = 'symbol',"
-            " timescaledb.compress_orderby = 'ts DESC')"
-        )
-        conn.execute("SELECT add_compression_policy('bars', interval '90 days')")
+        for statement in TIMESCALE_BARS_SQL:
+            conn.execute(statement)
         conn.execute("RELEASE SAVEPOINT tsdb")
         storage = "hypertable"
     except Exception as exc:  # noqa: BLE001 - any failure means "no timescaledb here"

@@ -25,6 +25,7 @@ import math
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 from kitrade import observability
@@ -33,20 +34,34 @@ __all__ = ["RequestGuard", "TokenBuckets"]
 
 
 class TokenBuckets:
-    """Token buckets keyed by client, at most ``max_clients`` remembered (LRU)."""
+    """Token buckets keyed by client, at most ``max_clients`` remembered (LRU).
 
-    def __init__(self, rate: float, burst: int, max_clients: int = 10_000) -> None:
+    Args:
+        rate: tokens added per second (``0``: no limit).
+        burst: bucket size.
+        max_clients: buckets remembered, least recently used dropped first.
+        clock: seconds on a monotonic clock; tests pass one they advance by hand.
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        burst: int,
+        max_clients: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.rate = rate
         self.burst = burst
         self._b: OrderedDict[str, tuple[float, float]] = OrderedDict()
         self._lock = threading.Lock()
         self._max = max_clients
+        self._clock = clock
 
     def take(self, key: str, now: float | None = None) -> float:
         """Take one token: 0.0 when allowed, else the seconds until one is available."""
         if self.rate <= 0:
             return 0.0
-        now = time.monotonic() if now is None else now
+        now = self._clock() if now is None else now
         with self._lock:
             tokens, last = self._b.pop(key, (float(self.burst), now))
             tokens = min(float(self.burst), tokens + (now - last) * self.rate)
@@ -98,11 +113,16 @@ class RequestGuard:
         app: the wrapped ASGI app.
         settings: kitrade settings (``max_body_bytes``, ``rate_limit_*``); when None
             they are read (``load_settings``) on the first request, inside the replica.
+        clock: the token buckets' monotonic clock in seconds; tests pass one they
+            advance by hand, so no assertion depends on how fast requests run.
     """
 
-    def __init__(self, app: Any, settings: Any = None) -> None:
+    def __init__(
+        self, app: Any, settings: Any = None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.app = app
         self._settings = settings
+        self._clock = clock
         self._writes: TokenBuckets | None = None
         self._reads: TokenBuckets | None = None
         self._key: bytes | None = None
@@ -114,8 +134,8 @@ class RequestGuard:
             self._settings = load_settings()
         s = self._settings
         self.max_body = s.max_body_bytes
-        self._writes = TokenBuckets(s.rate_limit_per_s, s.rate_limit_burst)
-        self._reads = TokenBuckets(s.read_rate_limit_per_s, s.rate_limit_burst)
+        self._writes = TokenBuckets(s.rate_limit_per_s, s.rate_limit_burst, clock=self._clock)
+        self._reads = TokenBuckets(s.read_rate_limit_per_s, s.rate_limit_burst, clock=self._clock)
         self._key = s.api_key.get_secret_value().encode() if s.api_key else None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:

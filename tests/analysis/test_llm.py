@@ -167,35 +167,42 @@ def test_malformed_output_raises_upstream_error(pair: tuple[Server, LLMBackend],
     assert srv.url.split("//")[1].split("/")[0] in info.value.message
 
 
-def test_hang_past_timeout_raises_upstream_error_quickly(
+def _held_until_the_end(srv: Server) -> bool:
+    """The server still holds the request (answered nothing), waiting up to 10 s for its
+    handler thread to start holding it on a busy machine."""
+    deadline = time.monotonic() + 10
+    while srv.hanging == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return srv.hanging == 1 and len(srv.requests) == 1
+
+
+def test_hang_past_timeout_raises_upstream_error_on_the_clients_timeout(
     pair: tuple[Server, LLMBackend],
 ) -> None:
+    """The server holds the request for 10 minutes; the backend gives up on its own
+    timeout, while the request is still held (no time bound: a hang would reach pytest's)."""
     srv, backend = pair
-    srv.mode = "hang"
-    start = time.monotonic()
+    srv.mode, srv.hang_s = "hang", 600
     with pytest.raises(UpstreamError, match="timed out"):
         backend.answer(make_ctx())
-    assert time.monotonic() - start < TIMEOUT_S + 2.0
+    assert _held_until_the_end(srv)
 
 
-def test_hang_while_streaming_raises_upstream_error_quickly(
+def test_hang_while_streaming_raises_upstream_error_on_the_clients_timeout(
     pair: tuple[Server, LLMBackend],
 ) -> None:
     srv, backend = pair
-    srv.mode = "hang"
-    start = time.monotonic()
+    srv.mode, srv.hang_s = "hang", 600
     with pytest.raises(UpstreamError, match="timed out"):
         list(backend.stream(make_ctx()))
-    assert time.monotonic() - start < TIMEOUT_S + 2.0
+    assert _held_until_the_end(srv)
 
 
 def test_server_down_raises_upstream_error(down_backend: LLMBackend) -> None:
-    start = time.monotonic()
     with pytest.raises(UpstreamError, match="cannot connect"):
         down_backend.answer(make_ctx())
     with pytest.raises(UpstreamError, match="cannot connect"):
         list(down_backend.stream(make_ctx()))
-    assert time.monotonic() - start < 2 * TIMEOUT_S + 2.0
 
 
 def test_http_500_raises_upstream_error(pair: tuple[Server, LLMBackend]) -> None:

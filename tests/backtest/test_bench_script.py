@@ -8,13 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_bench_backtest_small_run_writes_the_figures(tmp_path) -> None:
-    pytest.importorskip("vectorbt")
     out = tmp_path / "bench.json"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     args = ["--sets", "6", "--bt-sets", "2", "--repeat", "1", "--cuts", "3", "--json", str(out)]
@@ -48,7 +45,6 @@ def test_bench_backtest_small_run_writes_the_figures(tmp_path) -> None:
 
 
 def test_bench_backtest_can_leave_out_the_walk_forward_part(tmp_path) -> None:
-    pytest.importorskip("vectorbt")
     out = tmp_path / "bench.json"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     args = ["--sets", "2", "--bt-sets", "1", "--repeat", "1", "--cuts", "1", "--json", str(out)]

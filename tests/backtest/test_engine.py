@@ -78,7 +78,8 @@ def test_equity_equals_vectorbt_from_orders(
 ) -> None:
     """Unlevered and without carry costs (what vectorbt expresses), given the orders the
     engine sent (its re-sent open buys included), the equity is vectorbt's."""
-    vbt = pytest.importorskip("vectorbt")
+    import vectorbt as vbt  # a test dependency (pyproject [test]): missing, this fails
+
     weights = _random_weights(bars3, seed)
     costs = make_costs(
         commission=commission,
@@ -375,7 +376,8 @@ def test_re_sent_open_buys_replay_in_vectorbt() -> None:
     """Unlevered: A and B cannot buy on day 2 (all cash is in C, which has no bar then);
     their orders stay open and fill on day 3 when C is sold. vectorbt, given the orders the
     engine sent, ends at the same equity."""
-    vbt = pytest.importorskip("vectorbt")
+    import vectorbt as vbt  # a test dependency (pyproject [test]): missing, this fails
+
     rng = np.random.default_rng(8)
     idx = pd.date_range("2024-01-01", periods=6, freq="D", tz="UTC")
     bars = {}

@@ -105,7 +105,8 @@ def test_trade_statistics_by_hand() -> None:
 
 def test_ratios_agree_with_empyrical_on_a_real_backtest(bars3) -> None:
     """An independent implementation (empyrical-reloaded, test-only) on the same returns."""
-    ep = pytest.importorskip("empyrical")
+    import empyrical as ep  # a test dependency (pyproject [test]): missing, this fails
+
     from kitrade.backtest.strategies import parse_strategy, target_weights
 
     goog = {"GOOG": bars3["GOOG"]}

@@ -19,7 +19,13 @@ from kitrade.data.bars import (
     validate_bars,
 )
 from kitrade.data.db import conninfo_for
-from kitrade.data.migrations import MIGRATIONS, applied_versions, get_meta, migrate
+from kitrade.data.migrations import (
+    MIGRATIONS,
+    TIMESCALE_BARS_SQL,
+    applied_versions,
+    get_meta,
+    migrate,
+)
 from kitrade.errors import InvalidInputError, SourceDataError
 
 
@@ -56,13 +62,44 @@ def test_migrations_run_twice_change_nothing(module_settings):
         assert {"bars", "symbols", "strategies", "sync_state", "events"} <= {t[0] for t in tables}
 
 
-def test_bars_storage_choice_is_recorded(db):
+def test_without_timescaledb_bars_falls_back_to_a_plain_indexed_table(db):
+    """The embedded PostgreSQL has no TimescaleDB (no registry reachable here ships one for
+    it): the hypertable branch is refused and the fallback runs, on purpose. The branch that
+    succeeds is untested here (README, Database)."""
     with db.connection() as conn:
-        storage = get_meta(conn, "bars_storage")
-        has_tsdb = conn.execute(
-            "SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'"
+        available = conn.execute(
+            "SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'"
         ).fetchone()
-    assert storage == ("hypertable" if has_tsdb else "table")
+        assert available is None, "timescaledb is installed here: test the hypertable branch"
+        assert get_meta(conn, "bars_storage") == "table"
+        indexes = conn.execute(
+            "SELECT indexdef FROM pg_indexes WHERE tablename = 'bars' AND indexname = 'bars_ts'"
+        ).fetchall()
+        assert indexes == [("CREATE INDEX bars_ts ON public.bars USING btree (ts DESC)",)]
+        assert conn.execute("SELECT to_regnamespace('_timescaledb_catalog')").fetchone() == (None,)
+
+
+@pytest.mark.parametrize(
+    ("statement", "refusal"),
+    list(
+        zip(
+            TIMESCALE_BARS_SQL,
+            [
+                psycopg.errors.FeatureNotSupported,  # extension "timescaledb" is not available
+                psycopg.errors.UndefinedFunction,  # create_hypertable(...) does not exist
+                psycopg.errors.InvalidParameterValue,  # unrecognized parameter namespace
+                psycopg.errors.UndefinedFunction,  # add_compression_policy(...) does not exist
+            ],
+            strict=True,
+        )
+    ),
+    ids=["create-extension", "create-hypertable", "compress", "compression-policy"],
+)
+def test_each_timescaledb_statement_is_refused_without_the_extension(db, statement, refusal):
+    """Each statement of the hypertable branch, run alone, fails on plain PostgreSQL, so the
+    migration falls back whichever statement a partial install would stop at."""
+    with db.connection() as conn, pytest.raises(refusal), conn.transaction(force_rollback=True):
+        conn.execute(statement)
 
 
 def test_bars_primary_key_and_types(db):

@@ -4,7 +4,6 @@ the offline analyst, and an OpenAI-compatible stand-in server on 127.0.0.1."""
 from __future__ import annotations
 
 import json
-import time
 
 import httpx
 import pytest
@@ -270,12 +269,11 @@ def test_openai_compatible_server_is_used_then_falls_back_when_it_fails(platform
             json={"symbol": "EURUSD", "question": "Should I buy?"},
         ).json()
         assert bad["backend"] == "offline" and bad["fallback_reason"]
-        llm.mode = "hang"
-        t0 = time.monotonic()
+        llm.mode, llm.hang_s = "hang", 600  # held until the fake stops
         late = httpx.post(
             f"{base}/api/v1/analyze",
             timeout=60,
             json={"symbol": "EURUSD", "question": "Should I buy?"},
         ).json()
-        assert late["backend"] == "offline" and late["fallback_reason"]
-        assert time.monotonic() - t0 < 15
+        assert late["backend"] == "offline" and "timed out" in late["fallback_reason"], late
+        assert llm.hanging >= 1  # it fell back on its own timeout while the LLM held it

@@ -8,6 +8,7 @@ through their real HTTP clients::
         srv.reply = '{"recommendation": "hold", ...}'   # the assistant content
         srv.mode = "malformed"   # "ok" | "malformed" | "garbage" | "hang" | "500"
         srv.requests             # JSON bodies received, in order
+        srv.hanging              # requests held in ``hang`` mode right now
 
     with FakeOllama() as srv:                      # POST /api/chat
         backend = OllamaBackend(srv.url, "m", timeout_s=0.5)
@@ -77,11 +78,29 @@ class _FakeLLMServer:
         self.refuse_json_schema = False
         self.chunk_delay_s = 0.01
         self.requests: list[dict[str, Any]] = []
+        self._hanging = 0
         self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
+
+    @property
+    def hanging(self) -> int:
+        """Requests held in ``hang`` mode right now: a client that gave up while this is
+        above zero gave up on its own timeout, not on an answer."""
+        with self._lock:
+            return self._hanging
+
+    def _hang(self) -> bool:
+        """Hold the request ``hang_s``; True when the server stopped meanwhile."""
+        with self._lock:
+            self._hanging += 1
+        try:
+            return self._stopping.wait(self.hang_s)
+        finally:
+            with self._lock:
+                self._hanging -= 1
 
     @property
     def url(self) -> str:
@@ -136,7 +155,7 @@ class _FakeLLMServer:
             self._send(h, 404, b'{"error": "no such route"}', "application/json")
             return
         mode = self.mode
-        if mode == "hang" and self._stopping.wait(self.hang_s):
+        if mode == "hang" and self._hang():
             return  # stopped while hanging: answer nothing
         if mode == "500":
             self._send(h, 500, b'{"error": "internal server error"}', "application/json")

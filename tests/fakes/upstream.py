@@ -14,6 +14,7 @@ served from a background thread. In a test::
         up.requests                        # paths seen, e.g. ["/api/v1/symbols"]
         up.request_log                     # full targets, with query strings
         up.request_count
+        up.answered                        # requests answered so far (after any delay)
 
 ``frame`` columns: ``ts`` (UTC), ``open``, ``high``, ``low``, ``close``,
 ``volume``; values are served as they are (a string in ``close`` serves a
@@ -120,6 +121,7 @@ class FakeUpstream:
         self.malformed: bool | str = False
         self.requests: list[str] = []
         self.request_log: list[str] = []
+        self._answered = 0
         self._fail: list[tuple[int, float | None]] = []
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -139,6 +141,13 @@ class FakeUpstream:
         with self._lock:
             return len(self.requests)
 
+    @property
+    def answered(self) -> int:
+        """Requests answered so far: a client that gave up on a delayed request while
+        this is still below the requests received gave up on its own timeout."""
+        with self._lock:
+            return self._answered
+
     def fail_next(self, n: int, *, status: int = 503, retry_after: float | None = None) -> None:
         """Answer the next ``n`` requests with ``status`` (and a ``Retry-After`` header if given)."""
         with self._lock:
@@ -154,6 +163,8 @@ class FakeUpstream:
             fail = self._fail.pop(0) if self._fail else None
         if self.delay_s and self._stopping.wait(self.delay_s):
             return 503, {"error": "shutting down"}, {}
+        with self._lock:
+            self._answered += 1
         if fail is not None:
             status, retry_after = fail
             headers = {} if retry_after is None else {"Retry-After": f"{retry_after:g}"}

@@ -68,6 +68,15 @@ class Load:
         for t in self._workers:
             t.join(timeout=30)
 
+    def wait_requests(self, n: int, since: float = 0.0, timeout_s: float = 120.0) -> None:
+        """Block until ``n`` requests have finished since ``since`` (a load window counted
+        in requests, not seconds: a busy machine makes it longer, never emptier)."""
+        deadline = time.monotonic() + timeout_s
+        while sum(1 for t, _ in list(self.results) if t >= since) < n:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"fewer than {n} requests in {timeout_s:g} s: {self.errors}")
+            time.sleep(0.05)
+
     def failed(self, since: float = 0.0) -> list[tuple[float, int]]:
         return [(t, s) for t, s in self.results if t >= since and s != 200]
 

@@ -8,8 +8,6 @@ before the engine). Runs that end in ``done`` are in
 
 from __future__ import annotations
 
-import contextlib
-import time
 import uuid
 
 import numpy as np
@@ -21,7 +19,7 @@ from kitrade.backtest.forecasts import FoldError, FoldJob
 from kitrade.data import backtests as store
 from kitrade.data.bars import ingest_bars
 from kitrade.data.symbols import create_symbol
-from kitrade.errors import KitradeError, NotFoundError, TooShortError
+from kitrade.errors import NotFoundError, TooShortError
 from kitrade.schemas import StrategySpec, SymbolIn
 from kitrade.services import backtests as svc
 
@@ -219,22 +217,17 @@ def test_forecasts_are_computed_once_then_reused(seeded, db) -> None:
     _clear_forecasts(db)
     rec = new_record(db)
     seen: list[float] = []
-    t0 = time.monotonic()
     first = svc.prepare_forecasts(seeded, db, rec, progress=lambda f, _m: seen.append(f))
-    cold = time.monotonic() - t0
     assert sorted(first.computed) == [("SYNA", 1), ("SYNA", 2), ("SYNB", 1), ("SYNB", 2)]
     assert first.reused == []
     assert seen[0] == 0 and seen[-1] == 1.0 and len(seen) == 5
     n_dec = sum(f.n_decisions for fs in first.folds.values() for f in fs)
     assert len(first.forecasts) == n_dec * TINY["horizon"]
 
-    t0 = time.monotonic()
     second = svc.prepare_forecasts(seeded, db, rec)
-    warm = time.monotonic() - t0
-    assert second.computed == []
+    assert second.computed == []  # nothing refit: every fold came from the store
     assert sorted(second.reused) == sorted(first.computed)
     pd.testing.assert_frame_equal(second.forecasts, first.forecasts)
-    assert warm < cold / 3, (cold, warm)
 
     # Another strategy over the same symbols, period and model reuses them too.
     other = new_record(db, spec={"kind": "band", "params": {}}, costs={})
@@ -394,7 +387,7 @@ def test_the_job_refuses_bad_arguments(seeded) -> None:
     assert "backtest 987654 not found" in res.stderr
 
 
-def test_a_long_fold_is_stored_in_batches_quickly(db) -> None:
+def test_a_long_fold_is_stored_in_batches_and_read_back_whole(db) -> None:
     key = "big" + uuid.uuid4().hex[:8]
     n, h = 2500, 24  # 60 000 rows: more than one upsert batch
     issued = pd.date_range("2020-01-01", periods=n, freq="h", tz="UTC")
@@ -413,10 +406,8 @@ def test_a_long_fold_is_stored_in_batches_quickly(db) -> None:
             "trained_through": issued[0] - pd.Timedelta(hours=1),
         }
     )
-    t0 = time.monotonic()
     with db.connection() as conn:
         assert store.store_forecasts(conn, fold_key=key, horizon=h, frame=frame) == n * h
-    took = time.monotonic() - t0
     with db.connection() as conn:
         back = store.load_forecasts(conn, fold_key=key, symbol="SYNB")
         full = store.stored_decisions(
@@ -424,7 +415,6 @@ def test_a_long_fold_is_stored_in_batches_quickly(db) -> None:
         )
     pd.testing.assert_frame_equal(back, frame)
     assert full == n
-    assert took < 30, took
 
 
 @pytest.mark.slow
@@ -435,11 +425,11 @@ def test_an_open_period_is_pinned_so_a_rerun_after_new_bars_reuses_the_folds(see
         conn.execute("INSERT INTO symbols (symbol, timeframe) VALUES ('SYNC', 'H1')")
         conn.commit()
         ingest_bars(conn, symbol="SYNC", bars=synthetic(200, 5))
-    rec = new_record(db, symbols=["SYNC"], period_start=None)
-    # Only the forecasts and the pinning matter here: whether the engine (the core
-    # package) is merged and accepts the demo spec does not.
-    with contextlib.suppress(ImportError, KitradeError):
-        svc.run_backtest(seeded, db, rec.id)
+    spec = {"kind": "forecast_threshold", "params": {"enter": 0.001}}
+    costs = {"commission": 0.0001}
+    rec = new_record(db, symbols=["SYNC"], period_start=None, spec=spec, costs=costs)
+    done = svc.run_backtest(seeded, db, rec.id)  # a failing run fails the test
+    assert (done.status, done.error) == ("done", None)
     pinned = svc.get_backtest(db, backtest_id=rec.id)
     with db.connection() as conn:
         last = get_bars(conn, symbol="SYNC")["ts"].iloc[-1]
