@@ -378,7 +378,7 @@ class _Rules:
         return max(self.max_gross - 1.0, 0.0)
 
 
-def simulate(
+def simulate(  # long: the engine's bar loop in one frame, its state in locals
     sim: SimArrays,
     orders: np.ndarray,
     *,

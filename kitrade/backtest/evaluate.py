@@ -124,11 +124,7 @@ def evaluate(
     """
     params = parse_strategy(str(spec.get("kind")), dict(spec.get("params") or {}))
     cost_model, max_gross, init_cash = execution_options(costs)
-    period = {s: _in_period(f, decision_start, decision_end) for s, f in bars.items()}
-    if not any(len(f) for f in period.values()):
-        raise InvalidInputError(
-            f"period: no bars between {decision_start} and {decision_end} for {sorted(bars)}"
-        )
+    period = _period_bars(bars, decision_start, decision_end)
 
     def run(weights: pd.DataFrame) -> BacktestResult:
         inside = weights.loc[(weights.index >= decision_start) & (weights.index <= decision_end)]
@@ -159,6 +155,16 @@ def evaluate(
         "costs": cost_model.model_dump() | {"max_gross": max_gross, "init_cash": init_cash},
     }
     return Evaluation(strategy, benchmark, json_safe(answer))
+
+
+def _period_bars(
+    bars: Mapping[str, pd.DataFrame], start: pd.Timestamp, end: pd.Timestamp
+) -> dict[str, pd.DataFrame]:
+    """Each symbol's bars between ``start`` and ``end``; InvalidInputError when none has any."""
+    period = {s: _in_period(f, start, end) for s, f in bars.items()}
+    if not any(len(f) for f in period.values()):
+        raise InvalidInputError(f"period: no bars between {start} and {end} for {sorted(bars)}")
+    return period
 
 
 def _in_period(frame: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:

@@ -102,16 +102,8 @@ def forecast_quality(
         "mae_naive": mae_naive,
         "rmae": mae / mae_naive if mae_naive > 0 else float("nan"),
         "n_mae": n,
-        "coverage_80": float(
-            ((rows["actual"] >= rows["lo_80"]) & (rows["actual"] <= rows["hi_80"])).mean()
-        )
-        if n
-        else float("nan"),
-        "coverage_95": float(
-            ((rows["actual"] >= rows["lo_95"]) & (rows["actual"] <= rows["hi_95"])).mean()
-        )
-        if n
-        else float("nan"),
+        "coverage_80": _coverage(rows, "lo_80", "hi_80"),
+        "coverage_95": _coverage(rows, "lo_95", "hi_95"),
         "n_coverage": n,
         "dm_stat": test["dm_stat"],
         "dm_pvalue": test["dm_pvalue"],
@@ -123,6 +115,13 @@ def forecast_quality(
         },
         **band_scores(rows, step),
     }
+
+
+def _coverage(rows: pd.DataFrame, lo: str, hi: str) -> float:
+    """Share of ``rows``' actuals inside ``[rows[lo], rows[hi]]`` (NaN without rows)."""
+    if rows.empty:
+        return float("nan")
+    return float(((rows["actual"] >= rows[lo]) & (rows["actual"] <= rows[hi])).mean())
 
 
 def band_scores(rows: pd.DataFrame, step: int) -> dict[str, Any]:
@@ -145,9 +144,8 @@ def band_scores(rows: pd.DataFrame, step: int) -> dict[str, Any]:
         "calibration": s.calibration,
     }
     if all(c in rows.columns for c in RAW_BANDS):
-        y = rows["actual"]
-        out["raw_coverage_80"] = float(((y >= rows["raw_lo_80"]) & (y <= rows["raw_hi_80"])).mean())
-        out["raw_coverage_95"] = float(((y >= rows["raw_lo_95"]) & (y <= rows["raw_hi_95"])).mean())
+        out["raw_coverage_80"] = _coverage(rows, "raw_lo_80", "raw_hi_80")
+        out["raw_coverage_95"] = _coverage(rows, "raw_lo_95", "raw_hi_95")
     return out
 
 

@@ -78,6 +78,25 @@ LOOKAHEAD_RTOL = 1e-6
 LOOKAHEAD_RTOL_GPU = 1e-3
 
 
+def _check_request(
+    no_strategy: bool,
+    no_spec: bool,
+    n_folds: int,
+    start: datetime | None,
+    end: datetime | None,
+    costs: Any,
+) -> None:
+    """The checks of a backtest request that need no database (``create_backtest``)."""
+    if no_strategy == no_spec:
+        raise InvalidInputError("expected either a strategy name or an inline spec, not both")
+    if n_folds < 1:
+        raise InvalidInputError(f"n_folds: expected at least 1, was {n_folds}")
+    if start is not None and end is not None and start > end:
+        raise InvalidInputError(f"period: expected start <= end, was {start} > {end}")
+    if costs is not None and not isinstance(costs, dict):
+        raise InvalidInputError(f"costs: expected a JSON object, was {type(costs).__name__}")
+
+
 def create_backtest(
     db: Database,
     *,
@@ -113,14 +132,7 @@ def create_backtest(
             a bad cost or per-symbol costs for symbols outside the backtest.
         NotFoundError: unknown strategy or symbol.
     """
-    if (strategy is None) == (spec is None):
-        raise InvalidInputError("expected either a strategy name or an inline spec, not both")
-    if n_folds < 1:
-        raise InvalidInputError(f"n_folds: expected at least 1, was {n_folds}")
-    if start is not None and end is not None and start > end:
-        raise InvalidInputError(f"period: expected start <= end, was {start} > {end}")
-    if costs is not None and not isinstance(costs, dict):
-        raise InvalidInputError(f"costs: expected a JSON object, was {type(costs).__name__}")
+    _check_request(strategy is None, spec is None, n_folds, start, end, costs)
     with db.connection() as conn:
         spec, symbols, timeframe = _resolve_spec(conn, strategy, spec, symbols, timeframe)
         _check_model(timeframe, model_overrides or {})  # refused even where unused
@@ -389,6 +401,28 @@ def prepare_forecasts(
 
         connect()
         compute_forecasts(settings, missing, progress=report, on_fold=keep)
+    return _with_folds(
+        db,
+        record,
+        bars,
+        fold_map,
+        jobs,
+        computed=[(j.symbol, j.fold.index) for j in missing],
+        reused=[(j.symbol, j.fold.index) for j in reused],
+        seconds=time.monotonic() - t0,
+    )
+
+
+def _with_folds(
+    db: Database,
+    record: store.BacktestRecord,
+    bars: dict[str, pd.DataFrame],
+    fold_map: dict[str, list[Fold]],
+    jobs: list[FoldJob],
+    **done: Any,
+) -> PreparedForecasts:
+    """The prepared forecasts of a strategy that reads them: the folds' stored forecasts,
+    the period the folds span and the symbols' asset classes (``done``: what was computed)."""
     folds_all = [f for fs in fold_map.values() for f in fs]
     return PreparedForecasts(
         bars=bars,
@@ -397,9 +431,7 @@ def prepare_forecasts(
         period=(min(f.start for f in folds_all), max(f.end for f in folds_all)),
         jobs=jobs,
         asset_classes=_asset_classes(db, record.symbols),
-        computed=[(j.symbol, j.fold.index) for j in missing],
-        reused=[(j.symbol, j.fold.index) for j in reused],
-        seconds=time.monotonic() - t0,
+        **done,
     )
 
 
@@ -669,15 +701,7 @@ def _stored_forecasts(db: Database, record: store.BacktestRecord) -> PreparedFor
             "which reruns the backtest and computes only the missing folds, then write the "
             "report again"
         )
-    folds_all = [f for fs in fold_map.values() for f in fs]
-    return PreparedForecasts(
-        bars=bars,
-        folds=fold_map,
-        forecasts=_load_stored(db, jobs),
-        period=(min(f.start for f in folds_all), max(f.end for f in folds_all)),
-        jobs=jobs,
-        asset_classes=_asset_classes(db, record.symbols),
-    )
+    return _with_folds(db, record, bars, fold_map, jobs)
 
 
 def _quality_by_step(

@@ -18,7 +18,7 @@ import pandas as pd
 from pydantic import BaseModel, Field
 
 from kitrade.errors import InvalidInputError
-from kitrade.schemas.quality import CalibrationSummary, ProbabilisticReport
+from kitrade.schemas.quality import CalibrationSummary, ProbabilisticReport, ProbScores
 from kitrade.stats import diebold_mariano
 from kitrade.training import conformal, scores
 from kitrade.training import metrics as fm
@@ -54,6 +54,7 @@ __all__ = [
     "prepare_shared",
     "probabilistic_scores",
     "rolling_forecasts",
+    "score_methods",
     "shared_train_frame",
 ]
 
@@ -334,20 +335,12 @@ def probabilistic_scores(
         season_length=config.season_length,
     )
     methods = {"nhits": raw, "nhits_calibrated": calibrated} | zoo
-    steps = np.tile(np.arange(1, h + 1), len(later))
-    y_later = actual[k_cal:].reshape(-1)
-    scored = {
-        name: scores.prob_scores(
-            y_later, steps, {c: np.asarray(v)[-len(later) :].reshape(-1) for c, v in fc.items()}, h
-        )
-        for name, fc in methods.items()
-    }
-    scored, winners = scores.compare(scored)
+    scored, winners = score_methods(methods, actual[k_cal:], h)
     ds = pd.to_datetime(frame["ds"], utc=True)
     report = ProbabilisticReport(
         origins=len(later),
         calibration_origins=k_cal,
-        points=len(y_later),
+        points=len(later) * h,
         eval_start=ds.iloc[int(later[0]) + 1].isoformat(),
         eval_end=ds.iloc[int(later[-1]) + h].isoformat(),
         methods=scored,
@@ -355,6 +348,25 @@ def probabilistic_scores(
         baseline_errors=errors,
     )
     return report, state
+
+
+def score_methods(
+    methods: dict[str, dict[str, np.ndarray]], actual: np.ndarray, horizon: int
+) -> tuple[dict[str, ProbScores], dict[str, str]]:
+    """Every method's scores on the last ``len(actual)`` origins of its forecasts (rows are
+    origins, columns steps), with skill against the random walk and each score's winner."""
+    n = len(actual)
+    steps = np.tile(np.arange(1, horizon + 1), n)
+    scored = {
+        name: scores.prob_scores(
+            actual.reshape(-1),
+            steps,
+            {c: np.asarray(v)[-n:].reshape(-1) for c, v in fc.items()},
+            horizon,
+        )
+        for name, fc in methods.items()
+    }
+    return scores.compare(scored)
 
 
 def baseline_zoo(

@@ -143,9 +143,6 @@ def sweep(
     """
     if objective not in OBJECTIVES:
         raise InvalidInputError(f"objective: expected one of {list(OBJECTIVES)}, was {objective!r}")
-    from ray import tune  # heavy (ray): kept out of light commands' start-up
-    from ray.tune.schedulers import ASHAScheduler
-
     with connect(conninfo_for(settings), autocommit=True) as conn:
         sym = get_symbol(conn, symbol=symbol)
         frame = to_training_frame(symbol, get_bars(conn, symbol=symbol))
@@ -155,33 +152,17 @@ def sweep(
         config_from_sample(sym.timeframe, len(frame), {}, base),
         evaluate=objective == "interval_score",
     )
-    resources: dict[str, float] = {"cpu": 1}
-    if settings.nhits_use_gpu and cluster_gpus() > 0:
-        resources["gpu"] = settings.train_gpu_fraction
-    max_iters = max(1, int(base.get("max_steps", 400)) // int(base.get("val_check_steps", 25)))
-    if objective == "interval_score":
-        # room for a validation at the end of the fit and the evaluation's report after it
-        max_iters += 2
-    trainable = tune.with_resources(
-        tune.with_parameters(
-            _trainable, frame=frame, timeframe=sym.timeframe, base=base, objective=objective
-        ),
-        resources,
-    )
     sweep_id = f"sweep-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
-    tuner = tune.Tuner(
-        trainable,
-        param_space=to_tune_space(space or SEARCH_SPACE),
-        tune_config=tune.TuneConfig(
-            num_samples=num_samples,
-            scheduler=ASHAScheduler(
-                metric="val_loss", mode="min", max_t=max_iters, grace_period=1, reduction_factor=2
-            ),
-            max_concurrent_trials=max_concurrent,
-        ),
-        run_config=tune.RunConfig(
-            name=sweep_id, storage_path=str(Path(settings.data_dir, "tune")), verbose=0
-        ),
+    tuner = _tuner(
+        settings,
+        frame,
+        sym.timeframe,
+        base,
+        sweep_id=sweep_id,
+        num_samples=num_samples,
+        max_concurrent=max_concurrent,
+        space=space or SEARCH_SPACE,
+        objective=objective,
     )
     rows = _trial_rows(tuner.fit())
     ok = [r for r in rows if r[objective] is not None]
@@ -197,6 +178,52 @@ def sweep(
         results=rows,
         objective=objective,
         best_interval_score=best["interval_score"] if best else None,
+    )
+
+
+def _tuner(
+    settings: Settings,
+    frame: Any,
+    timeframe: str,
+    base: dict[str, Any],
+    *,
+    sweep_id: str,
+    num_samples: int,
+    max_concurrent: int | None,
+    space: dict[str, dict[str, Any]],
+    objective: str,
+) -> Any:
+    """The ``Tuner`` of ``sweep``: ASHA on the validation loss, trials with a training task's
+    resources, results under ``<data dir>/tune/<sweep_id>``."""
+    from ray import tune  # heavy (ray): kept out of light commands' start-up
+    from ray.tune.schedulers import ASHAScheduler
+
+    resources: dict[str, float] = {"cpu": 1}
+    if settings.nhits_use_gpu and cluster_gpus() > 0:
+        resources["gpu"] = settings.train_gpu_fraction
+    max_iters = max(1, int(base.get("max_steps", 400)) // int(base.get("val_check_steps", 25)))
+    if objective == "interval_score":
+        # room for a validation at the end of the fit and the evaluation's report after it
+        max_iters += 2
+    trainable = tune.with_resources(
+        tune.with_parameters(
+            _trainable, frame=frame, timeframe=timeframe, base=base, objective=objective
+        ),
+        resources,
+    )
+    return tune.Tuner(
+        trainable,
+        param_space=to_tune_space(space),
+        tune_config=tune.TuneConfig(
+            num_samples=num_samples,
+            scheduler=ASHAScheduler(
+                metric="val_loss", mode="min", max_t=max_iters, grace_period=1, reduction_factor=2
+            ),
+            max_concurrent_trials=max_concurrent,
+        ),
+        run_config=tune.RunConfig(
+            name=sweep_id, storage_path=str(Path(settings.data_dir, "tune")), verbose=0
+        ),
     )
 
 

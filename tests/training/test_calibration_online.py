@@ -27,14 +27,7 @@ TINY = {
 START = datetime(2024, 1, 1, tzinfo=UTC)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _torch_threads():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _bars(close: np.ndarray, start: datetime) -> pd.DataFrame:

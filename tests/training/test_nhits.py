@@ -22,15 +22,7 @@ TINY = {"max_steps": 30, "mlp_units": 32, "val_check_steps": 10, "windows_batch_
 BANDS = ["mean", "lo_80", "hi_80", "lo_95", "hi_95"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _torch_threads():
-    """One thread: these models are tiny, and spinning threads crawl on a busy small machine."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def frame_of(name: str, df: pd.DataFrame) -> pd.DataFrame:

@@ -38,15 +38,7 @@ TINY = {
 LEVELS = {"SHA": 1.1, "SHB": 150.0, "SHC": 30_000.0}  # EURUSD-, USDJPY-, BTC-like scales
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _torch_threads():
-    """One thread: these models are tiny, and spinning threads crawl on a busy small machine."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def close_of(level: float, n: int, seed: int) -> np.ndarray:
