@@ -25,11 +25,16 @@ install: $(STAMP)  ## create or update .venv with kitrade and its test dependenc
 run: $(STAMP)  ## start the whole platform on its embedded defaults
 	$(BIN)/kitrade up
 
+# Test files spread over both cores (each worker its own PostgreSQL, Ray clusters, ports and
+# temp dirs); TEST_WORKERS=0 runs them one after another in this process.
+TEST_WORKERS ?= 2
+PYTEST := $(BIN)/python -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
+
 test: $(STAMP) browser-deps  ## the whole test suite
-	$(BIN)/python -m pytest
+	$(PYTEST)
 
 test-fast: $(STAMP)  ## skip the slow suites
-	$(BIN)/python -m pytest -m "not slow"
+	$(PYTEST) -m "not slow"
 
 # The dashboard's browser tests drive Debian's chromium with Playwright (`playwright install`
 # downloads browsers from a CDN; the Debian package needs only apt).

@@ -129,3 +129,29 @@ def test_new_bars_move_the_levels_online_and_a_restart_keeps_them(trained, db, m
         assert answer.calibration.levels["80"].factor[0] > initial["factor"][0]
     finally:
         fresh.close()
+
+
+def test_a_trained_versions_comparison_reads_back_everywhere(trained, db, module_settings):
+    """The metrics a real training stores are what the comparison, the CLI and the API read:
+    every method, each score's winner, the calibration, and the sentence."""
+    from kitrade.services.quality import evaluation
+    from tests.cli.test_cli import base_env, run
+
+    result, _ = trained
+    out = evaluation(db, symbol="CALX")
+    assert out.version == result.version and out.probabilistic is not None
+    assert out.calibration is not None and out.calibration.levels["80"].nominal == 0.8
+    assert set(out.labels) >= {"nhits", "nhits_calibrated", "rw_garch", "auto_ets"}
+    assert "origins" in out.summary
+    env = base_env(module_settings.data_dir / "cli")
+    env.update(
+        TIMESCALE_HOST="127.0.0.1",
+        TIMESCALE_PORT=str(module_settings.timescale_port),
+        TIMESCALE_DB=module_settings.timescale_db,
+        TIMESCALE_USER="postgres",
+    )
+    done = run(env, "models", "CALX", "--compare")
+    assert done.returncode == 0, done.stderr
+    for shown in ("NHITS raw", "NHITS calibrated", "GARCH(1,1)", "AutoETS", "seasonal naive"):
+        assert shown in done.stdout, done.stdout
+    assert out.summary.split()[0] in done.stdout
