@@ -143,6 +143,7 @@ def test_a_trained_versions_comparison_reads_back_everywhere(trained, db, module
     assert out.calibration is not None and out.calibration.levels["80"].nominal == 0.8
     assert set(out.labels) >= {"nhits", "nhits_calibrated", "rw_garch", "auto_ets"}
     assert "origins" in out.summary
+    (module_settings.data_dir / "cli").mkdir(exist_ok=True)
     env = base_env(module_settings.data_dir / "cli")
     env.update(
         TIMESCALE_HOST="127.0.0.1",
