@@ -77,7 +77,11 @@ def run_sync_live(
             if done.notes_published is None
             else str(done.notes_published)
         )
-        out.print(f"follow-ups: answers scored {scored}, market notes {notes_text}")
+        calibrated = sum(done.calibrated.values())
+        out.print(
+            f"follow-ups: answers scored {scored}, market notes {notes_text}, "
+            f"band calibration {calibrated} outcomes taken in"
+        )
     for problem in done.errors:
         err.print(f"[yellow]warning:[/] {problem}", highlight=False)
     return outcome
