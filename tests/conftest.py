@@ -138,3 +138,16 @@ def record():
                 f.write(json.dumps(row) + "\n")
 
     return write
+
+
+@pytest.fixture(scope="module")
+def other_ray() -> Iterator[object]:
+    """A Ray cluster of someone else's, started the way a user would (``ray start --head`` in
+    a process session and temp dir of its own), stopped by its session."""
+    from tests.test_platform import kill_session, short_temp_dir, start_other_ray
+
+    other = start_other_ray(short_temp_dir("other"))
+    try:
+        yield other
+    finally:
+        kill_session(other.process_session)

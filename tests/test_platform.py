@@ -194,15 +194,6 @@ def test_the_default_ray_temp_dir_is_short_and_one_per_data_dir(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def other_ray() -> Iterator[OtherRay]:
-    other = start_other_ray(short_temp_dir("other"))
-    try:
-        yield other
-    finally:
-        kill_session(other.process_session)
-
-
-@pytest.fixture(scope="module")
 def kitrade_ray(tmp_path_factory, other_ray) -> Iterator[tuple[object, object]]:
     """kitrade's own cluster, started by ``start_ray`` and recorded; stopped by its session."""
     from kitrade.cluster import write_platform

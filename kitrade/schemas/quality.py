@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 __all__ = [
     "COMPARED_SCORES",
     "LOWER_IS_BETTER",
+    "NOMINAL",
     "QUANTILES",
     "CalibrationSummary",
     "LevelCalibration",
@@ -32,6 +33,9 @@ LOWER_IS_BETTER: tuple[str, ...] = (
     "pinball",
     "mae",
 )
+
+#: The target of each coverage score.
+NOMINAL: dict[str, float] = {"coverage_80": 0.8, "coverage_95": 0.95}
 
 #: The scores ``ProbabilisticReport.winners`` names a winner for.
 COMPARED_SCORES: tuple[str, ...] = (

@@ -26,6 +26,7 @@ from kitrade.schemas import (
     PointSummary,
     ProbabilisticReport,
 )
+from kitrade.schemas.quality import NOMINAL
 from kitrade.services import training
 from kitrade.training import registry, scores
 
@@ -36,7 +37,6 @@ if TYPE_CHECKING:
 __all__ = [
     "BASELINES",
     "METHOD_LABELS",
-    "NOMINAL",
     "SHORT_LABELS",
     "annotate",
     "baselines_beating",
@@ -75,8 +75,6 @@ SHORT_LABELS: dict[str, str] = {
     "auto_ets": "ETS",
     "seasonal_naive": "s-naive",
 }
-#: The target coverage of each coverage score.
-NOMINAL: dict[str, float] = {"coverage_80": 0.8, "coverage_95": 0.95}
 
 
 def method_label(method: str) -> str:

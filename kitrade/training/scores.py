@@ -25,6 +25,7 @@ import numpy as np
 from kitrade.schemas.quality import (
     COMPARED_SCORES,
     LOWER_IS_BETTER,
+    NOMINAL,
     ProbScores,
     StepScores,
 )
@@ -139,8 +140,7 @@ def _winner(methods: Mapping[str, ProbScores], score: str) -> str | None:
         return None
     if score in LOWER_IS_BETTER:
         return min(values, key=lambda k: values[k])
-    nominal = 0.8 if score == "coverage_80" else 0.95
-    return min(values, key=lambda k: abs(values[k] - nominal))
+    return min(values, key=lambda k: abs(values[k] - NOMINAL[score]))
 
 
 def compare(methods: dict[str, ProbScores]) -> tuple[dict[str, ProbScores], dict[str, str]]:
@@ -167,8 +167,7 @@ def _better(score: str, a: float, b: float) -> bool:
     otherwise."""
     if score in LOWER_IS_BETTER:
         return a < b
-    nominal = 0.8 if score == "coverage_80" else 0.95
-    return abs(a - nominal) < abs(b - nominal)
+    return abs(a - NOMINAL[score]) < abs(b - NOMINAL[score])
 
 
 def beats_on_every_score(a: ProbScores, b: ProbScores) -> bool:

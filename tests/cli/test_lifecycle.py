@@ -19,19 +19,8 @@ import httpx
 import pytest
 
 from tests.cli.test_cli import platform_env, run, stop_platform
-from tests.test_platform import OtherRay, kill_session, short_temp_dir, start_other_ray
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def other_ray() -> Iterator[OtherRay]:
-    """A Ray cluster of someone else's, started the way a user would."""
-    other = start_other_ray(short_temp_dir("other"))
-    try:
-        yield other
-    finally:
-        kill_session(other.process_session)
 
 
 @pytest.fixture(scope="module")
